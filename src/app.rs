@@ -1,0 +1,263 @@
+//! The gateway's shared state and its lifecycle: start, serve, graceful shutdown.
+
+use crate::access::token::{KeyMaterial, TokenVerifier};
+use crate::config::{Algorithm, Config};
+use crate::floor::FloorConfig;
+use crate::permissions::SqliteStore;
+use crate::sfu::Sfu;
+use crate::signaling::hub::Hub;
+use crate::signaling::protocol::close;
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Errors that stop the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The state directory or a key file could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The key material is unusable.
+    #[error("auth keys: {0}")]
+    Keys(#[from] crate::access::token::TokenError),
+    /// The SQLite state could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::permissions::StoreError),
+}
+
+/// Everything the sessions share.
+pub struct Gateway {
+    /// The validated configuration.
+    pub cfg: Config,
+    /// Channels, floors, registry.
+    pub hub: Arc<Mutex<Hub>>,
+    /// The SQLite permission store (standalone source and local copy).
+    pub store: Arc<SqliteStore>,
+    /// Token verification at connect.
+    pub verifier: TokenVerifier,
+    /// WebRTC settings and port allocation.
+    pub sfu: Sfu,
+    /// Cancelled on SIGINT/SIGTERM.
+    pub shutdown: CancellationToken,
+    /// Session tasks, waited for at shutdown.
+    pub sessions: TaskTracker,
+    /// Wakes the floor timer task after a grant (a new time-out timer deadline).
+    pub floor_wake: Notify,
+    /// When the gateway started.
+    pub started: Instant,
+    next_conn: AtomicU64,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AppError {
+    let path = path.to_path_buf();
+    move |source| AppError::Io { what, path, source }
+}
+
+/// Creates the state directory if needed and returns it.
+///
+/// # Errors
+/// [`AppError::Io`] when it cannot be created.
+pub fn state_dir(cfg: &Config) -> Result<PathBuf, AppError> {
+    let dir = cfg.state.dir.clone();
+    std::fs::create_dir_all(&dir).map_err(io_err("cannot create state directory", &dir))?;
+    Ok(dir)
+}
+
+/// The signing/verifying key material the configuration names. For HS256 with an empty
+/// `auth.secret`, the secret in `STATE_DIR/jwt-secret` (created with 256 random bits, mode
+/// 0600, on first use).
+///
+/// # Errors
+/// [`AppError::Io`] when a key file or the state directory cannot be read or written.
+pub fn key_material(cfg: &Config) -> Result<KeyMaterial, AppError> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(io_err("cannot read key file", p));
+    Ok(match cfg.auth.algorithm {
+        Algorithm::HS256 if !cfg.auth.secret.is_empty() => KeyMaterial::Hs256 {
+            secret: cfg.auth.secret.as_bytes().to_vec(),
+        },
+        Algorithm::HS256 => {
+            let path = state_dir(cfg)?.join("jwt-secret");
+            let secret = match std::fs::read_to_string(&path) {
+                Ok(s) if s.trim().len() >= 32 => s.trim().to_string(),
+                _ => {
+                    let bytes: [u8; 32] = rand::random();
+                    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                    write_private(&path, &hex)?;
+                    tracing::info!(path = %path.display(), "generated a new token signing secret");
+                    hex
+                }
+            };
+            KeyMaterial::Hs256 {
+                secret: secret.into_bytes(),
+            }
+        }
+        alg => {
+            let public_pem = read(&cfg.auth.public_key_file)?;
+            let private_pem = if cfg.auth.private_key_file.as_os_str().is_empty() {
+                None
+            } else {
+                Some(read(&cfg.auth.private_key_file)?)
+            };
+            if alg == Algorithm::RS256 {
+                KeyMaterial::Rs256 {
+                    public_pem,
+                    private_pem,
+                }
+            } else {
+                KeyMaterial::EdDsa {
+                    public_pem,
+                    private_pem,
+                }
+            }
+        }
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(io_err("cannot write secret", path))?;
+    f.write_all(text.as_bytes())
+        .map_err(io_err("cannot write secret", path))
+}
+
+impl Gateway {
+    /// Opens the state and builds the shared gateway state.
+    ///
+    /// # Errors
+    /// [`AppError`] when the state directory, the database or the keys are unusable.
+    pub fn new(cfg: Config) -> Result<Arc<Self>, AppError> {
+        let dir = state_dir(&cfg)?;
+        let store = Arc::new(SqliteStore::open(&dir.join("radiogate.db"))?);
+        let verifier = TokenVerifier::new(&key_material(&cfg)?, cfg.auth.leeway_secs)?;
+        let hub = Hub::new(
+            cfg.channels,
+            FloorConfig {
+                time_out_timer: cfg.time_out_timer(),
+            },
+        );
+        Ok(Arc::new(Self {
+            sfu: Sfu::new(cfg.sfu.clone()),
+            cfg,
+            hub: Arc::new(Mutex::new(hub)),
+            store,
+            verifier,
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            floor_wake: Notify::new(),
+            started: Instant::now(),
+            next_conn: AtomicU64::new(1),
+        }))
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Serves until `shutdown` is cancelled, then shuts down gracefully: stops accepting,
+    /// releases floors, closes sessions with 1001 and a reason, waits for them (at most
+    /// `server.shutdown_grace_ms`) and checkpoints SQLite.
+    ///
+    /// `on_bound` is called with the bound address once the listener is up.
+    ///
+    /// # Errors
+    /// [`AppError::Io`] if the listen address cannot be bound.
+    pub async fn serve(
+        self: Arc<Self>,
+        on_bound: impl FnOnce(SocketAddr),
+    ) -> Result<(), AppError> {
+        let listen = self.cfg.server.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| AppError::Io {
+                what: "cannot listen on",
+                path: PathBuf::from(listen.to_string()),
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| AppError::Io {
+            what: "cannot read bound address of",
+            path: PathBuf::from(listen.to_string()),
+            source,
+        })?;
+        tracing::info!(addr = %bound, "listening");
+        on_bound(bound);
+        let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
+        let router = crate::server::router(Arc::clone(&self));
+        let token = self.shutdown.clone();
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "http server error");
+        }
+        tracing::info!("shutting down: releasing floors and closing sessions");
+        self.hub
+            .lock()
+            .close_all(close::GOING_AWAY, "server shutting down", Instant::now());
+        self.sessions.close();
+        let grace = Duration::from_millis(self.cfg.server.shutdown_grace_ms);
+        if tokio::time::timeout(grace, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.sessions.len(),
+                "sessions still open after the grace period"
+            );
+        }
+        timer.abort();
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!(error = %e, "SQLite checkpoint at shutdown failed");
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Runs every floor's time-out timer at its deadline.
+async fn floor_timer(gw: Arc<Gateway>) {
+    loop {
+        let next = gw.hub.lock().tick(Instant::now());
+        let wait = next
+            .map(|d| tokio::time::Instant::from_std(d))
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep_until(wait) => {}
+            _ = gw.floor_wake.notified() => {}
+            _ = gw.shutdown.cancelled() => return,
+        }
+    }
+}

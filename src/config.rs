@@ -1,0 +1,357 @@
+//! Configuration: the TOML file, its embedded documented default and validation.
+//!
+//! The default lives in `config/radiogate.toml` and is compiled into the binary
+//! ([`EMBEDDED_DEFAULT`]); [`Config::default`] must equal that file parsed (a unit test checks
+//! it). A user file may leave any key out (the default applies) but an unknown key or a value
+//! out of range is refused with [`ConfigError`] naming the key.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The documented default configuration, `config/radiogate.toml`, as compiled in.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/radiogate.toml");
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key or wrong type; the message names the key and line.
+    #[error("{0}")]
+    Parse(String),
+    /// A value is out of range or inconsistent with another key.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// Dotted key path, e.g. `floor.time_out_timer_ms`.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+/// The whole configuration. See `config/radiogate.toml` for every key's meaning and unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`: the HTTP/WebSocket listener.
+    pub server: ServerConfig,
+    /// `[state]`: where SQLite and generated secrets live.
+    pub state: StateConfig,
+    /// `[auth]`: token verification.
+    pub auth: AuthConfig,
+    /// `[channels]`: membership limits.
+    pub channels: ChannelLimits,
+    /// `[floor]`: floor control timing.
+    pub floor: FloorTiming,
+    /// `[sfu]`: WebRTC media transport.
+    pub sfu: SfuConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address for HTTP and the WebSocket (`/ws`); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest accepted WebSocket frame/message, bytes; larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Graceful shutdown budget, milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_frame_bytes: 65536,
+            shutdown_grace_ms: 4000,
+        }
+    }
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory holding `radiogate.db` and `jwt-secret`.
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./radiogate-state"),
+        }
+    }
+}
+
+/// Token signature algorithm accepted by the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    /// HMAC-SHA256 with a shared secret.
+    HS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256; public key verifies.
+    RS256,
+    /// Ed25519; public key verifies.
+    EdDSA,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accepted algorithm (only this one; every other is refused).
+    pub algorithm: Algorithm,
+    /// HS256 secret; empty means generated and kept in `STATE_DIR/jwt-secret`.
+    pub secret: String,
+    /// PEM public key path for RS256/EdDSA.
+    pub public_key_file: PathBuf,
+    /// PEM private key path for minting RS256/EdDSA tokens locally.
+    pub private_key_file: PathBuf,
+    /// Tolerated clock skew on `exp`, seconds.
+    pub leeway_secs: u64,
+    /// Default TTL of minted tokens, e.g. "8h".
+    pub default_ttl: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::HS256,
+            secret: String::new(),
+            public_key_file: PathBuf::new(),
+            private_key_file: PathBuf::new(),
+            leeway_secs: 30,
+            default_ttl: "8h".into(),
+        }
+    }
+}
+
+/// `[channels]`: limits from spec note 002.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelLimits {
+    /// Channels a user may have joined at once (ADMIN bypasses).
+    pub max_channels_per_user: usize,
+    /// Members a channel may hold (nobody bypasses).
+    pub max_users_per_channel: usize,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        Self {
+            max_channels_per_user: 10,
+            max_users_per_channel: 100,
+        }
+    }
+}
+
+/// `[floor]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloorTiming {
+    /// Time-out timer, milliseconds.
+    pub time_out_timer_ms: u64,
+}
+
+impl Default for FloorTiming {
+    fn default() -> Self {
+        Self {
+            time_out_timer_ms: 60_000,
+        }
+    }
+}
+
+/// `[sfu]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SfuConfig {
+    /// Local IP the media UDP sockets bind to.
+    pub udp_bind_ip: IpAddr,
+    /// First UDP port of the media range (inclusive); 0 with `udp_port_max` 0 = ephemeral.
+    pub udp_port_min: u16,
+    /// Last UDP port of the media range (inclusive).
+    pub udp_port_max: u16,
+    /// Addresses advertised as host candidates instead of local ones (NAT 1:1).
+    pub advertise_ips: Vec<IpAddr>,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            udp_bind_ip: IpAddr::from([0, 0, 0, 0]),
+            udp_port_min: 0,
+            udp_port_max: 0,
+            advertise_ips: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text and validates it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for syntax, unknown keys and wrong types (the message names the
+    /// key and line); [`ConfigError::Invalid`] for out-of-range values.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a file.
+    ///
+    /// # Errors
+    /// As [`Config::from_toml`], plus [`ConfigError::Read`] when the file cannot be read.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// The embedded default, parsed.
+    ///
+    /// # Errors
+    /// Only if the compiled-in file were broken (a unit test guards against that).
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::from_toml(EMBEDDED_DEFAULT)
+    }
+
+    /// The time-out timer as a [`Duration`].
+    pub fn time_out_timer(&self) -> Duration {
+        Duration::from_millis(self.floor.time_out_timer_ms)
+    }
+
+    /// Checks every range documented in `config/radiogate.toml`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        range(
+            "server.max_frame_bytes",
+            self.server.max_frame_bytes as u64,
+            1024,
+            1_048_576,
+        )?;
+        range(
+            "server.shutdown_grace_ms",
+            self.server.shutdown_grace_ms,
+            100,
+            30_000,
+        )?;
+        range("auth.leeway_secs", self.auth.leeway_secs, 0, 300)?;
+        crate::access::token::parse_ttl(&self.auth.default_ttl).map_err(|e| {
+            ConfigError::Invalid {
+                key: "auth.default_ttl",
+                reason: e.to_string(),
+            }
+        })?;
+        if self.auth.algorithm != Algorithm::HS256
+            && self.auth.public_key_file.as_os_str().is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth.public_key_file",
+                reason: format!(
+                    "required when auth.algorithm is {:?} (the PEM public key that verifies tokens)",
+                    self.auth.algorithm
+                ),
+            });
+        }
+        if self.auth.algorithm == Algorithm::HS256
+            && !self.auth.secret.is_empty()
+            && self.auth.secret.len() < 32
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth.secret",
+                reason: "must be at least 32 characters, or empty to generate one".into(),
+            });
+        }
+        range(
+            "channels.max_channels_per_user",
+            self.channels.max_channels_per_user as u64,
+            1,
+            64,
+        )?;
+        range(
+            "channels.max_users_per_channel",
+            self.channels.max_users_per_channel as u64,
+            1,
+            10_000,
+        )?;
+        range(
+            "floor.time_out_timer_ms",
+            self.floor.time_out_timer_ms,
+            1000,
+            600_000,
+        )?;
+        let (lo, hi) = (self.sfu.udp_port_min, self.sfu.udp_port_max);
+        if (lo == 0) != (hi == 0) || lo > hi {
+            return Err(ConfigError::Invalid {
+                key: "sfu.udp_port_min",
+                reason: format!(
+                    "udp_port_min..udp_port_max must be both 0 (ephemeral) or a range with min <= max (got {lo}..{hi})"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn range(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if value < lo || value > hi {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("must be between {lo} and {hi} (got {value})"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_file_equals_struct_defaults() {
+        let parsed = Config::embedded().expect("embedded config parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[floor]\ntime_out_timer = 5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("time_out_timer"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_is_named() {
+        let err = Config::from_toml("[floor]\ntime_out_timer_ms = 5\n").unwrap_err();
+        assert!(err.to_string().starts_with("floor.time_out_timer_ms:"), "{err}");
+        let err = Config::from_toml("[sfu]\nudp_port_min = 50000\n").unwrap_err();
+        assert!(err.to_string().starts_with("sfu.udp_port_min:"), "{err}");
+        let err = Config::from_toml("[auth]\nsecret = \"short\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("auth.secret:"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::from_toml("[server]\nlisten = 12\n").unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+    }
+}

@@ -1,0 +1,276 @@
+//! Per-channel floor control: a pure state machine (no I/O, no clock reads, no tokio).
+//!
+//! Terms follow 3GPP TS 24.380 (MCPTT floor control): floor request, floor granted, floor
+//! deny, floor release, floor revoke, floor idle, floor taken, pre-emptive priority and
+//! granted duration (our time-out timer). Dispatch pre-emption follows spec note 003
+//! ("Dispatch priority rules").
+//!
+//! Rules implemented by [`Floor`]:
+//! - One talker per channel. A request on an idle floor is granted for
+//!   [`FloorConfig::time_out_timer`]. A request by the current holder is granted again with
+//!   the original expiry (the time-out timer is not extended).
+//! - A request while the floor is taken is denied ([`DenyReason::Busy`]), unless the
+//!   requester has [`Priority::PreEmptive`] and the holder [`Priority::Normal`]: then the
+//!   holder is revoked ([`RevokeReason::PreEmpted`]) and the requester granted. A
+//!   pre-emptive holder is never pre-empted ([`DenyReason::DispatchHolds`], for any
+//!   requester). ADMIN has [`Priority::Normal`].
+//! - Release or removal of the holder frees the floor (`Released`, then `Idle`); release or
+//!   removal of anybody else changes nothing and returns no events (a no-op, not an error).
+//! - The time-out timer revokes a grant once `now >= expires_at` ([`RevokeReason::TimeOut`]).
+//!   Every call applies it first, so no operation ever acts on an expired grant, even if
+//!   [`Floor::tick`] was late.
+//! - Queued requests (TS 24.380 "queued request") are NOT implemented in this version: a
+//!   refused request is simply denied and the requester must press again.
+//!
+//! Time is always passed in as `now` ([`Instant`]); callers must pass non-decreasing times.
+
+mod events;
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, Instant};
+
+pub use events::{DenyReason, FloorEvent, RevokeReason};
+
+/// Identifies a participant (a signaling connection or a radio port); assigned by the caller.
+pub type ParticipantId = u64;
+
+/// Floor priority of a participant (TS 24.380 floor priority, reduced to two levels).
+///
+/// GENERAL and ADMIN map to `Normal` (ADMIN has no talk priority, spec note 003);
+/// DISPATCH maps to `PreEmptive`. Ordered: `Normal < PreEmptive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// No pre-emption: GENERAL and ADMIN users, radio ports.
+    Normal,
+    /// Pre-emptive priority: DISPATCH. Pre-empts `Normal` holders, never another `PreEmptive`.
+    PreEmptive,
+}
+
+/// A participant asking for or holding the floor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Talker {
+    /// Caller-assigned participant id.
+    pub id: ParticipantId,
+    /// Display name, used in the human texts ("Dispatch NAME has priority").
+    pub name: String,
+    /// Floor priority of this participant.
+    pub priority: Priority,
+}
+
+/// Configuration of one channel's floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloorConfig {
+    /// Time-out timer (TOT): the granted duration of each grant, measured from the grant.
+    /// Default 60 s.
+    pub time_out_timer: Duration,
+}
+
+impl Default for FloorConfig {
+    fn default() -> Self {
+        FloorConfig {
+            time_out_timer: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Snapshot of a floor (TS 24.380 "floor idle" / "floor taken").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorState {
+    /// Nobody holds the floor.
+    Idle,
+    /// The floor is taken.
+    Taken {
+        /// The holder's participant id.
+        holder: ParticipantId,
+        /// When the current grant started (re-grants to the holder keep it).
+        granted_at: Instant,
+        /// When the time-out timer revokes the grant: `granted_at + time_out_timer`.
+        expires_at: Instant,
+    },
+}
+
+/// The current grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Grant {
+    talker: Talker,
+    granted_at: Instant,
+    expires_at: Instant,
+}
+
+/// Floor control of one channel. Each operation returns the [`FloorEvent`]s it caused, in
+/// order; the floor itself never sends anything.
+#[derive(Debug, Clone, Default)]
+pub struct Floor {
+    cfg: FloorConfig,
+    grant: Option<Grant>,
+}
+
+impl Floor {
+    /// An idle floor with the given configuration.
+    pub fn new(cfg: FloorConfig) -> Self {
+        Floor { cfg, grant: None }
+    }
+
+    /// The configuration this floor was built with.
+    pub fn config(&self) -> FloorConfig {
+        self.cfg
+    }
+
+    /// The current holder, if the floor is taken. May be a holder whose grant has expired
+    /// but who has not been revoked yet because [`Floor::tick`] was not called.
+    pub fn holder(&self) -> Option<&Talker> {
+        self.grant.as_ref().map(|g| &g.talker)
+    }
+
+    /// Whether `who` currently holds the floor.
+    pub fn is_holder(&self, who: ParticipantId) -> bool {
+        self.holder().is_some_and(|t| t.id == who)
+    }
+
+    /// Idle, or taken with the holder's id, grant start and expiry.
+    pub fn state(&self) -> FloorState {
+        match &self.grant {
+            None => FloorState::Idle,
+            Some(g) => FloorState::Taken {
+                holder: g.talker.id,
+                granted_at: g.granted_at,
+                expires_at: g.expires_at,
+            },
+        }
+    }
+
+    /// Floor request (TS 24.380) by `who` at `now`.
+    ///
+    /// Returns `[Granted]` on an idle floor or for the current holder (re-grant with the
+    /// original expiry; `who`'s name and priority replace the stored ones);
+    /// `[Revoked{PreEmpted}, Granted]` when a pre-emptive requester meets a normal holder
+    /// (spec note 003); `[Denied]` otherwise. An expired grant is first revoked
+    /// (`Revoked{TimeOut}`), after which the request finds the floor free.
+    pub fn request(&mut self, who: Talker, now: Instant) -> Vec<FloorEvent> {
+        let mut events = Vec::new();
+        self.expire(now, &mut events);
+        let decision = match &mut self.grant {
+            None => None,
+            Some(g) if g.talker.id == who.id => {
+                g.talker = who.clone();
+                events.push(FloorEvent::Granted {
+                    to: who,
+                    expires_at: g.expires_at,
+                });
+                return events;
+            }
+            Some(g) => Some((g.talker.clone(), g.talker.priority)),
+        };
+        match decision {
+            None => self.grant_to(who, now, &mut events),
+            Some((holder, Priority::PreEmptive)) => events.push(FloorEvent::Denied {
+                to: who.id,
+                reason: DenyReason::DispatchHolds { holder },
+            }),
+            Some((holder, Priority::Normal)) => {
+                if who.priority == Priority::PreEmptive {
+                    events.push(FloorEvent::Revoked {
+                        from: holder,
+                        reason: RevokeReason::PreEmpted { by: who.clone() },
+                    });
+                    self.grant_to(who, now, &mut events);
+                } else {
+                    events.push(FloorEvent::Denied {
+                        to: who.id,
+                        reason: DenyReason::Busy { holder },
+                    });
+                }
+            }
+        }
+        events
+    }
+
+    /// Floor release (TS 24.380) by `who` at `now`: `[Released, Idle]` if `who` holds the
+    /// floor; no events (a no-op) if not. An expired grant is revoked first
+    /// (`[Revoked{TimeOut}, Idle]`).
+    pub fn release(&mut self, who: ParticipantId, now: Instant) -> Vec<FloorEvent> {
+        self.drop_holder(who, now)
+    }
+
+    /// Member `who` left the channel, disconnected or lost permission: frees the floor if
+    /// held (`[Released, Idle]`), otherwise no events. Afterwards `who` does not hold the
+    /// floor. An expired grant is revoked first (`[Revoked{TimeOut}, Idle]`).
+    pub fn remove_participant(&mut self, who: ParticipantId, now: Instant) -> Vec<FloorEvent> {
+        self.drop_holder(who, now)
+    }
+
+    /// The time-out timer: `[Revoked{TimeOut}, Idle]` when the floor is taken and
+    /// `now >= expires_at`; no events otherwise. Call it at [`Floor::next_deadline`].
+    pub fn tick(&mut self, now: Instant) -> Vec<FloorEvent> {
+        let mut events = Vec::new();
+        self.expire(now, &mut events);
+        self.push_idle_if_freed(&mut events);
+        events
+    }
+
+    /// When [`Floor::tick`] must next be called: the expiry of the current grant, `None`
+    /// when idle.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.grant.as_ref().map(|g| g.expires_at)
+    }
+
+    fn drop_holder(&mut self, who: ParticipantId, now: Instant) -> Vec<FloorEvent> {
+        let mut events = Vec::new();
+        self.expire(now, &mut events);
+        if self.is_holder(who) {
+            if let Some(g) = self.grant.take() {
+                events.push(FloorEvent::Released { by: g.talker });
+            }
+        }
+        self.push_idle_if_freed(&mut events);
+        events
+    }
+
+    /// Revokes the grant if its time-out timer has expired at `now`.
+    fn expire(&mut self, now: Instant, events: &mut Vec<FloorEvent>) {
+        if self.grant.as_ref().is_some_and(|g| now >= g.expires_at) {
+            if let Some(g) = self.grant.take() {
+                events.push(FloorEvent::Revoked {
+                    from: g.talker,
+                    reason: RevokeReason::TimeOut,
+                });
+            }
+        }
+    }
+
+    /// Appends `Idle` when this call freed the floor (any `Released`/`Revoked` emitted and
+    /// nobody holds it now).
+    fn push_idle_if_freed(&self, events: &mut Vec<FloorEvent>) {
+        let freed = events
+            .iter()
+            .any(|e| matches!(e, FloorEvent::Released { .. } | FloorEvent::Revoked { .. }));
+        if freed && self.grant.is_none() {
+            events.push(FloorEvent::Idle);
+        }
+    }
+
+    fn grant_to(&mut self, who: Talker, now: Instant, events: &mut Vec<FloorEvent>) {
+        let expires_at = deadline(now, self.cfg.time_out_timer);
+        events.push(FloorEvent::Granted {
+            to: who.clone(),
+            expires_at,
+        });
+        self.grant = Some(Grant {
+            talker: who,
+            granted_at: now,
+            expires_at,
+        });
+    }
+}
+
+/// `now + d`, clamped (by halving `d`) if that would overflow `Instant`, so an absurd
+/// time-out timer never panics.
+fn deadline(now: Instant, mut d: Duration) -> Instant {
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+}

@@ -1,0 +1,17 @@
+//! radiogate: an embedded-first edge radio gateway.
+//!
+//! One process on a Raspberry Pi-class box runs WebSocket signaling with JWT roles, per-channel
+//! push-to-talk floor control and a WebRTC audio SFU (see docs/PROTOCOL.md and
+//! ../shared/DESIGN.md). Layout: [`floor`] is the pure floor-control core; [`access`] verifies
+//! tokens; [`permissions`] is the SQLite permission store; [`signaling`] holds the protocol,
+//! sessions, registry and hub; [`sfu`] the WebRTC peers and RTP rewriting; [`app`] and
+//! [`server`] the lifecycle and HTTP routes; [`config`] the TOML configuration.
+
+pub mod access;
+pub mod app;
+pub mod config;
+pub mod floor;
+pub mod permissions;
+pub mod server;
+pub mod sfu;
+pub mod signaling;

@@ -1,0 +1,187 @@
+//! The `radiogate` command line: run the gateway, print or check configuration, mint tokens.
+
+use clap::{Parser, Subcommand};
+use radiogate::access::role::Role;
+use radiogate::access::token::{parse_ttl, Claims, TokenMinter};
+use radiogate::app::{key_material, unix_now, Gateway};
+use radiogate::config::{Config, EMBEDDED_DEFAULT};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "radiogate", version, about = "Edge push-to-talk radio gateway")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway (embedded default configuration without --config).
+    Run {
+        /// Configuration file (TOML); see `radiogate print-config`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the documented default configuration.
+    PrintConfig,
+    /// Check a configuration file; exits 1 naming the bad key.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Mint a token signed with the configured key (for a site without a control plane).
+    Token {
+        /// User id (`sub`).
+        #[arg(long)]
+        user: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// ADMIN, DISPATCH or GENERAL.
+        #[arg(long)]
+        role: Role,
+        /// Event id.
+        #[arg(long)]
+        event: String,
+        /// Permitted channel id (repeat for several).
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        /// Device id, for hardware clients.
+        #[arg(long)]
+        device: Option<String>,
+        /// Lifetime, e.g. 8h, 30m, 2d (default: auth.default_ttl).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Configuration file naming the key (default: embedded configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Config, String> {
+    match config {
+        Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display())),
+        None => Config::embedded().map_err(|e| e.to_string()),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RADIOGATE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn,rtc=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::PrintConfig => {
+            print!("{EMBEDDED_DEFAULT}");
+            ExitCode::SUCCESS
+        }
+        Cmd::CheckConfig { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Token {
+            user,
+            name,
+            role,
+            event,
+            channels,
+            device,
+            ttl,
+            config,
+        } => {
+            let result = load(config.as_ref()).and_then(|cfg| {
+                let ttl = parse_ttl(ttl.as_deref().unwrap_or(&cfg.auth.default_ttl))
+                    .map_err(|e| format!("--ttl: {e}"))?;
+                let key = key_material(&cfg).map_err(|e| e.to_string())?;
+                let minter = TokenMinter::new(&key).map_err(|e| e.to_string())?;
+                let now = unix_now();
+                minter
+                    .mint(&Claims {
+                        sub: user,
+                        name,
+                        event,
+                        role,
+                        channels,
+                        device,
+                        iat: now,
+                        exp: now + ttl.as_secs(),
+                    })
+                    .map_err(|e| e.to_string())
+            });
+            match result {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("radiogate token: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Run { config } => {
+            init_logging();
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("configuration: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("tokio runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    let gw = Gateway::new(cfg).map_err(|e| e.to_string())?;
+    let token = gw.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received");
+        token.cancel();
+    });
+    gw.serve(|_| {}).await.map_err(|e| e.to_string())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

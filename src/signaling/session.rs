@@ -1,0 +1,292 @@
+//! One signaling session: a WebSocket whose token was verified before the upgrade.
+//!
+//! Requests are handled one at a time in arrival order; replies and server notifications share
+//! one outbound queue drained by a writer task. A bad frame gets an error reply and the session
+//! continues; a frame over `server.max_frame_bytes` closes it with 1009.
+
+use super::methods::{self, Access};
+use super::protocol::{
+    self, close, error_frame, notification_frame, result_frame, CandidateParams, ChannelParams,
+    ErrorCode, Incoming, OfferParams, RpcError,
+};
+use super::registry::{ConnId, ConnectionInfo, Outbound};
+use crate::access::token::Claims;
+use crate::app::Gateway;
+use crate::permissions::PermissionStore;
+use crate::sfu::{MediaPeer, PeerSetup};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// State of one session beyond what the hub keeps.
+struct Session {
+    gw: Arc<Gateway>,
+    id: ConnId,
+    claims: Claims,
+    slot_ssrcs: Vec<u32>,
+    media: Option<MediaPeer>,
+}
+
+/// Runs a session to its end: registers it, sends the channel list, serves requests, and on
+/// exit leaves every channel (releasing floors) and closes the peer connection.
+pub async fn run(
+    gw: Arc<Gateway>,
+    claims: Claims,
+    permitted: Vec<String>,
+    remote: SocketAddr,
+    socket: WebSocket,
+) {
+    let id = gw.next_conn_id();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+    let slots = gw.cfg.channels.max_channels_per_user;
+    let info = ConnectionInfo {
+        conn_id: id,
+        user_id: claims.sub.clone(),
+        name: claims.name.clone(),
+        device_id: claims.device.clone(),
+        role: claims.role,
+        event: claims.event.clone(),
+        remote_addr: remote,
+        connected_at_ms: ConnectionInfo::epoch_ms(SystemTime::now()),
+    };
+    {
+        let mut hub = gw.hub.lock();
+        hub.register(info, permitted, slots, tx.clone());
+        let list = hub.channel_list(id);
+        let mut params = json!({"connId": id, "userId": claims.sub, "name": claims.name,
+                                "role": claims.role, "event": claims.event,
+                                "slots": slots});
+        if let (Value::Object(p), Value::Object(l)) = (&mut params, list) {
+            p.extend(l);
+        }
+        hub.send(id, Outbound::Frame(notification_frame("channel.list", params)));
+    }
+    tracing::info!(conn = id, user = %claims.sub, role = %claims.role, event = %claims.event,
+                   %remote, "session connected");
+
+    let (mut sink, mut stream) = socket.split();
+    let mut writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Outbound::Frame(text) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Outbound::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    break;
+                }
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let mut session = Session {
+        slot_ssrcs: (0..slots).map(|_| rand::random::<u32>() | 1).collect(),
+        gw: Arc::clone(&gw),
+        id,
+        claims,
+        media: None,
+    };
+    let expires_in = Duration::from_secs(
+        session
+            .claims
+            .exp
+            .saturating_sub(crate::app::unix_now())
+            .saturating_add(gw.cfg.auth.leeway_secs),
+    );
+    let expiry = tokio::time::sleep(expires_in);
+    tokio::pin!(expiry);
+    let close_reason = loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => session.handle_text(text.as_str()).await,
+                Some(Ok(Message::Binary(_))) => session.reply_error(
+                    &Value::Null,
+                    &RpcError::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text"),
+                ),
+                Some(Ok(Message::Close(_))) | None => break "client closed",
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    if is_too_big(e) {
+                        tracing::warn!(conn = id, "frame over server.max_frame_bytes, closing with 1009");
+                        session.send(Outbound::Close(close::MESSAGE_TOO_BIG,
+                            format!("frame over {} bytes", gw.cfg.server.max_frame_bytes)));
+                        break "message too big";
+                    }
+                    break "websocket error";
+                }
+            },
+            _ = &mut expiry => {
+                session.send(Outbound::Close(close::TOKEN_EXPIRED, "token expired".into()));
+                break "token expired";
+            }
+            _ = &mut writer => break "writer ended",
+        }
+    };
+    // Unregister first so no more media or notifications are routed to this session.
+    gw.hub.lock().unregister(id, Instant::now());
+    if let Some(peer) = session.media.take() {
+        peer.close().await;
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    tracing::info!(conn = id, reason = close_reason, "session ended");
+}
+
+fn is_too_big(e: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let inner = e.into_inner();
+    match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => true,
+        Some(WsError::Capacity(_)) => true,
+        _ => {
+            let s = inner.to_string();
+            s.contains("too long") || s.contains("too big")
+        }
+    }
+}
+
+impl Session {
+    fn send(&self, msg: Outbound) {
+        self.gw.hub.lock().send(self.id, msg);
+    }
+
+    fn reply_error(&self, id: &Value, err: &RpcError) {
+        tracing::info!(conn = self.id, code = err.code.name(), message = %err.message, "request refused");
+        self.send(Outbound::Frame(error_frame(id, err)));
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        let req = match protocol::parse_request(text) {
+            Ok(r) => r,
+            Err((id, err)) => return self.reply_error(&id, &err),
+        };
+        let id = req.id.clone();
+        let outcome = match methods::check(&req.method, self.claims.role) {
+            Access::NotFound => Err(RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("method not found: {}", req.method),
+            )),
+            Access::Denied => Err(RpcError::new(
+                ErrorCode::PermissionDenied,
+                format!("role {} may not call {}", self.claims.role, req.method),
+            )),
+            Access::Allowed => self.dispatch(&req).await,
+        };
+        // Notifications (no id) get no reply, except errors that concern the frame itself.
+        match (id, outcome) {
+            (Some(id), Ok(v)) => self.send(Outbound::Frame(result_frame(&id, v))),
+            (Some(id), Err(e)) => self.reply_error(&id, &e),
+            (None, Err(e)) => self.reply_error(&Value::Null, &e),
+            (None, Ok(_)) => {}
+        }
+    }
+
+    async fn dispatch(&mut self, req: &Incoming) -> Result<Value, RpcError> {
+        let now = Instant::now();
+        match req.method.as_str() {
+            "session.ping" => Ok(json!({"pong": true})),
+            "channel.list" => Ok(self.gw.hub.lock().channel_list(self.id)),
+            "channel.join" => {
+                let p: ChannelParams = protocol::params(&req.params)?;
+                let gw = Arc::clone(&self.gw);
+                let ch = p.channel_id.clone();
+                let event = tokio::task::spawn_blocking(move || gw.store.channel_event(&ch))
+                    .await
+                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
+                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+                let j = self
+                    .gw
+                    .hub
+                    .lock()
+                    .join(self.id, &p.channel_id, event.as_deref())?;
+                tracing::info!(conn = self.id, channel = %p.channel_id, slot = ?j.slot, "channel join");
+                Ok(json!({
+                    "channelId": p.channel_id,
+                    "slot": j.slot,
+                    "ssrc": j.slot.and_then(|s| self.slot_ssrcs.get(s)),
+                    "members": j.members,
+                    "talker": j.talker.map(|(c, u, n)| json!({"connId": c, "userId": u, "name": n})),
+                }))
+            }
+            "channel.leave" => {
+                let p: ChannelParams = protocol::params(&req.params)?;
+                self.gw.hub.lock().leave(self.id, &p.channel_id, now)?;
+                tracing::info!(conn = self.id, channel = %p.channel_id, "channel leave");
+                Ok(json!({"channelId": p.channel_id}))
+            }
+            "floor.request" => {
+                let p: ChannelParams = protocol::params(&req.params)?;
+                let ms = self
+                    .gw
+                    .hub
+                    .lock()
+                    .floor_request(self.id, &p.channel_id, now)?;
+                self.gw.floor_wake.notify_one();
+                tracing::info!(conn = self.id, channel = %p.channel_id, "floor granted");
+                Ok(json!({"channelId": p.channel_id, "granted": true, "expiresInMs": ms}))
+            }
+            "floor.release" => {
+                let p: ChannelParams = protocol::params(&req.params)?;
+                self.gw
+                    .hub
+                    .lock()
+                    .floor_release(self.id, &p.channel_id, now)?;
+                Ok(json!({"channelId": p.channel_id, "released": true}))
+            }
+            "webrtc.offer" => {
+                let p: OfferParams = protocol::params(&req.params)?;
+                if let Some(old) = self.media.take() {
+                    self.gw.hub.lock().detach_media(self.id);
+                    old.close().await;
+                }
+                let setup = PeerSetup {
+                    conn_id: self.id,
+                    offer_sdp: p.sdp,
+                    slot_ssrcs: self.slot_ssrcs.clone(),
+                    hub: Arc::clone(&self.gw.hub),
+                };
+                let (peer, answer) = MediaPeer::negotiate(&self.gw.sfu, setup)
+                    .await
+                    .map_err(|e| RpcError::new(ErrorCode::MediaError, e.to_string()))?;
+                let slots: Vec<Value> = self.slot_ssrcs[..peer.slots]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| json!({"slot": i, "ssrc": s}))
+                    .collect();
+                self.media = Some(peer);
+                Ok(json!({"type": "answer", "sdp": answer, "slots": slots}))
+            }
+            "webrtc.candidate" => {
+                let p: CandidateParams = protocol::params(&req.params)?;
+                let peer = self.media.as_ref().ok_or_else(|| {
+                    RpcError::new(ErrorCode::MediaError, "send webrtc.offer first")
+                })?;
+                peer.add_candidate(webrtc::peer_connection::RTCIceCandidateInit {
+                    candidate: p.candidate,
+                    sdp_mid: p.sdp_mid,
+                    sdp_mline_index: p.sdp_m_line_index,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| RpcError::new(ErrorCode::MediaError, e.to_string()))?;
+                Ok(json!({"added": true}))
+            }
+            other => Err(RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("method not found: {other}"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Test harness: the real `radiogate` binary as a child process on 127.0.0.1:0 with a temporary
+//! state directory, real WebSocket clients (tokio-tungstenite) and real WebRTC clients
+//! (webrtc-rs) sending Opus-encoded speech.
+#![allow(dead_code)]
+
+pub mod rtc_client;
+
+use futures_util::{SinkExt, StreamExt};
+use radiogate::access::role::Role;
+use radiogate::access::token::{Claims, KeyMaterial, TokenMinter};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+/// HS256 secret the test gateways use.
+pub const SECRET: &str = "test-secret-0123456789-0123456789-abcdef";
+/// Bound on every wait in the tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// Its state directory (kept alive for the process's life).
+    pub dir: tempfile::TempDir,
+    /// Every log line it printed so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// Starts the gateway with the test defaults plus `extra` TOML (sections appended; keys in
+    /// `[floor]`, `[channels]` may be given through `floor_ms` and `extra_channels`).
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 4096\n\
+             [state]\ndir = \"{}\"\n[auth]\nsecret = \"{SECRET}\"\n\
+             [sfu]\nudp_bind_ip = \"127.0.0.1\"\n{extra}",
+            dir.path().join("state").display()
+        );
+        let cfg_path = dir.path().join("radiogate.toml");
+        std::fs::write(&cfg_path, cfg).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_radiogate"))
+            .args(["run", "--config"])
+            .arg(&cfg_path)
+            .env("RADIOGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn radiogate");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening addr=").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx.recv_timeout(WAIT).expect("gateway did not log its address");
+        Self {
+            child,
+            addr,
+            dir,
+            log,
+        }
+    }
+
+    /// Resident set size of the gateway process, KiB (from /proc/PID/status VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for the process to exit (bounded), returning its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// HTTP GET on the gateway, returning (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&self.addr).await.expect("tcp");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.expect("read");
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    /// Whether a log line containing `needle` was printed.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mints an HS256 token with the test secret.
+pub fn token(user: &str, role: Role, event: &str, channels: &[&str]) -> String {
+    token_with(user, role, event, channels, 3600)
+}
+
+/// Mints an HS256 token valid for `ttl_secs` (negative: already expired).
+pub fn token_with(user: &str, role: Role, event: &str, channels: &[&str], ttl_secs: i64) -> String {
+    let now = radiogate::app::unix_now();
+    let minter = TokenMinter::new(&KeyMaterial::Hs256 {
+        secret: SECRET.as_bytes().to_vec(),
+    })
+    .expect("minter");
+    minter
+        .mint(&Claims {
+            sub: user.into(),
+            name: format!("Name {user}"),
+            event: event.into(),
+            role,
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            device: None,
+            iat: now.saturating_sub(7200),
+            exp: (now as i64 + ttl_secs) as u64,
+        })
+        .expect("mint")
+}
+
+/// What the server sent, as seen by [`WsClient`].
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    /// A JSON text frame.
+    Json(Value),
+    /// The close frame's code and reason.
+    Closed(Option<u16>, String),
+}
+
+/// A signaling client.
+pub struct WsClient {
+    out: mpsc::UnboundedSender<Message>,
+    inbox: mpsc::UnboundedReceiver<Incoming>,
+    pending: Vec<Value>,
+    next_id: u64,
+    /// Close code and reason once the server closed.
+    pub closed: Option<(Option<u16>, String)>,
+}
+
+/// Connects to `/ws` with the token in the query string, or fails with the HTTP status and body.
+pub async fn connect(gw: &Gateway, token: &str) -> Result<WsClient, (u16, String)> {
+    connect_url(&format!("ws://{}/ws?token={token}", gw.addr)).await
+}
+
+/// Connects to a full ws:// URL.
+pub async fn connect_url(url: &str) -> Result<WsClient, (u16, String)> {
+    let (ws, _) = match tokio_tungstenite::connect_async(url).await {
+        Ok(ok) => ok,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default();
+            return Err((resp.status().as_u16(), body));
+        }
+        Err(e) => return Err((0, e.to_string())),
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(m) = stream.next().await {
+            match m {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("server sent JSON");
+                    let _ = in_tx.send(Incoming::Json(v));
+                }
+                Ok(Message::Close(f)) => {
+                    let _ = in_tx.send(Incoming::Closed(
+                        f.as_ref().map(|f| u16::from(f.code)),
+                        f.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    ));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = in_tx.send(Incoming::Closed(None, e.to_string()));
+                    return;
+                }
+            }
+        }
+        let _ = in_tx.send(Incoming::Closed(None, "eof".into()));
+    });
+    Ok(WsClient {
+        out: out_tx,
+        inbox: in_rx,
+        pending: Vec::new(),
+        next_id: 1,
+        closed: None,
+    })
+}
+
+impl WsClient {
+    /// Sends a raw text frame.
+    pub fn send_text(&self, text: &str) {
+        let _ = self.out.send(Message::Text(text.to_string().into()));
+    }
+
+    /// Sends a raw message.
+    pub fn send_raw(&self, m: Message) {
+        let _ = self.out.send(m);
+    }
+
+    async fn recv(&mut self) -> Option<Value> {
+        match tokio::time::timeout(WAIT, self.inbox.recv()).await {
+            Ok(Some(Incoming::Json(v))) => Some(v),
+            Ok(Some(Incoming::Closed(code, reason))) => {
+                self.closed = Some((code, reason));
+                None
+            }
+            Ok(None) => None,
+            Err(_) => panic!("no message from the server within {WAIT:?}"),
+        }
+    }
+
+    /// Sends a request and waits for its reply: `Ok(result)` or `Err(error)`.
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_text(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        );
+        self.reply_to(json!(id)).await
+    }
+
+    /// Waits for the reply with `id`, keeping notifications for later.
+    pub async fn reply_to(&mut self, id: Value) -> Result<Value, Value> {
+        loop {
+            let v = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("closed while waiting for reply {id}: {:?}", self.closed));
+            if v.get("id") == Some(&id) && v.get("method").is_none() {
+                return match v.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(v["result"].clone()),
+                };
+            }
+            self.pending.push(v);
+        }
+    }
+
+    /// Waits for the next notification named `method` (earlier ones that arrived are used first).
+    pub async fn notification(&mut self, method: &str) -> Value {
+        if let Some(i) = self.pending.iter().position(|v| v["method"] == method) {
+            return self.pending.remove(i)["params"].clone();
+        }
+        loop {
+            let v = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("closed while waiting for {method}: {:?}", self.closed));
+            if v["method"] == method {
+                return v["params"].clone();
+            }
+            self.pending.push(v);
+        }
+    }
+
+    /// Whether a notification named `method` has already arrived (without waiting).
+    pub fn has_pending(&mut self, method: &str) -> bool {
+        while let Ok(m) = self.inbox.try_recv() {
+            match m {
+                Incoming::Json(v) => self.pending.push(v),
+                Incoming::Closed(c, r) => self.closed = Some((c, r)),
+            }
+        }
+        self.pending.iter().any(|v| v["method"] == method)
+    }
+
+    /// Waits for the server to close the connection; returns (code, reason).
+    pub async fn wait_closed(&mut self) -> (Option<u16>, String) {
+        loop {
+            if let Some(c) = self.closed.clone() {
+                return c;
+            }
+            if let Some(v) = self.recv().await {
+                self.pending.push(v);
+            }
+        }
+    }
+
+    /// Closes from the client side.
+    pub fn close(&self) {
+        let _ = self.out.send(Message::Close(None));
+    }
+}
