@@ -192,10 +192,7 @@ impl Gateway {
     ///
     /// # Errors
     /// [`AppError::Io`] if the listen address cannot be bound.
-    pub async fn serve(
-        self: Arc<Self>,
-        on_bound: impl FnOnce(SocketAddr),
-    ) -> Result<(), AppError> {
+    pub async fn serve(self: Arc<Self>, on_bound: impl FnOnce(SocketAddr)) -> Result<(), AppError> {
         let listen = self.cfg.server.listen;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -252,7 +249,7 @@ async fn floor_timer(gw: Arc<Gateway>) {
     loop {
         let next = gw.hub.lock().tick(Instant::now());
         let wait = next
-            .map(|d| tokio::time::Instant::from_std(d))
+            .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = tokio::time::sleep_until(wait) => {}

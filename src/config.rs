@@ -342,7 +342,10 @@ mod tests {
     #[test]
     fn out_of_range_is_named() {
         let err = Config::from_toml("[floor]\ntime_out_timer_ms = 5\n").unwrap_err();
-        assert!(err.to_string().starts_with("floor.time_out_timer_ms:"), "{err}");
+        assert!(
+            err.to_string().starts_with("floor.time_out_timer_ms:"),
+            "{err}"
+        );
         let err = Config::from_toml("[sfu]\nudp_port_min = 50000\n").unwrap_err();
         assert!(err.to_string().starts_with("sfu.udp_port_min:"), "{err}");
         let err = Config::from_toml("[auth]\nsecret = \"short\"\n").unwrap_err();

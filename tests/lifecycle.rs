@@ -26,7 +26,9 @@ fn print_config_and_check_config() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &text).unwrap();
-    assert!(radiogate(&["check-config", good.to_str().unwrap()]).status.success());
+    assert!(radiogate(&["check-config", good.to_str().unwrap()])
+        .status
+        .success());
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[channels]\nmax_users_per_channel = 0\n").unwrap();
@@ -46,28 +48,59 @@ async fn minted_token_is_accepted_by_the_gateway() {
     let gw = Gateway::start("");
     let cfg = gw.dir.path().join("radiogate.toml");
     let out = radiogate(&[
-        "token", "--user", "u7", "--name", "Uma", "--role", "DISPATCH", "--event", "ev1",
-        "--channel", "c1", "--channel", "c2", "--ttl", "1h", "--config", cfg.to_str().unwrap(),
+        "token",
+        "--user",
+        "u7",
+        "--name",
+        "Uma",
+        "--role",
+        "DISPATCH",
+        "--event",
+        "ev1",
+        "--channel",
+        "c1",
+        "--channel",
+        "c2",
+        "--ttl",
+        "1h",
+        "--config",
+        cfg.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tok = String::from_utf8(out.stdout).unwrap();
     let mut ws = connect(&gw, tok.trim()).await.expect("accepted");
     let list = ws.notification("channel.list").await;
     assert_eq!(list["role"], "DISPATCH");
     assert_eq!(list["name"], "Uma");
     assert_eq!(list["channels"].as_array().unwrap().len(), 2);
-    let out = radiogate(&["token", "--user", "u", "--name", "n", "--role", "BOSS", "--event", "e"]);
+    let out = radiogate(&[
+        "token", "--user", "u", "--name", "n", "--role", "BOSS", "--event", "e",
+    ]);
     assert!(!out.status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_floors_closes_sessions_with_1001_and_exits_0() {
     let mut gw = Gateway::start("");
-    let mut a = connect(&gw, &token("a", Role::General, "ev1", &["c1"])).await.unwrap();
-    let mut b = connect(&gw, &token("b", Role::General, "ev1", &["c1"])).await.unwrap();
-    a.call("channel.join", json!({"channelId": "c1"})).await.unwrap();
-    b.call("channel.join", json!({"channelId": "c1"})).await.unwrap();
-    a.call("floor.request", json!({"channelId": "c1"})).await.unwrap();
+    let mut a = connect(&gw, &token("a", Role::General, "ev1", &["c1"]))
+        .await
+        .unwrap();
+    let mut b = connect(&gw, &token("b", Role::General, "ev1", &["c1"]))
+        .await
+        .unwrap();
+    a.call("channel.join", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    b.call("channel.join", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    a.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
     b.notification("floor.taken").await;
     let started = std::time::Instant::now();
     gw.sigterm();
@@ -76,7 +109,9 @@ async fn sigterm_releases_floors_closes_sessions_with_1001_and_exits_0() {
     assert_eq!(code, Some(1001));
     assert!(reason.contains("shutting down"), "{reason}");
     assert_eq!(b.wait_closed().await.0, Some(1001));
-    let status = gw.wait_exit(Duration::from_secs(5)).expect("exited within 5 s");
+    let status = gw
+        .wait_exit(Duration::from_secs(5))
+        .expect("exited within 5 s");
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(gw.logged("shutdown complete"));
@@ -89,7 +124,9 @@ async fn churn(gw: &Gateway, n: usize) {
             .await
             .unwrap();
         let rtc = RtcClient::connect(&mut ws, 2).await;
-        ws.call("channel.join", json!({"channelId": "c1"})).await.unwrap();
+        ws.call("channel.join", json!({"channelId": "c1"}))
+            .await
+            .unwrap();
         rtc.close().await;
         ws.close();
         ws.wait_closed().await;

@@ -131,7 +131,8 @@ mod tests {
     fn replacing_removes_and_keeps_first_event_association() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("db")).unwrap();
-        s.set_user_channels("ev1", "u1", &chans(&["c1", "c2"])).unwrap();
+        s.set_user_channels("ev1", "u1", &chans(&["c1", "c2"]))
+            .unwrap();
         s.set_user_channels("ev1", "u1", &chans(&["c2"])).unwrap();
         assert_eq!(s.user_channels("ev1", "u1").unwrap(), chans(&["c2"]));
         s.set_user_channels("ev2", "u9", &chans(&["c2"])).unwrap();

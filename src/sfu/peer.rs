@@ -125,7 +125,6 @@ impl MediaPeer {
                 RTCRtpCodecParameters {
                     rtp_codec: opus_codec(),
                     payload_type: 111,
-                    ..Default::default()
                 },
                 RtpCodecKind::Audio,
             )
@@ -169,7 +168,10 @@ impl MediaPeer {
                     .map(|ssrc| SlotStream::new(*ssrc, pt, rand::random(), rand::random()))
                     .collect();
                 let writer = tokio::spawn(downlink_writer(setup.conn_id, rx, tracks, streams));
-                setup.hub.lock().attach_media(setup.conn_id, MediaLink { tx });
+                setup
+                    .hub
+                    .lock()
+                    .attach_media(setup.conn_id, MediaLink { tx });
                 Ok((Self { pc, writer, slots }, answer))
             }
             Err(e) => {

@@ -160,7 +160,11 @@ mod tests {
         s.rewrite(SpurtKey { grant: 1, ssrc: 7 }, &mut h, t0);
         // The talker kept sending 50 packets that were not forwarded (no floor).
         let mut h2 = hdr(7, 151, 960 * 51);
-        s.rewrite(SpurtKey { grant: 2, ssrc: 7 }, &mut h2, t0 + Duration::from_millis(1020));
+        s.rewrite(
+            SpurtKey { grant: 2, ssrc: 7 },
+            &mut h2,
+            t0 + Duration::from_millis(1020),
+        );
         assert_eq!(h2.sequence_number, h.sequence_number.wrapping_add(1));
     }
 

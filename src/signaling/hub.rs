@@ -408,7 +408,9 @@ impl Hub {
                         c.grant = self.grants;
                     }
                     let talker = self.talker_value(&to);
-                    let ms = expires_at.saturating_duration_since(Instant::now()).as_millis() as u64;
+                    let ms = expires_at
+                        .saturating_duration_since(Instant::now())
+                        .as_millis() as u64;
                     self.send(
                         to.id,
                         Outbound::Frame(notification_frame(

@@ -251,7 +251,10 @@ mod tests {
 
     #[test]
     fn parses_requests_and_classifies_errors() {
-        let r = parse_request(r#"{"jsonrpc":"2.0","id":7,"method":"floor.request","params":{"channelId":"c"}}"#).unwrap();
+        let r = parse_request(
+            r#"{"jsonrpc":"2.0","id":7,"method":"floor.request","params":{"channelId":"c"}}"#,
+        )
+        .unwrap();
         assert_eq!(r.id, Some(json!(7)));
         assert_eq!(r.method, "floor.request");
         let (id, e) = parse_request("{nope").unwrap_err();

@@ -63,7 +63,10 @@ pub async fn run(
         if let (Value::Object(p), Value::Object(l)) = (&mut params, list) {
             p.extend(l);
         }
-        hub.send(id, Outbound::Frame(notification_frame("channel.list", params)));
+        hub.send(
+            id,
+            Outbound::Frame(notification_frame("channel.list", params)),
+        );
     }
     tracing::info!(conn = id, user = %claims.sub, role = %claims.role, event = %claims.event,
                    %remote, "session connected");

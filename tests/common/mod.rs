@@ -65,13 +65,20 @@ impl Gateway {
                 log2.lock().unwrap().push(line);
             }
         });
-        let addr = rx.recv_timeout(WAIT).expect("gateway did not log its address");
+        let addr = rx
+            .recv_timeout(WAIT)
+            .expect("gateway did not log its address");
         Self {
             child,
             addr,
             dir,
             log,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Resident set size of the gateway process, KiB (from /proc/PID/status VmRSS).
@@ -110,8 +117,13 @@ impl Gateway {
     /// HTTP GET on the gateway, returning (status, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(&self.addr).await.expect("tcp");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let mut s = tokio::net::TcpStream::connect(&self.addr)
+            .await
+            .expect("tcp");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
         s.write_all(req.as_bytes()).await.expect("write");
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.expect("read");
@@ -280,10 +292,9 @@ impl WsClient {
     /// Waits for the reply with `id`, keeping notifications for later.
     pub async fn reply_to(&mut self, id: Value) -> Result<Value, Value> {
         loop {
-            let v = self
-                .recv()
-                .await
-                .unwrap_or_else(|| panic!("closed while waiting for reply {id}: {:?}", self.closed));
+            let v = self.recv().await.unwrap_or_else(|| {
+                panic!("closed while waiting for reply {id}: {:?}", self.closed)
+            });
             if v.get("id") == Some(&id) && v.get("method").is_none() {
                 return match v.get("error") {
                     Some(e) => Err(e.clone()),

@@ -117,7 +117,6 @@ impl RtcClient {
             RTCRtpCodecParameters {
                 rtp_codec: opus(),
                 payload_type: 111,
-                ..Default::default()
             },
             RtpCodecKind::Audio,
         )

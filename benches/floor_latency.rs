@@ -1,0 +1,64 @@
+//! Benchmark (a): floor grant latency with 500 connected sessions.
+//!
+//! Run: `cargo bench --bench floor_latency` (results go to docs/BENCHMARKS.md by hand).
+//! Starts the release gateway, connects 500 signaling sessions (5 channels of 100 members),
+//! then one member of channel c0 requests and releases the floor 2000 times. Latency is the
+//! WebSocket round trip measured by the client: `floor.request` frame written to the reply
+//! frame read (the server's grant also fans out `floor.taken` to the 99 other members).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{connect, token, Gateway, WsClient};
+use radiogate::access::role::Role;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const SESSIONS: usize = 500;
+const ROUNDS: usize = 2000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` probes; nothing to run there
+    }
+    let gw = Gateway::start("[channels]\nmax_users_per_channel = 100\n");
+    let mut clients: Vec<WsClient> = Vec::with_capacity(SESSIONS);
+    for i in 0..SESSIONS {
+        let ch = format!("c{}", i % 5);
+        let mut ws = connect(&gw, &token(&format!("u{i}"), Role::General, "ev1", &[&ch]))
+            .await
+            .expect("connect");
+        ws.call("channel.join", json!({"channelId": ch}))
+            .await
+            .expect("join");
+        clients.push(ws);
+    }
+    let rss = gw.rss_kib();
+    let talker = &mut clients[0];
+    let mut lat = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        talker
+            .call("floor.request", json!({"channelId": "c0"}))
+            .await
+            .expect("granted");
+        lat.push(t0.elapsed());
+        talker
+            .call("floor.release", json!({"channelId": "c0"}))
+            .await
+            .expect("released");
+    }
+    lat.sort_unstable();
+    println!(
+        "floor grant latency, {SESSIONS} sessions, {ROUNDS} grants: p50 {:?} p99 {:?} max {:?}; gateway RSS {} KiB",
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat[lat.len() - 1],
+        rss
+    );
+}
