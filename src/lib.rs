@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod floor;
 pub mod permissions;

@@ -28,15 +28,41 @@ pub struct Gateway {
     pub addr: String,
     /// Its state directory (kept alive for the process's life).
     pub dir: tempfile::TempDir,
-    /// Every log line it printed so far.
-    pub log: Arc<Mutex<Vec<String>>>,
+    /// Every log line it printed so far, and a condition variable signalled on each.
+    pub log: Arc<(Mutex<Vec<String>>, std::sync::Condvar)>,
 }
 
 impl Gateway {
     /// Starts the gateway with the test defaults plus `extra` TOML (sections appended; keys in
     /// `[floor]`, `[channels]` may be given through `floor_ms` and `extra_channels`).
     pub fn start(extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), extra)
+    }
+
+    /// Stops this gateway (SIGKILL) and starts a new one on the same state directory and
+    /// configuration.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let cfg = std::fs::read_to_string(dir.path().join("radiogate.toml")).expect("config");
+        let extra = cfg
+            .split_once("udp_bind_ip = \"127.0.0.1\"\n")
+            .map(|(_, e)| e.to_string());
+        Self::start_in(dir, &extra.unwrap_or_default())
+    }
+
+    /// Starts the gateway with its state and config in `dir`.
+    pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
+        // Every test connects from 127.0.0.1: lift the per-address connection limit unless the
+        // test sets it.
+        let extra = if !extra.contains("[limits]") {
+            format!("{extra}\n[limits]\nconnections_per_minute = 10000\n")
+        } else if !extra.contains("connections_per_minute") {
+            extra.replace("[limits]\n", "[limits]\nconnections_per_minute = 10000\n")
+        } else {
+            extra.to_string()
+        };
         let cfg = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 4096\n\
              [state]\ndir = \"{}\"\n[auth]\nsecret = \"{SECRET}\"\n\
@@ -54,7 +80,7 @@ impl Gateway {
             .spawn()
             .expect("spawn radiogate");
         let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new((Mutex::new(Vec::new()), std::sync::Condvar::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let log2 = Arc::clone(&log);
         std::thread::spawn(move || {
@@ -62,7 +88,8 @@ impl Gateway {
                 if let Some(rest) = line.split("listening addr=").nth(1) {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }
-                log2.lock().unwrap().push(line);
+                log2.0.lock().unwrap().push(line);
+                log2.1.notify_all();
             }
         });
         let addr = rx
@@ -137,9 +164,14 @@ impl Gateway {
         (status, body)
     }
 
-    /// Whether a log line containing `needle` was printed.
+    /// Whether a log line containing `needle` is printed (waits for it, at most [`WAIT`]).
     pub fn logged(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        let (lines, cv) = &*self.log;
+        let guard = lines.lock().unwrap();
+        let (guard, _) = cv
+            .wait_timeout_while(guard, WAIT, |l| !l.iter().any(|l| l.contains(needle)))
+            .unwrap();
+        guard.iter().any(|l| l.contains(needle))
     }
 }
 
