@@ -12,6 +12,7 @@ pub mod app;
 pub mod config;
 pub mod floor;
 pub mod permissions;
+pub mod radio;
 pub mod server;
 pub mod sfu;
 pub mod signaling;
