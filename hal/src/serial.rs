@@ -13,7 +13,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serialport::{SerialPort, TTYPort};
+use std::os::fd::AsRawFd;
+
+use serialport::TTYPort;
 
 use crate::error::{DeviceError, ModemLine};
 use crate::line::{LineError, LineInput};
@@ -70,13 +72,13 @@ fn classify(path: &str, line: Option<ModemLine>, e: &serialport::Error) -> Seria
             path: path.into(),
             detail: desc.into(),
         },
-        _ if desc.contains("Inappropriate ioctl") || desc.contains("ENOTTY") => {
+        _ if desc.contains("Inappropriate ioctl") || desc.contains("Not a typewriter") => {
             return SerialError::NoModemLines {
                 path: path.into(),
                 line: line.unwrap_or(ModemLine::Rts),
             }
         }
-        _ if desc.contains("I/O error")
+        _ if desc.contains("I/O error") || desc.contains("Bad file number")
             || desc.contains("Input/output error")
             || desc.contains("No such device")
             || desc.contains("Bad file descriptor") =>
@@ -93,6 +95,38 @@ fn classify(path: &str, line: Option<ModemLine>, e: &serialport::Error) -> Seria
         },
     };
     SerialError::Device(dev)
+}
+
+/// Sets or clears one modem-control bit with TIOCMBIS / TIOCMBIC. Done directly (rather than
+/// through `serialport`'s helpers) to keep the exact errno: ENOTTY means "no modem lines".
+fn set_modem_bit(port: &TTYPort, bit: libc::c_int, on: bool) -> std::io::Result<()> {
+    let req = if on { libc::TIOCMBIS } else { libc::TIOCMBIC };
+    // SAFETY: the fd is open for the lifetime of `port`; the argument points to a valid int.
+    let r = unsafe { libc::ioctl(port.as_raw_fd(), req, &bit as *const libc::c_int) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads one modem-status bit with TIOCMGET.
+fn get_modem_bit(port: &TTYPort, bit: libc::c_int) -> std::io::Result<bool> {
+    let mut bits: libc::c_int = 0;
+    // SAFETY: the fd is open for the lifetime of `port`; the argument points to a valid int.
+    let r = unsafe { libc::ioctl(port.as_raw_fd(), libc::TIOCMGET, &mut bits as *mut libc::c_int) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(bits & bit != 0)
+    }
+}
+
+fn classify_io(path: &str, line: ModemLine, e: &std::io::Error) -> SerialError {
+    if e.raw_os_error() == Some(libc::ENOTTY) || e.raw_os_error() == Some(libc::EINVAL) {
+        return SerialError::NoModemLines { path: path.into(), line };
+    }
+    SerialError::Device(DeviceError::from_io(path, e))
 }
 
 struct Inner {
@@ -183,15 +217,13 @@ impl SerialDevice {
             .timeout(Duration::from_millis(100))
             .open_native()
             .map_err(|e| classify(&self.path, None, &e));
-        let res = opened.and_then(|mut port| {
+        let res = opened.and_then(|port| {
             // Opening raised RTS and DTR: restore the configured levels at once.
             if let Some(v) = inner.rts {
-                port.write_request_to_send(v)
-                    .map_err(|e| classify(&self.path, Some(ModemLine::Rts), &e))?;
+                set_modem_bit(&port, libc::TIOCM_RTS, v).map_err(|e| classify_io(&self.path, ModemLine::Rts, &e))?;
             }
             if let Some(v) = inner.dtr {
-                port.write_data_terminal_ready(v)
-                    .map_err(|e| classify(&self.path, Some(ModemLine::Dtr), &e))?;
+                set_modem_bit(&port, libc::TIOCM_DTR, v).map_err(|e| classify_io(&self.path, ModemLine::Dtr, &e))?;
             }
             Ok(port)
         });
@@ -226,7 +258,7 @@ impl SerialDevice {
         &self,
         line: ModemLine,
         store: impl FnOnce(&mut Inner),
-        f: impl FnOnce(&mut TTYPort) -> serialport::Result<R>,
+        f: impl FnOnce(&mut TTYPort) -> std::io::Result<R>,
     ) -> Result<R, SerialError> {
         let now = Instant::now();
         let mut inner = self.lock();
@@ -241,7 +273,7 @@ impl SerialDevice {
         match f(port) {
             Ok(v) => Ok(v),
             Err(e) => {
-                let err = classify(&self.path, Some(line), &e);
+                let err = classify_io(&self.path, line, &e);
                 if matches!(err, SerialError::Device(DeviceError::Lost { .. })) {
                     inner.port = None;
                 }
@@ -257,12 +289,12 @@ impl SerialDevice {
             ModemLine::Rts => self.op(
                 line,
                 |i| i.rts = Some(level),
-                |p| p.write_request_to_send(level),
+                |p| set_modem_bit(p, libc::TIOCM_RTS, level),
             ),
             ModemLine::Dtr => self.op(
                 line,
                 |i| i.dtr = Some(level),
-                |p| p.write_data_terminal_ready(level),
+                |p| set_modem_bit(p, libc::TIOCM_DTR, level),
             ),
             other => Err(SerialError::Device(DeviceError::Other {
                 path: self.path.clone(),
@@ -274,9 +306,9 @@ impl SerialDevice {
     /// Reads CTS, DSR or DCD (`true` = asserted).
     pub fn read_input(&self, line: ModemLine) -> Result<bool, SerialError> {
         match line {
-            ModemLine::Cts => self.op(line, |_| {}, |p| p.read_clear_to_send()),
-            ModemLine::Dsr => self.op(line, |_| {}, |p| p.read_data_set_ready()),
-            ModemLine::Dcd => self.op(line, |_| {}, |p| p.read_carrier_detect()),
+            ModemLine::Cts => self.op(line, |_| {}, |p| get_modem_bit(p, libc::TIOCM_CTS)),
+            ModemLine::Dsr => self.op(line, |_| {}, |p| get_modem_bit(p, libc::TIOCM_DSR)),
+            ModemLine::Dcd => self.op(line, |_| {}, |p| get_modem_bit(p, libc::TIOCM_CAR)),
             other => Err(SerialError::Device(DeviceError::Other {
                 path: self.path.clone(),
                 detail: format!("{other} is an output line, not an input"),
