@@ -78,7 +78,8 @@ fn classify(path: &str, line: Option<ModemLine>, e: &serialport::Error) -> Seria
                 line: line.unwrap_or(ModemLine::Rts),
             }
         }
-        _ if desc.contains("I/O error") || desc.contains("Bad file number")
+        _ if desc.contains("I/O error")
+            || desc.contains("Bad file number")
             || desc.contains("Input/output error")
             || desc.contains("No such device")
             || desc.contains("Bad file descriptor") =>
@@ -114,7 +115,13 @@ fn set_modem_bit(port: &TTYPort, bit: libc::c_int, on: bool) -> std::io::Result<
 fn get_modem_bit(port: &TTYPort, bit: libc::c_int) -> std::io::Result<bool> {
     let mut bits: libc::c_int = 0;
     // SAFETY: the fd is open for the lifetime of `port`; the argument points to a valid int.
-    let r = unsafe { libc::ioctl(port.as_raw_fd(), libc::TIOCMGET, &mut bits as *mut libc::c_int) };
+    let r = unsafe {
+        libc::ioctl(
+            port.as_raw_fd(),
+            libc::TIOCMGET,
+            &mut bits as *mut libc::c_int,
+        )
+    };
     if r < 0 {
         Err(std::io::Error::last_os_error())
     } else {
@@ -124,7 +131,10 @@ fn get_modem_bit(port: &TTYPort, bit: libc::c_int) -> std::io::Result<bool> {
 
 fn classify_io(path: &str, line: ModemLine, e: &std::io::Error) -> SerialError {
     if e.raw_os_error() == Some(libc::ENOTTY) || e.raw_os_error() == Some(libc::EINVAL) {
-        return SerialError::NoModemLines { path: path.into(), line };
+        return SerialError::NoModemLines {
+            path: path.into(),
+            line,
+        };
     }
     SerialError::Device(DeviceError::from_io(path, e))
 }
@@ -220,10 +230,12 @@ impl SerialDevice {
         let res = opened.and_then(|port| {
             // Opening raised RTS and DTR: restore the configured levels at once.
             if let Some(v) = inner.rts {
-                set_modem_bit(&port, libc::TIOCM_RTS, v).map_err(|e| classify_io(&self.path, ModemLine::Rts, &e))?;
+                set_modem_bit(&port, libc::TIOCM_RTS, v)
+                    .map_err(|e| classify_io(&self.path, ModemLine::Rts, &e))?;
             }
             if let Some(v) = inner.dtr {
-                set_modem_bit(&port, libc::TIOCM_DTR, v).map_err(|e| classify_io(&self.path, ModemLine::Dtr, &e))?;
+                set_modem_bit(&port, libc::TIOCM_DTR, v)
+                    .map_err(|e| classify_io(&self.path, ModemLine::Dtr, &e))?;
             }
             Ok(port)
         });

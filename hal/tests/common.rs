@@ -28,7 +28,10 @@ pub fn have(prog: &str) -> bool {
 
 /// Fails the test (never silently skips) when a required peer program is missing.
 pub fn require(prog: &str, package: &str) {
-    assert!(have(prog), "{prog} is not installed: run tests/setup-debian.sh (Debian package {package})");
+    assert!(
+        have(prog),
+        "{prog} is not installed: run tests/setup-debian.sh (Debian package {package})"
+    );
 }
 
 /// A loopback TCP port nobody listens on right now.

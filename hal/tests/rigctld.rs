@@ -13,7 +13,16 @@ use radiogate_hal::{DeviceState, PttOutput};
 fn start_rigctld(port: u16) -> Peer {
     require("rigctld", "libhamlib-utils");
     let child = Command::new("rigctld")
-        .args(["-m", "1", "-P", "RIG", "-t", &port.to_string(), "-T", "127.0.0.1"])
+        .args([
+            "-m",
+            "1",
+            "-P",
+            "RIG",
+            "-t",
+            &port.to_string(),
+            "-T",
+            "127.0.0.1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -37,7 +46,8 @@ fn rig_ptt(addr: &str) -> bool {
 }
 
 fn connect(addr: &str) -> RigctldPtt {
-    wait_for(Duration::from_secs(10), || RigctldPtt::connect(addr).ok()).expect("rigctld did not come up within 10 s")
+    wait_for(Duration::from_secs(10), || RigctldPtt::connect(addr).ok())
+        .expect("rigctld did not come up within 10 s")
 }
 
 #[test]
@@ -49,7 +59,10 @@ fn keys_and_reads_back_through_rigctld() {
     assert!(!ptt.read_keyed().unwrap());
     ptt.set_keyed(true).unwrap();
     assert!(ptt.is_keyed());
-    assert!(ptt.read_keyed().unwrap(), "rigctld reports PTT off after T 1");
+    assert!(
+        ptt.read_keyed().unwrap(),
+        "rigctld reports PTT off after T 1"
+    );
     ptt.set_keyed(false).unwrap();
     assert!(!ptt.read_keyed().unwrap());
 
@@ -65,18 +78,28 @@ fn lost_rigctld_is_reconnected() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let a2 = addr.clone();
-    let mut ptt = ReconnectingPtt::new(format!("rigctld {addr}"), Backoff {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(200),
-    }, move || RigctldPtt::connect(&a2));
+    let mut ptt = ReconnectingPtt::new(
+        format!("rigctld {addr}"),
+        Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+        },
+        move || RigctldPtt::connect(&a2),
+    );
     // Not running yet: a typed error that says what to fix.
     let e = ptt.set_keyed(true).unwrap_err();
     assert!(e.to_string().contains("is rigctld running"), "{e}");
     assert!(matches!(ptt.state(), DeviceState::Down { .. }));
 
     let rig = start_rigctld(port);
-    wait_for(Duration::from_secs(10), || ptt.poll(std::time::Instant::now()).ok()).expect("reconnected");
-    assert!(ptt.is_keyed(), "wanted key state re-applied after reconnect");
+    wait_for(Duration::from_secs(10), || {
+        ptt.poll(std::time::Instant::now()).ok()
+    })
+    .expect("reconnected");
+    assert!(
+        ptt.is_keyed(),
+        "wanted key state re-applied after reconnect"
+    );
     assert!(rig_ptt(&addr));
 
     // rigctld dies and comes back: the wrapper notices on the next command and recovers.
