@@ -135,18 +135,46 @@ struct Health {
     failed: AtomicBool,
     message: Mutex<Option<String>>,
     xruns: AtomicU64,
+    /// Data callbacks so far (one relaxed atomic add per callback).
+    callbacks: AtomicU64,
+    /// Since when errors come with no data callback in between (and the callback count then).
+    stall: Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// How long stream errors may go on with no data callback before the device counts as lost
+/// (a PulseAudio-backed PCM reports EIO for up to ~2 s while its server stream starts).
+const STALL_LOST: Duration = Duration::from_secs(5);
 
 impl Health {
     fn on_error(&self, e: cpal::Error) {
-        if e.kind() == cpal::ErrorKind::Xrun {
+        use cpal::ErrorKind as K;
+        if e.kind() == K::Xrun {
             self.xruns.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        // cpal's ALSA worker stops only on these; other errors (e.g. EIO from the pulse plugin
+        // while its server stream starts) are transient and the stream goes on.
+        let fatal = matches!(e.kind(), K::DeviceNotAvailable | K::StreamInvalidated);
+        let cbs = self.callbacks.load(Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        let stalled_for = match self.stall.lock() {
+            Ok(mut st) => match *st {
+                Some((since, at)) if at == cbs => now.saturating_duration_since(since),
+                _ => {
+                    *st = Some((now, cbs));
+                    Duration::ZERO
+                }
+            },
+            Err(_) => Duration::ZERO,
+        };
         if let Ok(mut m) = self.message.lock() {
             *m = Some(e.to_string());
         }
-        self.failed.store(true, Ordering::SeqCst);
+        if fatal || stalled_for >= STALL_LOST {
+            self.failed.store(true, Ordering::SeqCst);
+        } else {
+            tracing::debug!(error = %e, "transient audio stream error");
+        }
     }
 
     fn check(&self, name: &str) -> Result<(), AudioError> {
@@ -283,6 +311,7 @@ where
         *cfg,
         move |data: &[T], _| {
             // Real-time: no allocation, no locks; an overrun drops the newest samples.
+            h2.callbacks.fetch_add(1, Ordering::Relaxed);
             let n = prod.push_iter(data.iter().map(|s| f32::from_sample(*s)));
             if n < data.len() {
                 h2.xruns.fetch_add(1, Ordering::Relaxed);
@@ -302,9 +331,11 @@ fn output_stream<T>(
 where
     T: SizedSample + FromSample<f32>,
 {
+    let h2 = health.clone();
     dev.build_output_stream::<T, _, _>(
         *cfg,
         move |data: &mut [T], _| {
+            h2.callbacks.fetch_add(1, Ordering::Relaxed);
             // Real-time: no allocation, no locks; an underrun plays silence.
             for s in data.iter_mut() {
                 *s = match cons.try_pop() {
