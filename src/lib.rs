@@ -13,6 +13,7 @@ pub mod audit;
 pub mod config;
 pub mod floor;
 pub mod permissions;
+pub mod radio;
 pub mod server;
 pub mod sfu;
 pub mod signaling;
