@@ -38,6 +38,7 @@ async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "floorsTaken": hub.floors_taken(),
         "counters": hub.counters(),
         "auditDropped": gw.audit.dropped(),
+        "forwardLatency": crate::sfu::stats::FORWARD_LATENCY.summary(),
     }))
 }
 

@@ -544,7 +544,12 @@ impl Hub {
     /// Forwards one RTP packet from `from` to every other member of each channel where `from`
     /// holds the floor (floor granted), on that member's slot for the channel. Packets from a
     /// member holding no floor are counted and dropped. Returns the number of copies queued.
-    pub fn forward(&mut self, from: ConnId, packet: &rtc::rtp::Packet) -> usize {
+    pub fn forward(
+        &mut self,
+        from: ConnId,
+        packet: &rtc::rtp::Packet,
+        received_at: Instant,
+    ) -> usize {
         let mut queued = 0usize;
         let mut held = false;
         for (name, ch) in &self.channels {
@@ -563,6 +568,7 @@ impl Hub {
                     slot: *slot,
                     grant: ch.grant,
                     packet: packet.clone(),
+                    received_at,
                 };
                 if media.tx.try_send(d).is_ok() {
                     queued += 1;
