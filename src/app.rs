@@ -36,6 +36,9 @@ pub enum AppError {
     /// The SQLite state could not be opened.
     #[error(transparent)]
     Store(#[from] crate::permissions::StoreError),
+    /// The permission sync configuration is unusable (Redis URL, CA file).
+    #[error(transparent)]
+    Sync(#[from] crate::permissions::SyncError),
 }
 
 /// Everything the sessions share.
@@ -46,6 +49,8 @@ pub struct Gateway {
     pub hub: Arc<Mutex<Hub>>,
     /// The SQLite permission store (standalone source and local copy).
     pub store: Arc<SqliteStore>,
+    /// Permission sync from the control plane's Redis (or standalone refresh), its status.
+    pub perm_sync: Arc<crate::permissions::PermissionSync>,
     /// Token verification at connect.
     pub verifier: TokenVerifier,
     /// WebRTC settings and port allocation.
@@ -159,6 +164,7 @@ impl Gateway {
         let dir = state_dir(&cfg)?;
         let store = Arc::new(SqliteStore::open(&dir.join("radiogate.db"))?);
         let verifier = TokenVerifier::new(&key_material(&cfg)?, cfg.auth.leeway_secs)?;
+        let perm_sync = Arc::new(crate::permissions::PermissionSync::new(&cfg.redis)?);
         let hub = Hub::new(
             cfg.channels,
             FloorConfig {
@@ -170,6 +176,7 @@ impl Gateway {
             cfg,
             hub: Arc::new(Mutex::new(hub)),
             store,
+            perm_sync,
             verifier,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
@@ -209,6 +216,7 @@ impl Gateway {
         tracing::info!(addr = %bound, "listening");
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
+        let perm_sync = tokio::spawn(crate::permissions::sync::run(Arc::clone(&self)));
         let router = crate::server::router(Arc::clone(&self));
         let token = self.shutdown.clone();
         let served = axum::serve(
@@ -236,6 +244,7 @@ impl Gateway {
             );
         }
         timer.abort();
+        perm_sync.abort();
         if let Err(e) = self.store.checkpoint() {
             tracing::warn!(error = %e, "SQLite checkpoint at shutdown failed");
         }

@@ -5,7 +5,6 @@
 
 use crate::access::token::{Claims, TokenError};
 use crate::app::{unix_now, Gateway};
-use crate::permissions::PermissionStore;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -26,6 +25,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let sync = gw.perm_sync.status();
     let hub = gw.hub.lock();
     Json(json!({
         "status": "ok",
@@ -35,6 +35,7 @@ async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "channels": hub.channel_count(),
         "floorsTaken": hub.floors_taken(),
         "counters": hub.counters(),
+        "permissionSync": sync,
     }))
 }
 
@@ -77,21 +78,14 @@ async fn ws(
             return refuse(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}"));
         }
     };
-    // Standalone: the token's channels are the user's permitted channels, recorded in SQLite.
-    let store = Arc::clone(&gw.store);
-    let c = claims.clone();
-    let permitted = tokio::task::spawn_blocking(move || {
-        store.set_user_channels(&c.event, &c.sub, &c.channels)?;
-        store.user_channels(&c.event, &c.sub)
-    })
-    .await;
-    let permitted = match permitted {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
+    // Redis (when configured) or the SQLite copy decides; the token only for unknown users
+    // (see PermissionSync::permitted_at_connect and docs/CONTROL_PLANE.md).
+    let permitted = match gw.perm_sync.permitted_at_connect(&gw.store, &claims).await {
+        Ok(p) => p,
+        Err(e) => {
             tracing::error!(error = %e, "permission store failed at connect");
             return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let max = gw.cfg.server.max_frame_bytes;
     let tracker = gw.sessions.clone();

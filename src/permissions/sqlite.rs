@@ -6,6 +6,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::time::Duration;
 
+mod local;
+pub use local::{Source, UserRecord};
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS user_channels (
     event_id   TEXT NOT NULL,
@@ -36,6 +39,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        local::migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

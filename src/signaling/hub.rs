@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+mod permissions;
+pub use permissions::PermissionOutcome;
+
 /// Per-session state kept by the hub.
 struct SessionState {
     /// Channels this user may join (from the permission store at connect).
@@ -74,6 +77,7 @@ pub struct Hub {
     channels: HashMap<String, ChannelState>,
     counters: HubCounters,
     grants: u64,
+    pending: permissions::PendingRemovals,
 }
 
 impl Hub {
@@ -87,6 +91,7 @@ impl Hub {
             channels: HashMap::new(),
             counters: HubCounters::default(),
             grants: 0,
+            pending: Default::default(),
         }
     }
 
@@ -133,6 +138,7 @@ impl Hub {
             let _ = self.leave(id, &ch, now);
         }
         self.sessions.remove(&id);
+        self.forget_pending(id);
         self.registry.remove(id)
     }
 
@@ -399,6 +405,7 @@ impl Hub {
             return;
         };
         let members: Vec<ConnId> = ch.members.iter().copied().collect();
+        let mut ended: Vec<ConnId> = Vec::new();
         for ev in events {
             match ev {
                 FloorEvent::Granted { to, expires_at } => {
@@ -427,6 +434,7 @@ impl Hub {
                     }
                 }
                 FloorEvent::Revoked { from, reason } => {
+                    ended.push(from.id);
                     self.counters.floors_revoked += 1;
                     let (code, msg) = match &reason {
                         crate::floor::RevokeReason::TimeOut => (
@@ -452,9 +460,11 @@ impl Hub {
                         self.send(*m, Outbound::Frame(frame.clone()));
                     }
                 }
-                FloorEvent::Released { .. } | FloorEvent::Denied { .. } => {}
+                FloorEvent::Released { by } => ended.push(by.id),
+                FloorEvent::Denied { .. } => {}
             }
         }
+        self.apply_pending_removals(channel, &ended);
     }
 
     /// Attaches a session's WebRTC link (after its offer was answered).
