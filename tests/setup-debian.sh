@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing radiogate needs on a fresh Debian machine: a C toolchain,
 # cmake and pkg-config for -sys crates, libopus (the tests' Opus encoder/decoder), ALSA and udev
-# headers (hardware layer), and Rust (rustup) with rustfmt and clippy when cargo is missing.
+# headers (hardware layer), redis-server and openssl (the permission-sync tests start a real
+# Redis, with TLS), and Rust (rustup) with rustfmt and clippy when cargo is missing.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-APT_PACKAGES=(build-essential pkg-config cmake curl ca-certificates libopus-dev libasound2-dev libudev-dev)
+APT_PACKAGES=(build-essential pkg-config cmake curl ca-certificates libopus-dev libasound2-dev libudev-dev redis-server openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,7 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -24,13 +25,24 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts redis-server on a free port (no persistence) and waits until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts redis-server with extra command-line arguments (kept for restarts).
+    pub async fn start_with(extra: &[String]) -> Self {
         let mut s = Self {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
+            extra: extra.to_vec(),
         };
         s.spawn().await;
         s
+    }
+
+    /// A free loopback port (for a TLS port).
+    pub fn free_port() -> u16 {
+        free_port()
     }
 
     async fn spawn(&mut self) {
@@ -39,6 +51,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
