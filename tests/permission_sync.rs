@@ -502,9 +502,13 @@ async fn tls_with_acl_user_and_private_ca() {
             "gw",
             "on",
             ">gw-pass-123",
-            "~*",
-            "&*",
-            "+@all",
+            "~u.*.g",
+            "~channel:events",
+            "&vp:membership_updates",
+            "+smembers",
+            "+hmget",
+            "+subscribe",
+            "+ping",
         ])
         .await;
     seed(&redis, "alice", &["c1"]).await;
