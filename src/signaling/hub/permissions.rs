@@ -197,3 +197,137 @@ impl Hub {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ChannelLimits;
+    use crate::floor::FloorConfig;
+    use crate::signaling::registry::ConnectionInfo;
+    use serde_json::Value;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    type Rx = mpsc::UnboundedReceiver<Outbound>;
+
+    fn hub() -> Hub {
+        Hub::new(
+            ChannelLimits::default(),
+            FloorConfig {
+                time_out_timer: Duration::from_secs(60),
+            },
+        )
+    }
+
+    fn add(hub: &mut Hub, id: ConnId, user: &str, role: Role, permitted: &[&str]) -> Rx {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let info = ConnectionInfo {
+            conn_id: id,
+            user_id: user.into(),
+            name: user.into(),
+            device_id: None,
+            role,
+            event: "ev".into(),
+            remote_addr: "127.0.0.1:1".parse().unwrap(),
+            connected_at_ms: 0,
+        };
+        hub.register(
+            info,
+            permitted.iter().map(|s| s.to_string()).collect(),
+            4,
+            tx,
+        );
+        rx
+    }
+
+    fn frames(rx: &mut Rx) -> Vec<Value> {
+        let mut v = Vec::new();
+        while let Ok(Outbound::Frame(f)) = rx.try_recv() {
+            v.push(serde_json::from_str(&f).unwrap());
+        }
+        v
+    }
+
+    fn of(frames: &[Value], method: &str) -> Vec<Value> {
+        frames
+            .iter()
+            .filter(|f| f["method"] == method)
+            .map(|f| f["params"].clone())
+            .collect()
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn removal_waits_for_the_floor_and_can_be_cancelled() {
+        let now = Instant::now();
+        let mut h = hub();
+        let mut rx = add(&mut h, 1, "al", Role::General, &["a", "b"]);
+        h.join(1, "a", Some("ev")).unwrap();
+        h.join(1, "b", Some("ev")).unwrap();
+        h.floor_request(1, "a", now).unwrap();
+        frames(&mut rx);
+        // lose both: b is left at once, a (floor held) is pending
+        let out = h.apply_permissions("ev", "al", &[], now);
+        assert_eq!((out.sessions_told, out.left, out.pending), (1, 1, 1));
+        let f = frames(&mut rx);
+        let up = &of(&f, "permission.update")[0];
+        assert_eq!(up["removed"], serde_json::json!(["a", "b"]));
+        assert_eq!(up["pending"], serde_json::json!(["a"]));
+        assert_eq!(of(&f, "channel.removed")[0]["channelId"], "b");
+        assert_eq!(h.pending_removals(1), s(&["a"]));
+        // same list again: nothing to tell
+        assert_eq!(h.apply_permissions("ev", "al", &[], now).sessions_told, 0);
+        // permitted again before the release: the pending removal is cancelled
+        let out = h.apply_permissions("ev", "al", &s(&["a"]), now);
+        assert_eq!(out.sessions_told, 1);
+        assert!(h.pending_removals(1).is_empty());
+        h.floor_release(1, "a", now).unwrap();
+        assert!(of(&frames(&mut rx), "channel.removed").is_empty());
+        // removed again while talking, then the time-out timer revokes: removed then
+        h.floor_request(1, "a", now).unwrap();
+        h.apply_permissions("ev", "al", &[], now);
+        frames(&mut rx);
+        h.tick(now + Duration::from_secs(61));
+        let f = frames(&mut rx);
+        assert_eq!(of(&f, "floor.revoke").len(), 1);
+        let rm = &of(&f, "channel.removed")[0];
+        assert_eq!(
+            (rm["channelId"].as_str(), rm["deferred"].as_bool()),
+            (Some("a"), Some(true))
+        );
+        assert!(h.leave(1, "a", now).is_err(), "no longer a member");
+    }
+
+    #[test]
+    fn other_events_and_admins() {
+        let now = Instant::now();
+        let mut h = hub();
+        let mut admin = add(&mut h, 1, "ad", Role::Admin, &["a"]);
+        h.join(1, "a", Some("ev")).unwrap();
+        frames(&mut admin);
+        h.apply_permissions("ev", "ad", &[], now);
+        let f = frames(&mut admin);
+        assert_eq!(of(&f, "permission.update").len(), 1);
+        assert!(
+            of(&f, "channel.removed").is_empty(),
+            "ADMIN is not made to leave"
+        );
+        // an update for another event does not touch the session
+        assert_eq!(
+            h.apply_permissions("ev2", "ad", &s(&["z"]), now)
+                .sessions_told,
+            0
+        );
+        assert!(h.permitted(1).is_empty());
+        assert_eq!(
+            h.connected_users(),
+            vec![("ev".to_string(), "ad".to_string())]
+        );
+        // a gone session's pending state is forgotten
+        h.unregister(1, now);
+        assert!(h.pending_removals(1).is_empty());
+    }
+}
