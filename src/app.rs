@@ -45,6 +45,9 @@ pub enum AppError {
     /// The ban list could not be opened.
     #[error(transparent)]
     Bans(#[from] crate::access::bans::BanError),
+    /// The permission sync configuration is unusable (Redis URL, CA file).
+    #[error(transparent)]
+    Sync(#[from] crate::permissions::SyncError),
 }
 
 /// Everything the sessions share.
@@ -55,6 +58,8 @@ pub struct Gateway {
     pub hub: Arc<Mutex<Hub>>,
     /// The SQLite permission store (standalone source and local copy).
     pub store: Arc<SqliteStore>,
+    /// Permission sync from the control plane's Redis (or standalone refresh), its status.
+    pub perm_sync: Arc<crate::permissions::PermissionSync>,
     /// Token verification at connect.
     pub verifier: TokenVerifier,
     /// WebRTC settings and port allocation.
@@ -179,6 +184,7 @@ impl Gateway {
         let verifier = TokenVerifier::new(&key_material(&cfg)?, cfg.auth.leeway_secs)?;
         let audit = Audit::open(&db, cfg.audit.retention)?;
         let bans = BanList::open(&db)?;
+        let perm_sync = Arc::new(crate::permissions::PermissionSync::new(&cfg.redis)?);
         let hub = Hub::new(
             cfg.channels,
             FloorConfig {
@@ -197,6 +203,7 @@ impl Gateway {
             cfg,
             hub: Arc::new(Mutex::new(hub)),
             store,
+            perm_sync,
             verifier,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
@@ -241,6 +248,7 @@ impl Gateway {
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
+        let perm_sync = tokio::spawn(crate::permissions::sync::run(Arc::clone(&self)));
         let router = crate::server::router(Arc::clone(&self));
         let token = self.shutdown.clone();
         // Small frames (floor grants) must not wait for delayed ACKs: TCP_NODELAY.
@@ -278,6 +286,7 @@ impl Gateway {
         if !self.audit.flush(Duration::from_secs(2)) {
             tracing::warn!("audit log not flushed at shutdown");
         }
+        perm_sync.abort();
         if let Err(e) = self.store.checkpoint() {
             tracing::warn!(error = %e, "SQLite checkpoint at shutdown failed");
         }

@@ -13,6 +13,9 @@ use std::time::Duration;
 /// The documented default configuration, `config/radiogate.toml`, as compiled in.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/radiogate.toml");
 
+mod redis_sync;
+pub use redis_sync::RedisConfig;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +56,8 @@ pub struct Config {
     pub floor: FloorTiming,
     /// `[sfu]`: WebRTC media transport.
     pub sfu: SfuConfig,
+    /// `[redis]`: permission sync from the control plane (empty url: standalone).
+    pub redis: RedisConfig,
     /// `[limits]`: abuse limits.
     pub limits: LimitsConfig,
     /// `[dispatch]`: Dispatch features.
@@ -390,6 +395,7 @@ impl Config {
             10_000,
         )?;
         range("audit.retention", self.audit.retention, 1000, 10_000_000)?;
+        self.redis.validate()?;
         let (lo, hi) = (self.sfu.udp_port_min, self.sfu.udp_port_max);
         if (lo == 0) != (hi == 0) || lo > hi {
             return Err(ConfigError::Invalid {

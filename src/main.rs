@@ -57,6 +57,8 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// List and set users' and events' channels in the local SQLite copy.
+    Permissions(radiogate::permissions::cli::PermissionsArgs),
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, String> {
@@ -80,6 +82,7 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Permissions(args) => radiogate::permissions::cli::run(args),
         Cmd::PrintConfig => {
             print!("{EMBEDDED_DEFAULT}");
             ExitCode::SUCCESS

@@ -28,6 +28,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let sync = gw.perm_sync.status();
     let hub = gw.hub.lock();
     Json(json!({
         "status": "ok",
@@ -39,6 +40,7 @@ async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "counters": hub.counters(),
         "auditDropped": gw.audit.dropped(),
         "forwardLatency": crate::sfu::stats::FORWARD_LATENCY.summary(),
+        "permissionSync": sync,
     }))
 }
 
@@ -128,32 +130,31 @@ async fn ws(
             .who(claims.role, claims.event.clone())
             .details(json!({"remote": remote.to_string(), "device": claims.device})),
     );
-    // Standalone: the token's channels are the user's permitted channels, recorded in SQLite.
+    // Redis (when configured) or the SQLite copy decides; the token only for unknown users
+    // (see PermissionSync::permitted_at_connect and docs/CONTROL_PLANE.md).
     let store = Arc::clone(&gw.store);
-    let c = claims.clone();
-    let permitted = tokio::task::spawn_blocking(move || {
-        let before = store.user_channels(&c.event, &c.sub)?;
-        store.set_user_channels(&c.event, &c.sub, &c.channels)?;
-        Ok::<_, crate::permissions::StoreError>((before, store.user_channels(&c.event, &c.sub)?))
-    })
-    .await;
-    let permitted = match permitted {
-        Ok(Ok((before, now))) => {
-            if before != now {
+    let (event, sub) = (claims.event.clone(), claims.sub.clone());
+    let before = tokio::task::spawn_blocking(move || store.user_channels(&event, &sub))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let permitted = match gw.perm_sync.permitted_at_connect(&gw.store, &claims).await {
+        Ok(p) => {
+            if before != p {
                 gw.audit.record(
-                    Entry::new("token", Action::PermissionChange)
+                    Entry::new("connect", Action::PermissionChange)
                         .who(claims.role, claims.event.clone())
                         .target(claims.sub.clone())
-                        .details(json!({"before": before, "after": now})),
+                        .details(json!({"before": before, "after": p})),
                 );
             }
-            now
+            p
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, "permission store failed at connect");
             return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let max = gw.cfg.server.max_frame_bytes;
     let tracker = gw.sessions.clone();

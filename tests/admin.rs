@@ -309,7 +309,8 @@ async fn connection_rate_and_failed_auth_backoff() {
 
 #[tokio::test]
 async fn a_message_flood_is_closed_and_does_not_slow_other_floor_grants() {
-    let gw = Gateway::start("");
+    // The talker's 100 calls must stay within its own rate; the flooder's 5000 do not.
+    let gw = Gateway::start("[limits]\nmessages_per_second = 200\nmessage_burst = 200\n");
     let mut flooder = connect(&gw, &token("f", Role::General, "ev1", &["c1"]))
         .await
         .unwrap();

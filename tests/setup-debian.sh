@@ -2,12 +2,13 @@
 # Installs what building and testing radiogate needs on a fresh Debian machine: a C toolchain,
 # cmake and pkg-config for -sys crates, libopus (the tests' Opus encoder/decoder), ALSA and udev
 # headers (hardware layer), the hardware tests' real peers (rigctld, socat, PulseAudio with the
-# ALSA pulse plugin), and Rust (rustup) with rustfmt and clippy when cargo is missing.
+# ALSA pulse plugin), redis-server and openssl (the permission-sync tests start a real Redis,
+# with TLS), and Rust (rustup) with rustfmt and clippy when cargo is missing.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 APT_PACKAGES=(build-essential pkg-config cmake curl ca-certificates libopus-dev libasound2-dev libudev-dev
-  libhamlib-utils socat pulseaudio pulseaudio-utils libasound2-plugins)
+  libhamlib-utils socat pulseaudio pulseaudio-utils libasound2-plugins redis-server openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,12 +2,18 @@
 //!
 //! In standalone mode (no control plane) a user's permitted channels are the ones in their
 //! token, recorded here at connect (`set_user_channels`), together with the channel-to-event
-//! association. The Redis sync issue adds a second source behind the same trait; SQLite stays the
-//! local copy the gateway serves from when the uplink is down (spec notes 001, 002).
+//! association. With `[redis] url` set, the control plane's Redis is the source ([`sync`],
+//! [`redis_source`], the pure [`policy`]); SQLite stays the local copy the gateway serves from
+//! when the uplink is down (spec notes 001, 002). [`cli`] is `radiogate permissions`.
 
+pub mod cli;
+pub mod policy;
+pub mod redis_source;
 mod sqlite;
+pub mod sync;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{Source, SqliteStore, UserRecord};
+pub use sync::{PermissionSync, SyncError};
 
 /// Errors from a permission store.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::time::Duration;
 
+mod local;
+pub use local::{Source, UserRecord};
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS user_channels (
     event_id   TEXT NOT NULL,
@@ -36,6 +39,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        local::migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -50,21 +54,6 @@ impl SqliteStore {
             .lock()
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
-    }
-}
-
-impl SqliteStore {
-    /// Every channel associated with `event`, sorted (the emergency broadcast's reach).
-    ///
-    /// # Errors
-    /// [`StoreError::Sqlite`] if the store cannot be read.
-    pub fn event_channels(&self, event: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT channel_id FROM channel_events WHERE event_id = ?1 ORDER BY channel_id",
-        )?;
-        let rows = stmt.query_map(params![event], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 

@@ -52,7 +52,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptimeSecs": gw.started.elapsed().as_secs(),
                 "hub": hub,
-                "permissionSync": {"mode": "standalone", "state": "sqlite"},
+                "permissionSync": gw.perm_sync.status(),
                 "auditDropped": gw.audit.dropped(),
                 "bans": gw.bans.list().len(),
             }))

@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+mod permissions;
+pub use permissions::PermissionOutcome;
+
 /// Per-session state kept by the hub.
 struct SessionState {
     /// Channels this user may join (from the permission store at connect).
@@ -87,6 +90,7 @@ pub struct Hub {
     armed: HashMap<ConnId, Instant>,
     /// Broadcasters whose floors the time-out timer revoked (stopped after the tick).
     tot_broadcasts: Vec<ConnId>,
+    pending: permissions::PendingRemovals,
 }
 
 impl Hub {
@@ -100,6 +104,7 @@ impl Hub {
             channels: HashMap::new(),
             counters: HubCounters::default(),
             grants: 0,
+            pending: Default::default(),
             audit: None,
             broadcasts: HashMap::new(),
             armed: HashMap::new(),
@@ -175,6 +180,7 @@ impl Hub {
             let _ = self.leave(id, &ch, now);
         }
         self.sessions.remove(&id);
+        self.forget_pending(id);
         self.registry.remove(id)
     }
 
@@ -450,6 +456,7 @@ impl Hub {
             return;
         };
         let members: Vec<ConnId> = ch.members.iter().copied().collect();
+        let mut ended: Vec<ConnId> = Vec::new();
         for ev in events {
             match ev {
                 FloorEvent::Granted { to, expires_at } => {
@@ -479,6 +486,7 @@ impl Hub {
                     }
                 }
                 FloorEvent::Revoked { from, reason } => {
+                    ended.push(from.id);
                     self.counters.floors_revoked += 1;
                     let (code, msg, action) = match &reason {
                         RevokeReason::TimeOut => {
@@ -521,10 +529,12 @@ impl Hub {
                 }
                 FloorEvent::Released { by } => {
                     self.audit(self.entry_for(by.id, Action::FloorReleased).target(channel));
+                    ended.push(by.id);
                 }
                 FloorEvent::Denied { .. } => {}
             }
         }
+        self.apply_pending_removals(channel, &ended);
     }
 
     /// Attaches a session's WebRTC link (after its offer was answered).

@@ -3,6 +3,7 @@
 //! (webrtc-rs) sending Opus-encoded speech.
 #![allow(dead_code)]
 
+pub mod redis_server;
 pub mod rtc_client;
 
 use futures_util::{SinkExt, StreamExt};
@@ -54,6 +55,12 @@ impl Gateway {
 
     /// Starts the gateway with its state and config in `dir`.
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
+        let state = dir.path().join("state");
+        Self::launch(dir, &state, extra)
+    }
+
+    /// Starts the gateway with its config in `dir` and its state in `state`.
+    pub fn launch(dir: tempfile::TempDir, state: &std::path::Path, extra: &str) -> Self {
         // Every test connects from 127.0.0.1: lift the per-address connection limit unless the
         // test sets it.
         let extra = if !extra.contains("[limits]") {
@@ -67,7 +74,7 @@ impl Gateway {
             "[server]\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 4096\n\
              [state]\ndir = \"{}\"\n[auth]\nsecret = \"{SECRET}\"\n\
              [sfu]\nudp_bind_ip = \"127.0.0.1\"\n{extra}",
-            dir.path().join("state").display()
+            state.display()
         );
         let cfg_path = dir.path().join("radiogate.toml");
         std::fs::write(&cfg_path, cfg).expect("write config");

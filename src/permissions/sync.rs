@@ -1,0 +1,499 @@
+//! The permission sync driver: a thin tokio shell around [`SyncPolicy`] that owns the Redis
+//! connections, applies membership updates, runs the heartbeat refresh and reconnects.
+//!
+//! Every applied change is written through to the SQLite copy first, then pushed to the
+//! user's live sessions through the hub (`permission.update`, see docs/PROTOCOL.md).
+//! Standalone (no `[redis] url`), the same loop re-reads the SQLite copy for connected users
+//! every refresh interval, so `radiogate permissions set` reaches live sessions.
+
+use super::policy::{LinkState, ResyncScope, SyncPolicy, SyncStatus, Transition};
+use super::redis_source::{parse_update, Action, RedisSource, SourceError};
+use super::{Source, SqliteStore, StoreError};
+use crate::access::token::Claims;
+use crate::app::Gateway;
+use crate::config::RedisConfig;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Errors of the sync driver and the connect-time lookup.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The SQLite copy failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The Redis source failed or refused its configuration.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A blocking task panicked or was cancelled.
+    #[error("permission sync task: {0}")]
+    Task(String),
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn wall_ms() -> u64 {
+    crate::signaling::registry::ConnectionInfo::epoch_ms(SystemTime::now())
+}
+
+/// Shared permission-sync state: the policy (status), the Redis source and its command
+/// connection while connected.
+pub struct PermissionSync {
+    cfg: RedisConfig,
+    source: Option<RedisSource>,
+    policy: Mutex<SyncPolicy>,
+    conn: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl PermissionSync {
+    /// Builds the sync state from `[redis]` (no connection yet; the driver connects).
+    ///
+    /// # Errors
+    /// [`SyncError::Source`] if the URL or CA file is unusable.
+    pub fn new(cfg: &RedisConfig) -> Result<Self, SyncError> {
+        let source = if cfg.enabled() {
+            Some(RedisSource::new(cfg)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            policy: Mutex::new(SyncPolicy::new(cfg.enabled(), cfg.refresh_interval())),
+            cfg: cfg.clone(),
+            source,
+            conn: Mutex::new(None),
+        })
+    }
+
+    /// The current sync status (state, degraded since, last full sync, counters).
+    pub fn status(&self) -> SyncStatus {
+        self.policy.lock().status().clone()
+    }
+
+    /// Prometheus text lines for the sync state (for the metrics endpoint).
+    pub fn metrics_text(&self) -> String {
+        let s = self.status();
+        let state = |st: LinkState| u8::from(s.state == st);
+        format!(
+            "# TYPE radiogate_permission_sync_state gauge\n\
+             radiogate_permission_sync_state{{state=\"standalone\"}} {}\n\
+             radiogate_permission_sync_state{{state=\"connecting\"}} {}\n\
+             radiogate_permission_sync_state{{state=\"connected\"}} {}\n\
+             radiogate_permission_sync_state{{state=\"degraded\"}} {}\n\
+             # TYPE radiogate_permission_sync_degraded_since_seconds gauge\n\
+             radiogate_permission_sync_degraded_since_seconds {}\n\
+             # TYPE radiogate_permission_sync_last_full_sync_seconds gauge\n\
+             radiogate_permission_sync_last_full_sync_seconds {}\n\
+             # TYPE radiogate_permission_updates_applied_total counter\n\
+             radiogate_permission_updates_applied_total {}\n\
+             # TYPE radiogate_permission_updates_skipped_total counter\n\
+             radiogate_permission_updates_skipped_total {}\n",
+            state(LinkState::Standalone),
+            state(LinkState::Connecting),
+            state(LinkState::Connected),
+            state(LinkState::Degraded),
+            s.degraded_since_ms.map_or(0.0, |m| m as f64 / 1000.0),
+            s.last_full_sync_ms.map_or(0.0, |m| m as f64 / 1000.0),
+            s.updates_applied,
+            s.updates_skipped,
+        )
+    }
+
+    /// Whether this gateway follows `event` (`redis.events` empty: every event).
+    pub fn follows(&self, event: &str) -> bool {
+        self.cfg.events.is_empty() || self.cfg.events.iter().any(|e| e == event)
+    }
+
+    /// The channels a connecting user may use.
+    ///
+    /// With Redis configured and connected: read from Redis (bounded by the response
+    /// timeout) and written through to SQLite. Otherwise (outage, Redis read failed): the
+    /// SQLite copy if it knows the user from Redis or a site admin; for a user it never saw,
+    /// the token's channels (recorded as such, replaced at the next resync).
+    /// Standalone: channels a site admin set with `radiogate permissions set` win; else the
+    /// token's channels, recorded at each connect.
+    ///
+    /// # Errors
+    /// [`SyncError::Store`] if SQLite fails.
+    pub async fn permitted_at_connect(
+        &self,
+        store: &Arc<SqliteStore>,
+        claims: &Claims,
+    ) -> Result<Vec<String>, SyncError> {
+        let (event, user) = (claims.event.clone(), claims.sub.clone());
+        if let Some(src) = &self.source {
+            let conn = self.conn.lock().clone();
+            if let (Some(mut conn), true) = (conn, self.follows(&event)) {
+                let key = (event.clone(), user.clone());
+                match src.fetch(&mut conn, std::slice::from_ref(&key)).await {
+                    Ok(mut f) => match f.users.pop() {
+                        Some(Ok(chs)) => {
+                            let store = Arc::clone(store);
+                            let rows = vec![(event, user, chs.clone())];
+                            let assoc = std::mem::take(&mut f.assoc);
+                            blocking(move || {
+                                store.record_users(&rows, &assoc, Source::Redis, wall_ms())
+                            })
+                            .await?;
+                            return Ok(chs);
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(user = %claims.sub, error = %e,
+                                "permission key unusable at connect; using the SQLite copy");
+                        }
+                        None => {}
+                    },
+                    Err(e) => {
+                        tracing::info!(user = %claims.sub, error = %e,
+                            "Redis read at connect failed; using the SQLite copy");
+                    }
+                }
+            }
+        }
+        let redis_mode = self.source.is_some();
+        let store = Arc::clone(store);
+        let token_channels = claims.channels.clone();
+        blocking(move || {
+            if let Some(rec) = store.user_record(&event, &user)? {
+                let authoritative = match rec.source {
+                    Source::Local => true,
+                    Source::Redis => redis_mode,
+                    Source::Token => false,
+                };
+                if authoritative {
+                    return Ok(rec.channels);
+                }
+            }
+            let rows = vec![(event, user, token_channels.clone())];
+            store.record_users(&rows, &[], Source::Token, wall_ms())?;
+            let mut chs = token_channels;
+            chs.sort();
+            chs.dedup();
+            Ok(chs)
+        })
+        .await
+    }
+}
+
+/// Runs a blocking SQLite closure off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))?
+        .map_err(SyncError::from)
+}
+
+/// Runs the permission sync until shutdown (spawned by [`Gateway::serve`]).
+pub async fn run(gw: Arc<Gateway>) {
+    if gw.perm_sync.source.is_some() {
+        redis_loop(gw).await;
+    } else {
+        standalone_loop(gw).await;
+    }
+}
+
+/// Standalone: re-read the SQLite copy for connected users every refresh interval.
+async fn standalone_loop(gw: Arc<Gateway>) {
+    let sync = Arc::clone(&gw.perm_sync);
+    loop {
+        let next = sync
+            .policy
+            .lock()
+            .next_refresh(Instant::now())
+            .unwrap_or_else(|| Instant::now() + sync.cfg.refresh_interval());
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {}
+            _ = gw.shutdown.cancelled() => return,
+        }
+        let t0 = Instant::now();
+        let users = gw.hub.lock().connected_users();
+        let store = Arc::clone(&gw.store);
+        let n = users.len();
+        let recs = blocking(move || {
+            let mut out = Vec::with_capacity(users.len());
+            for (event, user) in users {
+                if let Some(rec) = store.user_record(&event, &user)? {
+                    out.push(rec);
+                }
+            }
+            Ok(out)
+        })
+        .await;
+        let mut changed = 0;
+        match recs {
+            Ok(recs) => {
+                let now = Instant::now();
+                let mut hub = gw.hub.lock();
+                for r in recs {
+                    if hub
+                        .apply_permissions(&r.event, &r.user, &r.channels, now)
+                        .sessions_told
+                        > 0
+                    {
+                        changed += 1;
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "permission refresh from SQLite failed"),
+        }
+        let mut p = sync.policy.lock();
+        p.count_refresh_changes(changed);
+        p.on_resync_done(
+            Instant::now(),
+            wall_ms(),
+            ResyncScope::Connected,
+            n,
+            t0.elapsed(),
+        );
+    }
+}
+
+/// Why a connected period ended.
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+fn log_transition(cfg: &RedisConfig, t: Option<Transition>) {
+    match t {
+        Some(Transition::Connected { outage: None }) => {
+            tracing::info!(url = %cfg.redacted_url(), channel = %cfg.updates_channel,
+                "permission sync connected to Redis");
+        }
+        Some(Transition::Connected {
+            outage: Some(outage),
+        }) => {
+            tracing::info!(url = %cfg.redacted_url(), outage_ms = outage.as_millis() as u64,
+                "permission sync reconnected to Redis; resubscribed, resyncing");
+        }
+        Some(Transition::Degraded { reason }) => {
+            tracing::warn!(url = %cfg.redacted_url(), %reason,
+                "permission sync degraded: Redis unreachable, serving from the SQLite copy; \
+                 reconnecting with backoff 1, 2, 4, 8, 16, 30 s");
+        }
+        None => {}
+    }
+}
+
+async fn redis_loop(gw: Arc<Gateway>) {
+    let sync = Arc::clone(&gw.perm_sync);
+    let Some(src) = sync.source.as_ref() else {
+        return;
+    };
+    loop {
+        let reason = tokio::select! {
+            r = src.connect() => match r {
+                Ok((cmd, sink, stream)) => {
+                    *sync.conn.lock() = Some(cmd.clone());
+                    let t = sync.policy.lock().on_connected(Instant::now(), wall_ms());
+                    log_transition(&sync.cfg, t);
+                    let ended = connected(&gw, src, cmd, sink, stream).await;
+                    *sync.conn.lock() = None;
+                    match ended {
+                        Ended::Shutdown => return,
+                        Ended::Lost(r) => r,
+                    }
+                }
+                Err(e) => e.to_string(),
+            },
+            _ = gw.shutdown.cancelled() => return,
+        };
+        let jitter = rand::random::<f64>() * 2.0 - 1.0;
+        let (delay, t) =
+            sync.policy
+                .lock()
+                .on_link_lost(Instant::now(), wall_ms(), &reason, jitter);
+        if t.is_none() {
+            tracing::debug!(%reason, delay_ms = delay.as_millis() as u64, "Redis reconnect failed");
+        }
+        log_transition(&sync.cfg, t);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = gw.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One connected period: full resync, then updates and heartbeat refreshes until the link
+/// drops or the gateway shuts down.
+async fn connected(
+    gw: &Arc<Gateway>,
+    src: &RedisSource,
+    mut cmd: MultiplexedConnection,
+    mut sink: PubSubSink,
+    mut stream: PubSubStream,
+) -> Ended {
+    let sync = &gw.perm_sync;
+    let scope = sync.policy.lock().resync_scope();
+    if let Err(e) = resync(gw, src, &mut cmd, scope).await {
+        return Ended::Lost(e.to_string());
+    }
+    loop {
+        let next = sync
+            .policy
+            .lock()
+            .next_refresh(Instant::now())
+            .unwrap_or_else(|| Instant::now() + sync.cfg.refresh_interval());
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(m) => {
+                    if let Err(e) = handle_update(gw, src, &mut cmd, m.get_payload_bytes()).await {
+                        return Ended::Lost(e.to_string());
+                    }
+                }
+                None => return Ended::Lost("subscription connection closed".into()),
+            },
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {
+                if let Err(e) = src.ping(&mut sink).await {
+                    return Ended::Lost(e.to_string());
+                }
+                if let Err(e) = resync(gw, src, &mut cmd, ResyncScope::Connected).await {
+                    return Ended::Lost(e.to_string());
+                }
+            }
+            _ = gw.shutdown.cancelled() => return Ended::Shutdown,
+        }
+    }
+}
+
+/// Re-reads users from Redis, writes them through and pushes changes. Returns `Err` only
+/// for a link failure.
+async fn resync(
+    gw: &Arc<Gateway>,
+    src: &RedisSource,
+    cmd: &mut MultiplexedConnection,
+    scope: ResyncScope,
+) -> Result<(), SourceError> {
+    let sync = &gw.perm_sync;
+    let t0 = Instant::now();
+    let mut users: BTreeSet<(String, String)> =
+        gw.hub.lock().connected_users().into_iter().collect();
+    if scope == ResyncScope::Known {
+        let store = Arc::clone(&gw.store);
+        match blocking(move || store.user_records(None)).await {
+            Ok(recs) => users.extend(recs.into_iter().map(|r| (r.event, r.user))),
+            Err(e) => tracing::error!(error = %e, "cannot list the SQLite copy for resync"),
+        }
+    }
+    let users: Vec<(String, String)> = users.into_iter().filter(|(e, _)| sync.follows(e)).collect();
+    let fetched = src.fetch(cmd, &users).await?;
+    if let Some(e) = &fetched.assoc_error {
+        tracing::warn!(error = %e, "channel-to-event association unusable; channels counted for the user's event");
+    }
+    let mut rows = Vec::with_capacity(users.len());
+    for ((event, user), r) in users.iter().zip(fetched.users) {
+        match r {
+            Ok(chs) => rows.push((event.clone(), user.clone(), chs)),
+            Err(e) => {
+                tracing::warn!(%user, %event, error = %e, "permission key skipped; keeping the last known channels");
+            }
+        }
+    }
+    let store = Arc::clone(&gw.store);
+    let assoc = fetched.assoc;
+    let rows = Arc::new(rows);
+    let rows2 = Arc::clone(&rows);
+    let written =
+        blocking(move || store.record_users(&rows2, &assoc, Source::Redis, wall_ms())).await;
+    if let Err(e) = &written {
+        tracing::error!(error = %e, "writing permissions to the SQLite copy failed");
+    }
+    let now = Instant::now();
+    let mut changed = 0;
+    {
+        let mut hub = gw.hub.lock();
+        for (event, user, chs) in rows.iter() {
+            if hub.apply_permissions(event, user, chs, now).sessions_told > 0 {
+                changed += 1;
+            }
+        }
+    }
+    let took = t0.elapsed();
+    if scope == ResyncScope::Known {
+        tracing::info!(
+            users = users.len(),
+            sessions_changed = changed,
+            stored_changed = written.as_ref().copied().unwrap_or(0),
+            took_ms = took.as_millis() as u64,
+            "permission full resync done"
+        );
+    } else {
+        tracing::debug!(
+            users = users.len(),
+            changed,
+            "permission heartbeat refresh done"
+        );
+    }
+    let mut p = sync.policy.lock();
+    p.count_refresh_changes(changed);
+    p.on_resync_done(Instant::now(), wall_ms(), scope, users.len(), took);
+    Ok(())
+}
+
+/// Applies one message from the updates channel. Returns `Err` only for a link failure.
+async fn handle_update(
+    gw: &Arc<Gateway>,
+    src: &RedisSource,
+    cmd: &mut MultiplexedConnection,
+    payload: &[u8],
+) -> Result<(), SourceError> {
+    let sync = &gw.perm_sync;
+    let update = match parse_update(payload) {
+        Ok(u) => u,
+        Err(e) => {
+            let shown: String = String::from_utf8_lossy(payload).chars().take(200).collect();
+            tracing::warn!(error = %e, payload = %shown, "malformed membership update skipped");
+            sync.policy.lock().count_update(false);
+            return Ok(());
+        }
+    };
+    if !sync.follows(&update.event_id) {
+        tracing::debug!(event = %update.event_id, "membership update for an event not followed here");
+        sync.policy.lock().count_update(false);
+        return Ok(());
+    }
+    let (event, user) = (update.event_id, update.user_id);
+    let (channels, assoc) = match update.action {
+        Action::SetUserChannels(chs) => {
+            let assoc = chs.iter().map(|c| (c.clone(), event.clone())).collect();
+            (chs, assoc)
+        }
+        Action::RemoveUser => (Vec::new(), Vec::new()),
+        Action::ResyncUser => {
+            let mut f = src.fetch(cmd, &[(event.clone(), user.clone())]).await?;
+            match f.users.pop() {
+                Some(Ok(chs)) => (chs, std::mem::take(&mut f.assoc)),
+                Some(Err(e)) => {
+                    tracing::warn!(%user, %event, error = %e, "resync_user skipped: permission key unusable");
+                    sync.policy.lock().count_update(false);
+                    return Ok(());
+                }
+                None => return Ok(()),
+            }
+        }
+    };
+    let store = Arc::clone(&gw.store);
+    let rows = vec![(event.clone(), user.clone(), channels.clone())];
+    if let Err(e) =
+        blocking(move || store.record_users(&rows, &assoc, Source::Redis, wall_ms())).await
+    {
+        tracing::error!(error = %e, %user, "writing a membership update to the SQLite copy failed");
+    }
+    let (out, has_session) = {
+        let mut hub = gw.hub.lock();
+        let has = !hub.registry().by_user(&user).is_empty();
+        (
+            hub.apply_permissions(&event, &user, &channels, Instant::now()),
+            has,
+        )
+    };
+    if !has_session {
+        tracing::info!(%user, %event, "membership update for a user with no session here; recorded in the SQLite copy");
+    }
+    tracing::debug!(%user, %event, told = out.sessions_told, "membership update applied");
+    sync.policy.lock().count_update(true);
+    Ok(())
+}
