@@ -370,8 +370,9 @@ impl Config {
             _ if have_files => {
                 return Err(ConfigError::Invalid {
                     key: "server.tls",
-                    reason: "set tls = \"files\" to use server.tls_cert_file and server.tls_key_file"
-                        .into(),
+                    reason:
+                        "set tls = \"files\" to use server.tls_cert_file and server.tls_key_file"
+                            .into(),
                 });
             }
             _ => {}
@@ -442,7 +443,10 @@ mod tests {
     #[test]
     fn tls_keys_are_checked() {
         let err = Config::from_toml("[server]\ntls = \"files\"\n").unwrap_err();
-        assert!(err.to_string().starts_with("server.tls_cert_file:"), "{err}");
+        assert!(
+            err.to_string().starts_with("server.tls_cert_file:"),
+            "{err}"
+        );
         let err = Config::from_toml("[server]\ntls_cert_file = \"c.pem\"\n").unwrap_err();
         assert!(err.to_string().starts_with("server.tls:"), "{err}");
         let err = Config::from_toml("[server]\ntls = \"maybe\"\n").unwrap_err();

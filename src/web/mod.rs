@@ -74,7 +74,10 @@ fn asset(a: &'static Asset) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if a.path == "/" {
         h.insert(
             header::CONTENT_SECURITY_POLICY,

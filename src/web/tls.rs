@@ -9,8 +9,8 @@
 
 use crate::config::{Config, PlainHttp, TlsMode};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -290,10 +290,14 @@ pub fn ensure_generated(paths: &GeneratedPaths, names: &[String]) -> Result<(), 
     p.not_after = not_after;
     let issuer = rcgen::Issuer::new(ca, &ca_key);
     let cert = p.signed_by(&key, &issuer)?;
-    let ca_pem = std::fs::read_to_string(&paths.ca_cert)
-        .map_err(io_err("cannot read", &paths.ca_cert))?;
+    let ca_pem =
+        std::fs::read_to_string(&paths.ca_cert).map_err(io_err("cannot read", &paths.ca_cert))?;
     write_file(&paths.server_key, &key.serialize_pem(), true)?;
-    write_file(&paths.server_cert, &format!("{}{ca_pem}", cert.pem()), false)?;
+    write_file(
+        &paths.server_cert,
+        &format!("{}{ca_pem}", cert.pem()),
+        false,
+    )?;
     write_file(
         &paths.server_names,
         &format!("expires {}\n{want}", not_after.unix_timestamp()),

@@ -36,9 +36,20 @@ impl Gateway {
     /// Starts the gateway with the test defaults plus `extra` TOML (sections appended; keys in
     /// `[floor]`, `[channels]` may be given through `floor_ms` and `extra_channels`).
     pub fn start(extra: &str) -> Self {
+        Self::start_with("", extra)
+    }
+
+    /// Like [`Gateway::start`], with `server_extra` keys added to the `[server]` table (the
+    /// test default `max_frame_bytes = 4096` unless `server_extra` sets it).
+    pub fn start_with(server_extra: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let frame = if server_extra.contains("max_frame_bytes") {
+            ""
+        } else {
+            "max_frame_bytes = 4096\n"
+        };
         let cfg = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 4096\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n{frame}{server_extra}\n\
              [state]\ndir = \"{}\"\n[auth]\nsecret = \"{SECRET}\"\n\
              [sfu]\nudp_bind_ip = \"127.0.0.1\"\n{extra}",
             dir.path().join("state").display()

@@ -40,6 +40,7 @@
     started: false,
   };
   window.radiogate = S; // for debugging and the end-to-end tests
+  window.radiogateHandle = (msg) => onMessage(msg); // lets tests inject server notifications
 
   // ---------- screens and small helpers ----------
 
@@ -680,6 +681,13 @@
 
   // ---------- rendering ----------
 
+  // Constant icons (no emoji: not every phone or kiosk has an emoji font).
+  const SPEAKER = '<path d="M3 9h4l5-4v14l-5-4H3z" fill="currentColor"/>';
+  const SPEAKER_ON = `<svg viewBox="0 0 24 24" width="26" height="26" aria-hidden="true">${SPEAKER}` +
+    '<path d="M15.5 8.5a5 5 0 0 1 0 7M18 6a8.5 8.5 0 0 1 0 12" stroke="currentColor" stroke-width="2" fill="none" stroke-linecap="round"/></svg><span>On</span>';
+  const SPEAKER_OFF = `<svg viewBox="0 0 24 24" width="26" height="26" aria-hidden="true">${SPEAKER}` +
+    '<path d="M16 9l5 6M21 9l-5 6" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg><span>Off</span>';
+
   function talkerName(t) {
     if (!t) return '';
     if (S.me && t.connId === S.me.connId) return 'You';
@@ -731,14 +739,17 @@
       li.dataset.pending = c.pendingRemoval ? 'true' : 'false';
       const listening = S.wanted.has(c.id);
       let info;
-      if (c.talker) info = `🔊 ${talkerName(c.talker)} ${talkerName(c.talker) === 'You' ? 'are' : 'is'} talking`;
+      if (c.talker) info = `${talkerName(c.talker)} ${talkerName(c.talker) === 'You' ? 'are' : 'is'} talking`;
       else if (c.pendingRemoval) info = 'Access ends when you release';
       else if (c.joined) info = selected ? 'Talk channel · listening' : 'Listening';
       else if (listening) info = S.wsOpen ? 'Joining…' : 'Waiting for connection';
       else info = 'Not listening';
       li.querySelector('.chan-info').textContent = info;
       const btn = li.querySelector('.chan-listen');
-      btn.textContent = listening ? '🔈' : '🔇';
+      if (btn.dataset.on !== String(listening)) {
+        btn.innerHTML = listening ? SPEAKER_ON : SPEAKER_OFF;
+        btn.dataset.on = String(listening);
+      }
       btn.setAttribute('aria-pressed', listening ? 'true' : 'false');
       btn.setAttribute('aria-label', listening ? `Stop listening to ${c.id}` : `Listen to ${c.id}`);
       btn.title = selected ? 'You always hear the channel you talk on' : btn.getAttribute('aria-label');
