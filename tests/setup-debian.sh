@@ -2,14 +2,20 @@
 # Installs what building and testing radiogate needs on a fresh Debian machine: a C toolchain,
 # cmake and pkg-config for -sys crates, libopus (the tests' Opus encoder/decoder), ALSA and udev
 # headers (hardware layer), and Rust (rustup) with rustfmt and clippy when cargo is missing.
-# Safe to run again: it installs only what is missing.
+# For the browser tests: Chromium, Node.js and npm (when node/npm are missing), and the npm
+# packages of tests/browser from its lockfile (playwright-core; it uses /usr/bin/chromium and
+# downloads no browser). Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-APT_PACKAGES=(build-essential pkg-config cmake curl ca-certificates libopus-dev libasound2-dev libudev-dev)
+APT_PACKAGES=(build-essential pkg-config cmake curl ca-certificates libopus-dev libasound2-dev libudev-dev chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from another source than Debian (then its npm is bundled): only ask apt
+# for what is not on the PATH.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -27,4 +33,13 @@ if [ -f "$HOME/.cargo/env" ]; then
 fi
 if command -v rustup >/dev/null; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+# npm packages of the browser tests, exactly as locked; reinstalled when the lockfile changes.
+BROWSER_DIR="$(cd "$(dirname "$0")" && pwd)/browser"
+STAMP="$BROWSER_DIR/node_modules/.package-lock.json"
+if [ ! -f "$STAMP" ] || ! cmp -s "$BROWSER_DIR/package-lock.json" "$BROWSER_DIR/node_modules/.radiogate-lock"; then
+  echo "installing npm packages of tests/browser" >&2
+  (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$BROWSER_DIR/package-lock.json" "$BROWSER_DIR/node_modules/.radiogate-lock"
 fi
