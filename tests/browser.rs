@@ -240,6 +240,7 @@ fn browser_end_to_end() {
         "C": token("C", Role::General, "ev", &["ch2"]),
         "D": token("D", Role::General, "ev", &["ch1"]),
         "E": token_with("E", Role::General, "ev", &["ch1"], -3600),
+        "F": token("F", Role::General, "ev", &["ch1"]),
     });
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");
     let _ = std::fs::remove_dir_all(&artifacts);

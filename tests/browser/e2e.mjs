@@ -5,7 +5,8 @@
 // Users: A and B in ch1, C in ch2 (C's page is loaded over HTTPS, trusting the gateway's
 // generated certificate by its key), all with a fake microphone playing real speech; D in ch1
 // with a fake microphone playing silence (a separate browser: the fake capture file is a
-// launch flag). E has an expired token.
+// launch flag). E has an expired token. F (ch1) refuses the microphone, in a browser without
+// the fake permission UI, so it offers mDNS candidates only.
 //
 // Environment: RADIOGATE_PORT, RADIOGATE_TOKENS (JSON {A,B,C,D,E}), RADIOGATE_SERVER_CERT
 // (PEM of the generated server certificate), RADIOGATE_SPEECH (WAV), RADIOGATE_ARTIFACTS (dir).
@@ -176,6 +177,11 @@ async function main() {
     args: flags(SPEECH, [`--ignore-certificate-errors-spki-list=${spki}`]),
   });
   const silentBrowser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: flags(silence) });
+  // No fake UI: the microphone is not granted, as on a phone whose user said no.
+  const deniedBrowser = await chromium.launch({
+    executablePath: '/usr/bin/chromium', headless: true,
+    args: flags(silence).filter((f) => f !== '--use-fake-ui-for-media-stream'),
+  });
   try {
     // --- an expired token gets a clear message, not a reconnect loop ---
     const e = await openUser(speechBrowser, 'E', HTTP, TOKENS.E, consoleLines);
@@ -189,8 +195,22 @@ async function main() {
     const b = await openUser(speechBrowser, 'B', HTTP, TOKENS.B, consoleLines);
     const c = await openUser(speechBrowser, 'C', HTTPS, TOKENS.C, consoleLines);
     const d = await openUser(silentBrowser, 'D', HTTP, TOKENS.D, consoleLines);
+    // F refuses the microphone: listen-only, told why. Without microphone permission Chromium
+    // hides its addresses behind mDNS (.local) host candidates, which the gateway cannot
+    // resolve: the connection must come up from F's connectivity checks (peer-reflexive).
+    const fCtx = await deniedBrowser.newContext(PHONE);
+    await fCtx.addInitScript(() => {
+      navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+    });
+    const f = await fCtx.newPage();
+    f.on('pageerror', (e) => consoleLines.push(`F pageerror: ${e.message}`));
+    await f.goto(`${HTTP}/?token=${TOKENS.F}`);
     check(!(await a.url()).includes('token='), 'the token is removed from the address bar');
-    await Promise.all([start(a, 'ch1'), start(b, 'ch1'), start(c, 'ch2'), start(d, 'ch1')]);
+    await Promise.all([start(a, 'ch1'), start(b, 'ch1'), start(c, 'ch2'), start(d, 'ch1'), start(f, 'ch1')]);
+    check(/Microphone blocked/.test(await f.textContent('#banner')), 'F is told the microphone is blocked and how to allow it');
+    const fCands = await f.evaluate(() => window.radiogate.pc.localDescription.sdp.split('\r\n').filter((l) => l.startsWith('a=candidate')));
+    log('F (no microphone permission) offered candidates:', fCands);
+    check(fCands.length > 0 && fCands.every((l) => / [0-9a-f-]+\.local /.test(l)), 'F offers only mDNS (.local) host candidates');
     check(await c.evaluate(() => location.protocol === 'https:' && window.isSecureContext), 'C runs over HTTPS (wss + WebRTC)');
     // A listens to ch2 as well (monitor), still talking on ch1.
     await a.click('li[data-channel="ch2"] .chan-listen');
@@ -211,6 +231,7 @@ async function main() {
 
     // --- A holds PTT: B hears A, C hears nothing ---
     const cBefore = (await inbound(c, null)).packets;
+    const fBefore = (await inbound(f, 'ch1')).packets;
     await pressMouse(a);
     await floorIs(a, 'talking');
     check(/left/.test(await a.textContent('#tot')), 'A sees the time-out timer counting down');
@@ -226,6 +247,8 @@ async function main() {
     check(speech.maxLevel > 0.02 && speech.maxLevel > 10 * silent.maxLevel + 0.005,
       `B's audioLevel (${speech.maxLevel.toFixed(4)}) is clearly above a silent source (${silent.maxLevel.toFixed(4)})`);
     check(speech.rms > 5 * silent.rms + 0.001, `B's mean level (${speech.rms.toFixed(4)}) is above a silent source's (${silent.rms.toFixed(4)})`);
+    const fAfter = (await inbound(f, 'ch1')).packets;
+    check(fAfter - fBefore > 100, `F (listen-only, mDNS candidates) hears A too (${fAfter - fBefore} packets)`);
     const cAfter = (await inbound(c, null)).packets;
     check(cAfter === cBefore, `C (ch2) receives nothing while A talks on ch1 (${cBefore} -> ${cAfter} packets)`);
 
@@ -301,12 +324,30 @@ async function main() {
     const box = await a.locator('#ptt').boundingBox();
     check(box.y + box.height <= 844 && box.height >= 150 && box.width >= 300, `PTT button is large and on screen (${JSON.stringify(box)})`);
     check(await a.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling at 390 px');
+    // Which ICE candidates Chromium offered (loopback host candidates or mDNS names).
+    const cands = await a.evaluate(() => window.radiogate.pc.localDescription.sdp.split('\r\n').filter((l) => l.startsWith('a=candidate')));
+    log('A offered candidates:', cands);
+    const pair = await a.evaluate(async () => {
+      let out = null;
+      const st = await window.radiogate.pc.getStats();
+      st.forEach((s) => {
+        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+          const l = st.get(s.localCandidateId); const r = st.get(s.remoteCandidateId);
+          out = `${l.candidateType} ${l.address}:${l.port} <-> ${r.candidateType} ${r.address}:${r.port}`;
+        }
+      });
+      return out;
+    });
+    log('A selected candidate pair:', pair);
+    await a.setViewportSize({ width: 1280, height: 800 });
+    await a.screenshot({ path: join(ARTIFACTS, 'talk-desktop-1280x800.png') });
     const errors = consoleLines.filter((l) => /pageerror/.test(l));
     check(errors.length === 0, `no page errors (${errors.join(' | ')})`);
   } finally {
     writeFileSync(join(ARTIFACTS, 'console.log'), consoleLines.join('\n') + '\n');
     await speechBrowser.close();
     await silentBrowser.close();
+    await deniedBrowser.close();
   }
 }
 

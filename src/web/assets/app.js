@@ -772,7 +772,7 @@
     }
     if (c && c.talker) return ['taken', `Taken by ${talkerName(c.talker)}`, 'Wait until they finish'];
     if (!S.wsOpen) return ['offline', 'Offline', 'Reconnecting…'];
-    return ['idle', 'Channel free', 'Hold to talk'];
+    return ['idle', 'Channel free', 'or hold the space bar'];
   }
 
   function renderFloor() {
@@ -780,7 +780,7 @@
     const fs = $('floor-state');
     fs.dataset.state = state;
     if (fs.textContent !== text) fs.textContent = text;
-    $('floor-channel').textContent = S.selected ? `Talking on ${S.selected}` : '';
+    $('floor-channel').textContent = S.selected ? `Talk channel: ${S.selected}` : '';
     const ptt = $('ptt');
     ptt.dataset.state = state;
     ptt.querySelector('.ptt-label').textContent =
