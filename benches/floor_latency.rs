@@ -26,7 +26,9 @@ async fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` probes; nothing to run there
     }
-    let gw = Gateway::start("[channels]\nmax_users_per_channel = 100\n");
+    let gw = Gateway::start(
+        "[channels]\nmax_users_per_channel = 100\n[limits]\nmessages_per_second = 10000\nmessage_burst = 10000\n",
+    );
     let mut clients: Vec<WsClient> = Vec::with_capacity(SESSIONS);
     for i in 0..SESSIONS {
         let ch = format!("c{}", i % 5);

@@ -1,6 +1,9 @@
 //! The gateway's shared state and its lifecycle: start, serve, graceful shutdown.
 
+use crate::access::bans::BanList;
+use crate::access::limits::{connection_limiter, AuthBackoff, AuthBackoffConfig, KeyedLimiter};
 use crate::access::token::{KeyMaterial, TokenVerifier};
+use crate::audit::Audit;
 use crate::config::{Algorithm, Config};
 use crate::floor::FloorConfig;
 use crate::permissions::SqliteStore;
@@ -39,6 +42,12 @@ pub enum AppError {
     /// The TLS certificate could not be loaded or generated.
     #[error("server.tls: {0}")]
     Tls(#[from] crate::web::tls::TlsError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// The ban list could not be opened.
+    #[error(transparent)]
+    Bans(#[from] crate::access::bans::BanError),
 }
 
 /// Everything the sessions share.
@@ -61,6 +70,14 @@ pub struct Gateway {
     pub floor_wake: Notify,
     /// When the gateway started.
     pub started: Instant,
+    /// The audit log.
+    pub audit: Audit,
+    /// Banned users.
+    pub bans: BanList,
+    /// New connections per remote address.
+    pub conn_limiter: KeyedLimiter<governor::clock::DefaultClock>,
+    /// Failed authentications per remote address.
+    pub auth_backoff: Mutex<AuthBackoff>,
     next_conn: AtomicU64,
 }
 
@@ -160,14 +177,24 @@ impl Gateway {
     /// [`AppError`] when the state directory, the database or the keys are unusable.
     pub fn new(cfg: Config) -> Result<Arc<Self>, AppError> {
         let dir = state_dir(&cfg)?;
-        let store = Arc::new(SqliteStore::open(&dir.join("radiogate.db"))?);
+        let db = dir.join("radiogate.db");
+        let store = Arc::new(SqliteStore::open(&db)?);
         let verifier = TokenVerifier::new(&key_material(&cfg)?, cfg.auth.leeway_secs)?;
+        let audit = Audit::open(&db, cfg.audit.retention)?;
+        let bans = BanList::open(&db)?;
         let hub = Hub::new(
             cfg.channels,
             FloorConfig {
                 time_out_timer: cfg.time_out_timer(),
             },
-        );
+        )
+        .with_audit(audit.clone());
+        let per_minute = std::num::NonZeroU32::new(cfg.limits.connections_per_minute)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let auth_backoff = AuthBackoff::new(AuthBackoffConfig {
+            max_failures: cfg.limits.auth_failures,
+            window: Duration::from_secs(cfg.limits.auth_failure_window_secs),
+        });
         Ok(Arc::new(Self {
             sfu: Sfu::new(cfg.sfu.clone()),
             cfg,
@@ -178,6 +205,10 @@ impl Gateway {
             sessions: TaskTracker::new(),
             floor_wake: Notify::new(),
             started: Instant::now(),
+            audit,
+            bans,
+            conn_limiter: connection_limiter(per_minute, governor::clock::DefaultClock::default()),
+            auth_backoff: Mutex::new(auth_backoff),
             next_conn: AtomicU64::new(1),
         }))
     }
@@ -235,6 +266,7 @@ impl Gateway {
         tracing::info!(addr = %bound, tls = tls_mode, "listening");
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
+        let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
         let router = crate::server::router(Arc::clone(&self));
         let token = self.shutdown.clone();
         let served = axum::serve(
@@ -262,6 +294,10 @@ impl Gateway {
             );
         }
         timer.abort();
+        housekeeping.abort();
+        if !self.audit.flush(Duration::from_secs(2)) {
+            tracing::warn!("audit log not flushed at shutdown");
+        }
         if let Err(e) = self.store.checkpoint() {
             tracing::warn!(error = %e, "SQLite checkpoint at shutdown failed");
         }
@@ -282,5 +318,15 @@ async fn floor_timer(gw: Arc<Gateway>) {
             _ = gw.floor_wake.notified() => {}
             _ = gw.shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Bounds the memory of the per-address limiters: forgets idle addresses every minute.
+async fn housekeeping(gw: Arc<Gateway>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        gw.conn_limiter.retain_recent();
+        gw.auth_backoff.lock().prune(Instant::now());
     }
 }

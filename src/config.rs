@@ -53,6 +53,73 @@ pub struct Config {
     pub floor: FloorTiming,
     /// `[sfu]`: WebRTC media transport.
     pub sfu: SfuConfig,
+    /// `[limits]`: abuse limits.
+    pub limits: LimitsConfig,
+    /// `[dispatch]`: Dispatch features.
+    pub dispatch: DispatchConfig,
+    /// `[audit]`: the audit log.
+    pub audit: AuditConfig,
+}
+
+/// `[limits]` (spec note 002).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// New connections per remote address per minute.
+    pub connections_per_minute: u32,
+    /// Free failed authentications per address within the window.
+    pub auth_failures: u32,
+    /// Failed-authentication window, seconds.
+    pub auth_failure_window_secs: u64,
+    /// Sustained signaling messages per second per session.
+    pub messages_per_second: u32,
+    /// Burst of messages above the sustained rate.
+    pub message_burst: u32,
+    /// Refused messages before the session is closed.
+    pub message_strikes: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            connections_per_minute: 20,
+            auth_failures: 10,
+            auth_failure_window_secs: 900,
+            messages_per_second: 20,
+            message_burst: 60,
+            message_strikes: 20,
+        }
+    }
+}
+
+/// `[dispatch]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Emergency broadcast hold guard, milliseconds.
+    pub broadcast_hold_ms: u64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            broadcast_hold_ms: 2000,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Entries kept.
+    pub retention: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention: 200_000 }
+    }
 }
 
 /// `[server]`.
@@ -335,6 +402,35 @@ impl Config {
             1000,
             600_000,
         )?;
+        let l = &self.limits;
+        range(
+            "limits.connections_per_minute",
+            l.connections_per_minute.into(),
+            1,
+            10_000,
+        )?;
+        range("limits.auth_failures", l.auth_failures.into(), 1, 10_000)?;
+        range(
+            "limits.auth_failure_window_secs",
+            l.auth_failure_window_secs,
+            1,
+            86_400,
+        )?;
+        range(
+            "limits.messages_per_second",
+            l.messages_per_second.into(),
+            1,
+            10_000,
+        )?;
+        range("limits.message_burst", l.message_burst.into(), 1, 10_000)?;
+        range("limits.message_strikes", l.message_strikes.into(), 0, 1000)?;
+        range(
+            "dispatch.broadcast_hold_ms",
+            self.dispatch.broadcast_hold_ms,
+            500,
+            10_000,
+        )?;
+        range("audit.retention", self.audit.retention, 1000, 10_000_000)?;
         let (lo, hi) = (self.sfu.udp_port_min, self.sfu.udp_port_max);
         if (lo == 0) != (hi == 0) || lo > hi {
             return Err(ConfigError::Invalid {

@@ -10,9 +10,11 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod floor;
 pub mod permissions;
+pub mod radio;
 pub mod server;
 pub mod sfu;
 pub mod signaling;

@@ -6,6 +6,7 @@
 
 use crate::access::token::{Claims, TokenError};
 use crate::app::{unix_now, Gateway};
+use crate::audit::{Action, Entry};
 use crate::permissions::PermissionStore;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The routes.
 pub fn router(gw: Arc<Gateway>) -> Router {
@@ -38,6 +40,8 @@ async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "channels": hub.channel_count(),
         "floorsTaken": hub.floors_taken(),
         "counters": hub.counters(),
+        "auditDropped": gw.audit.dropped(),
+        "forwardLatency": crate::sfu::stats::FORWARD_LATENCY.summary(),
     }))
 }
 
@@ -60,6 +64,17 @@ fn refuse(status: StatusCode, reason: String) -> Response {
     (status, reason).into_response()
 }
 
+/// 429 with `Retry-After` (whole seconds, rounded up) for the failed-auth progressive delay.
+fn retry_after(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, secs.to_string())],
+        format!("too many failed authentications; retry after {secs} s"),
+    )
+        .into_response()
+}
+
 async fn ws(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -70,6 +85,22 @@ async fn ws(
     if gw.shutdown.is_cancelled() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
     }
+    let ip = remote.ip();
+    if gw.conn_limiter.check_key(&ip).is_err() {
+        tracing::warn!(%remote, "connection rate limit");
+        gw.audit.record(
+            Entry::new(ip.to_string(), Action::RateLimited)
+                .target("connect")
+                .outcome("too_many_connections"),
+        );
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address; try again in a minute".into(),
+        );
+    }
+    if let Err(wait) = gw.auth_backoff.lock().check(ip, Instant::now()) {
+        return retry_after(wait);
+    }
     let claims: Claims = match bearer(&headers, &query)
         .ok_or(TokenError::Missing)
         .and_then(|t| gw.verifier.verify(&t, unix_now()))
@@ -77,19 +108,50 @@ async fn ws(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(%remote, reason = %e, "authentication refused");
+            let delay = gw.auth_backoff.lock().failure(ip, Instant::now());
+            gw.audit.record(
+                Entry::new(ip.to_string(), Action::AuthFailure)
+                    .outcome(e.code())
+                    .details(json!({"reason": e.to_string(), "delaySecs": delay.as_secs()})),
+            );
             return refuse(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}"));
         }
     };
+    if gw.bans.is_banned(&claims.sub) {
+        tracing::warn!(%remote, user = %claims.sub, "banned user refused");
+        gw.audit.record(
+            Entry::new(claims.sub.clone(), Action::AuthFailure)
+                .who(claims.role, claims.event.clone())
+                .outcome("banned"),
+        );
+        return refuse(StatusCode::FORBIDDEN, "Account is suspended".into());
+    }
+    gw.audit.record(
+        Entry::new(claims.sub.clone(), Action::AuthSuccess)
+            .who(claims.role, claims.event.clone())
+            .details(json!({"remote": remote.to_string(), "device": claims.device})),
+    );
     // Standalone: the token's channels are the user's permitted channels, recorded in SQLite.
     let store = Arc::clone(&gw.store);
     let c = claims.clone();
     let permitted = tokio::task::spawn_blocking(move || {
+        let before = store.user_channels(&c.event, &c.sub)?;
         store.set_user_channels(&c.event, &c.sub, &c.channels)?;
-        store.user_channels(&c.event, &c.sub)
+        Ok::<_, crate::permissions::StoreError>((before, store.user_channels(&c.event, &c.sub)?))
     })
     .await;
     let permitted = match permitted {
-        Ok(Ok(p)) => p,
+        Ok(Ok((before, now))) => {
+            if before != now {
+                gw.audit.record(
+                    Entry::new("token", Action::PermissionChange)
+                        .who(claims.role, claims.event.clone())
+                        .target(claims.sub.clone())
+                        .details(json!({"before": before, "after": now})),
+                );
+            }
+            now
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "permission store failed at connect");
             return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());

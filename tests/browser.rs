@@ -271,7 +271,7 @@ fn browser_end_to_end() {
         std::thread::sleep(Duration::from_millis(100));
     };
     if !status.success() {
-        let log = gw.log.lock().unwrap().join("\n");
+        let log = gw.log.0.lock().unwrap().join("\n");
         panic!(
             "browser end-to-end test failed ({status}); artifacts in {}\ngateway log:\n{log}",
             artifacts.display()

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing radiogate needs on a fresh Debian machine: a C toolchain,
 # cmake and pkg-config for -sys crates, libopus (the tests' Opus encoder/decoder), ALSA and udev
-# headers (hardware layer), and Rust (rustup) with rustfmt and clippy when cargo is missing.
+# headers (hardware layer), the hardware tests' real peers (rigctld, socat, PulseAudio with the
+# ALSA pulse plugin), and Rust (rustup) with rustfmt and clippy when cargo is missing.
 # For the browser tests: Chromium, Node.js and npm (when node/npm are missing), and the npm
 # packages of tests/browser from its lockfile (playwright-core; it uses /usr/bin/chromium and
 # downloads no browser). Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-APT_PACKAGES=(build-essential pkg-config cmake curl ca-certificates libopus-dev libasound2-dev libudev-dev chromium)
+APT_PACKAGES=(build-essential pkg-config cmake curl ca-certificates libopus-dev libasound2-dev libudev-dev
+  libhamlib-utils socat pulseaudio pulseaudio-utils libasound2-plugins chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

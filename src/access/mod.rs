@@ -7,7 +7,11 @@
 //! - [`TokenMinter`]: signing, for the `radiogate token` CLI and tests.
 //! - [`TokenError`]: typed refusal reasons whose `Display` is safe for a 401 body.
 //! - [`parse_ttl`]: `--ttl` values such as `8h`, `30m`, `90s`, `2d`, `3600`.
+//! - [`bans`]: banned users, in SQLite.
+//! - [`limits`]: connection, failed-authentication and message rate limits.
 
+pub mod bans;
+pub mod limits;
 pub mod role;
 pub mod token;
 

@@ -94,6 +94,11 @@ pub enum RevokeReason {
         /// The Dispatch talker who now holds the floor.
         by: Talker,
     },
+    /// An emergency broadcast took every floor of the event (spec note 003).
+    Emergency {
+        /// The Dispatch talker broadcasting.
+        by: Talker,
+    },
 }
 
 impl RevokeReason {
@@ -104,6 +109,9 @@ impl RevokeReason {
         match self {
             RevokeReason::TimeOut => "Time-out timer expired".to_string(),
             RevokeReason::PreEmpted { by } => format!("Dispatch {} has priority", by.name),
+            RevokeReason::Emergency { by } => {
+                format!("Emergency broadcast by Dispatch {}", by.name)
+            }
         }
     }
 
@@ -116,7 +124,7 @@ impl RevokeReason {
                 "Time-out timer expired after {} s",
                 time_out_timer.as_secs()
             ),
-            RevokeReason::PreEmpted { .. } => self.message(),
+            RevokeReason::PreEmpted { .. } | RevokeReason::Emergency { .. } => self.message(),
         }
     }
 }

@@ -186,6 +186,25 @@ impl Floor {
         events
     }
 
+    /// Emergency override (spec note 003, emergency broadcast): `who` takes the floor whatever
+    /// the holder's priority. Returns `[Revoked{Emergency}, Granted]` when someone else holds
+    /// it, `[Granted]` (a fresh grant with a new expiry) otherwise. The caller restricts this
+    /// to the emergency broadcast of a DISPATCH user.
+    pub fn emergency_grant(&mut self, who: Talker, now: Instant) -> Vec<FloorEvent> {
+        let mut events = Vec::new();
+        self.expire(now, &mut events);
+        if let Some(g) = self.grant.take() {
+            if g.talker.id != who.id {
+                events.push(FloorEvent::Revoked {
+                    from: g.talker,
+                    reason: RevokeReason::Emergency { by: who.clone() },
+                });
+            }
+        }
+        self.grant_to(who, now, &mut events);
+        events
+    }
+
     /// Floor release (TS 24.380) by `who` at `now`: `[Released, Idle]` if `who` holds the
     /// floor; no events (a no-op) if not. An expired grant is revoked first
     /// (`[Revoked{TimeOut}, Idle]`).

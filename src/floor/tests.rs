@@ -431,6 +431,8 @@ fn huge_tot_does_not_panic() {
 #[derive(Debug, Clone)]
 enum Op {
     Request(ParticipantId, Priority),
+    /// Emergency broadcast override.
+    Emergency(ParticipantId),
     Release(ParticipantId),
     Remove(ParticipantId),
     /// Advance the virtual clock by this many ms, then tick.
@@ -447,6 +449,7 @@ fn op() -> impl Strategy<Value = Op> {
     let prio = prop_oneof![Just(Priority::Normal), Just(Priority::PreEmptive)];
     prop_oneof![
         4 => (0..5u64, prio).prop_map(|(id, p)| Op::Request(id, p)),
+        1 => (0..5u64).prop_map(Op::Emergency),
         2 => (0..5u64).prop_map(Op::Release),
         1 => (0..5u64).prop_map(Op::Remove),
         2 => prop_oneof![0..90_000u64, (0..90u64).prop_map(|s| s * 1000)].prop_map(Op::Tick),
@@ -506,6 +509,10 @@ proptest! {
                     removed.remove(&id);
                     f.request(talker(id, p), now)
                 }
+                Op::Emergency(id) => {
+                    removed.remove(&id);
+                    f.emergency_grant(talker(id, Priority::PreEmptive), now)
+                }
                 Op::Release(id) => f.release(id, now),
                 Op::Remove(id) => {
                     removed.insert(id);
@@ -540,7 +547,7 @@ proptest! {
                 if let FloorEvent::Granted { to, expires_at } = e {
                     match before {
                         FloorState::Taken { holder, expires_at: old, .. }
-                            if holder == to.id && old > now =>
+                            if holder == to.id && old > now && !matches!(op, Op::Emergency(_)) =>
                         {
                             prop_assert_eq!(*expires_at, old);
                         }
@@ -566,9 +573,31 @@ proptest! {
                         .count();
                     prop_assert_eq!(answers, 1);
                 }
+                // An emergency grant always ends with the broadcaster holding the floor.
+                Op::Emergency(id) => prop_assert!(f.is_holder(id)),
                 Op::Release(id) | Op::Remove(id) => prop_assert!(!f.is_holder(id)),
                 Op::Tick(_) => {}
             }
         }
     }
+}
+
+#[test]
+fn emergency_grant_overrides_dispatch_and_general() {
+    let t0 = Instant::now();
+    let mut f = Floor::new(FloorConfig::default());
+    f.request(talker(1, Priority::PreEmptive), t0);
+    let ev = f.emergency_grant(talker(2, Priority::PreEmptive), t0);
+    assert!(
+        matches!(&ev[0], FloorEvent::Revoked { from, reason: RevokeReason::Emergency { by } }
+        if from.id == 1 && by.id == 2)
+    );
+    assert!(matches!(&ev[1], FloorEvent::Granted { to, .. } if to.id == 2));
+    assert_eq!(
+        RevokeReason::Emergency {
+            by: talker(2, Priority::PreEmptive)
+        }
+        .message(),
+        "Emergency broadcast by Dispatch disp2"
+    );
 }

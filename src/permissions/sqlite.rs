@@ -53,6 +53,21 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Every channel associated with `event`, sorted (the emergency broadcast's reach).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] if the store cannot be read.
+    pub fn event_channels(&self, event: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT channel_id FROM channel_events WHERE event_id = ?1 ORDER BY channel_id",
+        )?;
+        let rows = stmt.query_map(params![event], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
 impl PermissionStore for SqliteStore {
     fn user_channels(&self, event: &str, user: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn.lock();

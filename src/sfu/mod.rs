@@ -13,6 +13,7 @@
 
 mod peer;
 pub mod rewrite;
+pub mod stats;
 
 pub use peer::{MediaPeer, PeerSetup};
 
@@ -34,6 +35,8 @@ pub struct Downlink {
     pub grant: u64,
     /// The packet as received from the talker.
     pub packet: rtc::rtp::Packet,
+    /// When the uplink packet was taken from the talker's track (for [`stats::FORWARD_LATENCY`]).
+    pub received_at: std::time::Instant,
 }
 
 /// The hub's handle on a session's media: where to queue its downlink packets.

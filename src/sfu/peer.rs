@@ -83,7 +83,8 @@ impl PeerConnectionEventHandler for Handler {
             while let Some(evt) = track.poll().await {
                 match evt {
                     TrackRemoteEvent::OnRtpPacket(p) => {
-                        hub.lock().forward(conn, &p);
+                        let at = Instant::now();
+                        hub.lock().forward(conn, &p, at);
                     }
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
@@ -264,8 +265,10 @@ async fn downlink_writer(
             ssrc: p.header.ssrc,
         };
         stream.rewrite(key, &mut p.header, Instant::now());
-        if let Err(e) = track.write_rtp(p).await {
-            tracing::trace!(conn, error = %e, "downlink write");
+        let received_at = d.received_at;
+        match track.write_rtp(p).await {
+            Ok(()) => super::stats::FORWARD_LATENCY.record(received_at.elapsed()),
+            Err(e) => tracing::trace!(conn, error = %e, "downlink write"),
         }
     }
 }

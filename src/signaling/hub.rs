@@ -5,11 +5,17 @@
 //! the listeners' downlink channels with `try_send` (a slow listener loses its own packets,
 //! never anyone else's).
 
+mod admin;
+mod broadcast;
+
+pub use broadcast::BroadcastState;
+
 use super::protocol::{notification_frame, ErrorCode, RpcError};
 use super::registry::{ConnId, ConnectionInfo, Outbound, OutboundTx, Registry};
 use crate::access::role::Role;
+use crate::audit::{Action, Audit, Entry};
 use crate::config::ChannelLimits;
-use crate::floor::{Floor, FloorConfig, FloorEvent, FloorState, Priority, Talker};
+use crate::floor::{Floor, FloorConfig, FloorEvent, FloorState, Priority, RevokeReason, Talker};
 use crate::sfu::{Downlink, MediaLink};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -74,6 +80,13 @@ pub struct Hub {
     channels: HashMap<String, ChannelState>,
     counters: HubCounters,
     grants: u64,
+    audit: Option<Audit>,
+    /// Active emergency broadcasts by broadcaster.
+    broadcasts: HashMap<ConnId, BroadcastState>,
+    /// When each DISPATCH session armed an emergency broadcast (`broadcast.arm`).
+    armed: HashMap<ConnId, Instant>,
+    /// Broadcasters whose floors the time-out timer revoked (stopped after the tick).
+    tot_broadcasts: Vec<ConnId>,
 }
 
 impl Hub {
@@ -87,6 +100,31 @@ impl Hub {
             channels: HashMap::new(),
             counters: HubCounters::default(),
             grants: 0,
+            audit: None,
+            broadcasts: HashMap::new(),
+            armed: HashMap::new(),
+            tot_broadcasts: Vec::new(),
+        }
+    }
+
+    /// Records floor and channel actions in `audit`.
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Queues an audit entry (never blocks).
+    pub fn audit(&self, entry: Entry) {
+        if let Some(a) = &self.audit {
+            a.record(entry);
+        }
+    }
+
+    /// An audit entry with `conn`'s user, role and event filled in.
+    pub fn entry_for(&self, conn: ConnId, action: Action) -> Entry {
+        match self.registry.get(conn) {
+            Some(i) => Entry::new(i.user_id.clone(), action).who(i.role, i.event.clone()),
+            None => Entry::new(format!("conn:{conn}"), action),
         }
     }
 
@@ -124,6 +162,10 @@ impl Hub {
     /// Removes a connection: leaves every channel (releasing floors it holds) and drops it
     /// from the registry. Returns its info if it was registered.
     pub fn unregister(&mut self, id: ConnId, now: Instant) -> Option<ConnectionInfo> {
+        self.armed.remove(&id);
+        if self.broadcasts.contains_key(&id) {
+            self.broadcast_stop(id, "disconnected", now);
+        }
         let joined: Vec<String> = self
             .sessions
             .get(&id)
@@ -313,6 +355,7 @@ impl Hub {
         &mut self,
         id: ConnId,
         channel: &str,
+        priority: Priority,
         now: Instant,
     ) -> Result<u64, RpcError> {
         let info = self
@@ -322,10 +365,7 @@ impl Hub {
         let talker = Talker {
             id,
             name: info.name.clone(),
-            priority: match info.role {
-                Role::Dispatch => Priority::PreEmptive,
-                Role::General | Role::Admin => Priority::Normal,
-            },
+            priority,
         };
         let ch = self
             .channels
@@ -341,6 +381,12 @@ impl Hub {
                 }
                 FloorEvent::Denied { to, reason } if *to == id => {
                     self.counters.floors_denied += 1;
+                    self.audit(
+                        self.entry_for(id, Action::FloorDenied)
+                            .target(channel)
+                            .outcome("denied")
+                            .details(json!({"holder": reason.holder().name})),
+                    );
                     outcome = Err(RpcError::new(ErrorCode::FloorBusy, reason.message())
                         .with_data(json!({"channelId": channel,
                                           "talker": self.talker_value(reason.holder())})));
@@ -386,6 +432,11 @@ impl Hub {
                 self.apply_floor_events(&name, events);
             }
         }
+        for id in std::mem::take(&mut self.tot_broadcasts) {
+            if self.broadcasts.contains_key(&id) {
+                self.broadcast_stop(id, "time-out timer", now);
+            }
+        }
         self.channels
             .values()
             .filter_map(|c| c.floor.next_deadline())
@@ -403,6 +454,7 @@ impl Hub {
             match ev {
                 FloorEvent::Granted { to, expires_at } => {
                     self.counters.floors_granted += 1;
+                    self.audit(self.entry_for(to.id, Action::FloorGranted).target(channel));
                     self.grants += 1;
                     if let Some(c) = self.channels.get_mut(channel) {
                         c.grant = self.grants;
@@ -428,15 +480,30 @@ impl Hub {
                 }
                 FloorEvent::Revoked { from, reason } => {
                     self.counters.floors_revoked += 1;
-                    let (code, msg) = match &reason {
-                        crate::floor::RevokeReason::TimeOut => (
-                            "TIME_OUT",
-                            reason.message_with_limit(self.floor_cfg.time_out_timer),
-                        ),
-                        crate::floor::RevokeReason::PreEmpted { .. } => {
-                            ("PRE_EMPTED", reason.message())
+                    let (code, msg, action) = match &reason {
+                        RevokeReason::TimeOut => {
+                            if self.broadcasts.contains_key(&from.id) {
+                                self.tot_broadcasts.push(from.id);
+                            }
+                            (
+                                "TIME_OUT",
+                                reason.message_with_limit(self.floor_cfg.time_out_timer),
+                                Action::FloorRevoked,
+                            )
+                        }
+                        RevokeReason::PreEmpted { .. } => {
+                            ("PRE_EMPTED", reason.message(), Action::FloorPreempted)
+                        }
+                        RevokeReason::Emergency { .. } => {
+                            ("EMERGENCY", reason.message(), Action::FloorRevoked)
                         }
                     };
+                    self.audit(
+                        self.entry_for(from.id, action)
+                            .target(channel)
+                            .outcome(code)
+                            .details(json!({"message": msg})),
+                    );
                     tracing::info!(channel, conn = from.id, reason = code, "floor revoke");
                     self.send(
                         from.id,
@@ -452,7 +519,10 @@ impl Hub {
                         self.send(*m, Outbound::Frame(frame.clone()));
                     }
                 }
-                FloorEvent::Released { .. } | FloorEvent::Denied { .. } => {}
+                FloorEvent::Released { by } => {
+                    self.audit(self.entry_for(by.id, Action::FloorReleased).target(channel));
+                }
+                FloorEvent::Denied { .. } => {}
             }
         }
     }
@@ -474,7 +544,12 @@ impl Hub {
     /// Forwards one RTP packet from `from` to every other member of each channel where `from`
     /// holds the floor (floor granted), on that member's slot for the channel. Packets from a
     /// member holding no floor are counted and dropped. Returns the number of copies queued.
-    pub fn forward(&mut self, from: ConnId, packet: &rtc::rtp::Packet) -> usize {
+    pub fn forward(
+        &mut self,
+        from: ConnId,
+        packet: &rtc::rtp::Packet,
+        received_at: Instant,
+    ) -> usize {
         let mut queued = 0usize;
         let mut held = false;
         for (name, ch) in &self.channels {
@@ -493,6 +568,7 @@ impl Hub {
                     slot: *slot,
                     grant: ch.grant,
                     packet: packet.clone(),
+                    received_at,
                 };
                 if media.tx.try_send(d).is_ok() {
                     queued += 1;

@@ -4,9 +4,13 @@
 use crate::access::role::Role;
 
 const ALL: &[Role] = &[Role::Admin, Role::Dispatch, Role::General];
+const DISPATCH: &[Role] = &[Role::Dispatch];
+const ADMIN: &[Role] = &[Role::Admin];
 
 /// Every method the server implements, with the roles allowed to call it. A method missing
 /// here is "method not found"; a role missing from a method's list is "permission denied".
+/// GENERAL: channels, floor, WebRTC. DISPATCH adds priority talk and emergency broadcast.
+/// ADMIN adds the admin methods; no talk priority, no broadcast (spec note 003).
 pub const METHODS: &[(&str, &[Role])] = &[
     ("session.ping", ALL),
     ("channel.list", ALL),
@@ -14,8 +18,20 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("channel.leave", ALL),
     ("floor.request", ALL),
     ("floor.release", ALL),
+    ("floor.priority_request", DISPATCH),
+    ("broadcast.arm", DISPATCH),
+    ("broadcast.start", DISPATCH),
+    ("broadcast.stop", DISPATCH),
     ("webrtc.offer", ALL),
     ("webrtc.candidate", ALL),
+    ("admin.status", ADMIN),
+    ("admin.connections", ADMIN),
+    ("admin.disconnect", ADMIN),
+    ("device.revoke", ADMIN),
+    ("admin.ban", ADMIN),
+    ("admin.unban", ADMIN),
+    ("admin.bans", ADMIN),
+    ("admin.audit", ADMIN),
 ];
 
 /// Outcome of looking a method up for a role.
@@ -43,12 +59,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_is_not_found_known_is_allowed() {
+    fn unknown_is_not_found_and_roles_are_as_documented() {
         assert_eq!(check("nope.nope", Role::Admin), Access::NotFound);
-        for (m, _) in METHODS {
+        for (m, roles) in METHODS {
             for r in ALL {
-                assert_eq!(check(m, *r), Access::Allowed, "{m} {r:?}");
+                let expect = if roles.contains(r) {
+                    Access::Allowed
+                } else {
+                    Access::Denied
+                };
+                assert_eq!(check(m, *r), expect, "{m} {r:?}");
+            }
+            if m.starts_with("admin.") || *m == "device.revoke" {
+                assert_eq!(*roles, ADMIN, "{m} is admin-only");
             }
         }
+        assert_eq!(check("floor.priority_request", Role::Admin), Access::Denied);
+        assert_eq!(check("broadcast.start", Role::Admin), Access::Denied);
     }
 }

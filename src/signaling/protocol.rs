@@ -33,6 +33,10 @@ pub enum ErrorCode {
     FloorBusy,
     /// A WebRTC offer or candidate was refused (bad SDP, no peer connection yet).
     MediaError,
+    /// The session sent messages faster than `limits.messages_per_second` allows.
+    RateLimited,
+    /// Emergency broadcast refused: not armed, or held shorter than the hold guard.
+    BroadcastRefused,
 }
 
 impl ErrorCode {
@@ -50,6 +54,8 @@ impl ErrorCode {
             Self::TooManyChannels => -32004,
             Self::FloorBusy => -32005,
             Self::MediaError => -32006,
+            Self::RateLimited => -32007,
+            Self::BroadcastRefused => -32008,
         }
     }
 
@@ -67,6 +73,8 @@ impl ErrorCode {
             Self::TooManyChannels => "TOO_MANY_CHANNELS",
             Self::FloorBusy => "FLOOR_BUSY",
             Self::MediaError => "MEDIA_ERROR",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::BroadcastRefused => "BROADCAST_REFUSED",
         }
     }
 }
@@ -109,6 +117,8 @@ pub mod close {
     pub const INTERNAL: u16 = 1011;
     /// The token expired during the session.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// Policy violation: the session kept exceeding its message rate (RFC 6455).
+    pub const POLICY: u16 = 1008;
     /// Force-disconnected by an administrator, a ban or a device revoke (spec notes 000, 004).
     pub const FORCED: u16 = 4003;
 }

@@ -10,8 +10,11 @@ use super::protocol::{
     ErrorCode, Incoming, OfferParams, RpcError,
 };
 use super::registry::{ConnId, ConnectionInfo, Outbound};
+use crate::access::limits::{session_limiter, MessageStrikes, MessageVerdict, SessionLimiter};
 use crate::access::token::Claims;
 use crate::app::Gateway;
+use crate::audit::{Action, Entry};
+use crate::floor::Priority;
 use crate::permissions::PermissionStore;
 use crate::sfu::{MediaPeer, PeerSetup};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -29,6 +32,8 @@ struct Session {
     claims: Claims,
     slot_ssrcs: Vec<u32>,
     media: Option<MediaPeer>,
+    limiter: SessionLimiter,
+    strikes: MessageStrikes,
 }
 
 /// Runs a session to its end: registers it, sends the channel list, serves requests, and on
@@ -94,12 +99,25 @@ pub async fn run(
         let _ = sink.close().await;
     });
 
+    let lim = gw.cfg.limits;
+    let nz = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
+    gw.audit.record(
+        Entry::new(claims.sub.clone(), Action::Connect)
+            .who(claims.role, claims.event.clone())
+            .details(json!({"connId": id, "remote": remote.to_string(), "device": claims.device})),
+    );
     let mut session = Session {
         slot_ssrcs: (0..slots).map(|_| rand::random::<u32>() | 1).collect(),
         gw: Arc::clone(&gw),
         id,
         claims,
         media: None,
+        limiter: session_limiter(
+            nz(lim.messages_per_second),
+            nz(lim.message_burst),
+            governor::clock::DefaultClock::default(),
+        ),
+        strikes: MessageStrikes::default(),
     };
     let expires_in = Duration::from_secs(
         session
@@ -113,7 +131,11 @@ pub async fn run(
     let close_reason = loop {
         tokio::select! {
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => session.handle_text(text.as_str()).await,
+                Some(Ok(Message::Text(text))) => {
+                    if !session.handle_text(text.as_str()).await {
+                        break "rate limit exceeded";
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => session.reply_error(
                     &Value::Null,
                     &RpcError::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text"),
@@ -144,6 +166,24 @@ pub async fn run(
     }
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    // Let a close frame we sent reach the client: read (and drop) what it still sends until
+    // it answers the close or 1 s passes, so the socket is not reset under unread data.
+    let we_closed = !matches!(close_reason, "client closed" | "websocket error");
+    let _ = tokio::time::timeout(Duration::from_secs(if we_closed { 1 } else { 0 }), async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+
+    gw.audit.record(
+        Entry::new(session.claims.sub.clone(), Action::Disconnect)
+            .who(session.claims.role, session.claims.event.clone())
+            .outcome(close_reason)
+            .details(json!({"connId": id})),
+    );
     tracing::info!(conn = id, reason = close_reason, "session ended");
 }
 
@@ -170,10 +210,49 @@ impl Session {
         self.send(Outbound::Frame(error_frame(id, err)));
     }
 
-    async fn handle_text(&mut self, text: &str) {
+    fn entry(&self, action: Action) -> Entry {
+        Entry::new(self.claims.sub.clone(), action).who(self.claims.role, self.claims.event.clone())
+    }
+
+    /// Handles one text frame; returns false when the session must close (rate limit).
+    async fn handle_text(&mut self, text: &str) -> bool {
+        let max = self.gw.cfg.limits.message_strikes;
+        match self.strikes.verdict(self.limiter.check().is_ok(), max) {
+            MessageVerdict::Allow => {}
+            MessageVerdict::Refuse => {
+                self.gw
+                    .audit
+                    .record(self.entry(Action::RateLimited).outcome("refused"));
+                self.reply_error(
+                    &protocol::parse_request(text).ok().and_then(|r| r.id).unwrap_or(Value::Null),
+                    &RpcError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "too many messages: at most {} per second; the session closes if this goes on",
+                            self.gw.cfg.limits.messages_per_second
+                        ),
+                    ),
+                );
+                return true;
+            }
+            MessageVerdict::Close => {
+                self.gw
+                    .audit
+                    .record(self.entry(Action::RateLimited).outcome("closed"));
+                tracing::warn!(conn = self.id, "message rate exceeded, closing with 1008");
+                self.send(Outbound::Close(
+                    close::POLICY,
+                    "message rate limit exceeded".into(),
+                ));
+                return false;
+            }
+        }
         let req = match protocol::parse_request(text) {
             Ok(r) => r,
-            Err((id, err)) => return self.reply_error(&id, &err),
+            Err((id, err)) => {
+                self.reply_error(&id, &err);
+                return true;
+            }
         };
         let id = req.id.clone();
         let outcome = match methods::check(&req.method, self.claims.role) {
@@ -181,10 +260,22 @@ impl Session {
                 ErrorCode::MethodNotFound,
                 format!("method not found: {}", req.method),
             )),
-            Access::Denied => Err(RpcError::new(
-                ErrorCode::PermissionDenied,
-                format!("role {} may not call {}", self.claims.role, req.method),
-            )),
+            Access::Denied => {
+                self.gw.audit.record(
+                    self.entry(Action::PermissionDenied)
+                        .target(req.method.clone())
+                        .outcome("denied"),
+                );
+                Err(RpcError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("role {} may not call {}", self.claims.role, req.method),
+                ))
+            }
+            Access::Allowed
+                if req.method.starts_with("admin.") || req.method == "device.revoke" =>
+            {
+                super::admin::handle(&self.gw, &self.claims, &req).await
+            }
             Access::Allowed => self.dispatch(&req).await,
         };
         // Notifications (no id) get no reply, except errors that concern the frame itself.
@@ -194,6 +285,11 @@ impl Session {
             (None, Err(e)) => self.reply_error(&Value::Null, &e),
             (None, Ok(_)) => {}
         }
+        true
+    }
+
+    fn hold(&self) -> Duration {
+        Duration::from_millis(self.gw.cfg.dispatch.broadcast_hold_ms)
     }
 
     async fn dispatch(&mut self, req: &Incoming) -> Result<Value, RpcError> {
@@ -209,11 +305,25 @@ impl Session {
                     .await
                     .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
                     .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
-                let j = self
+                let joined = self
                     .gw
                     .hub
                     .lock()
-                    .join(self.id, &p.channel_id, event.as_deref())?;
+                    .join(self.id, &p.channel_id, event.as_deref());
+                let j = match joined {
+                    Ok(j) => j,
+                    Err(e) => {
+                        self.gw.audit.record(
+                            self.entry(Action::ChannelJoinDenied)
+                                .target(p.channel_id.clone())
+                                .outcome(e.code.name()),
+                        );
+                        return Err(e);
+                    }
+                };
+                self.gw
+                    .audit
+                    .record(self.entry(Action::ChannelJoin).target(p.channel_id.clone()));
                 tracing::info!(conn = self.id, channel = %p.channel_id, slot = ?j.slot, "channel join");
                 Ok(json!({
                     "channelId": p.channel_id,
@@ -226,16 +336,25 @@ impl Session {
             "channel.leave" => {
                 let p: ChannelParams = protocol::params(&req.params)?;
                 self.gw.hub.lock().leave(self.id, &p.channel_id, now)?;
+                self.gw.audit.record(
+                    self.entry(Action::ChannelLeave)
+                        .target(p.channel_id.clone()),
+                );
                 tracing::info!(conn = self.id, channel = %p.channel_id, "channel leave");
                 Ok(json!({"channelId": p.channel_id}))
             }
-            "floor.request" => {
+            "floor.request" | "floor.priority_request" => {
                 let p: ChannelParams = protocol::params(&req.params)?;
+                let priority = if req.method == "floor.priority_request" {
+                    Priority::PreEmptive
+                } else {
+                    Priority::Normal
+                };
                 let ms = self
                     .gw
                     .hub
                     .lock()
-                    .floor_request(self.id, &p.channel_id, now)?;
+                    .floor_request(self.id, &p.channel_id, priority, now)?;
                 self.gw.floor_wake.notify_one();
                 tracing::info!(conn = self.id, channel = %p.channel_id, "floor granted");
                 Ok(json!({"channelId": p.channel_id, "granted": true, "expiresInMs": ms}))
@@ -247,6 +366,27 @@ impl Session {
                     .lock()
                     .floor_release(self.id, &p.channel_id, now)?;
                 Ok(json!({"channelId": p.channel_id, "released": true}))
+            }
+            "broadcast.arm" => Ok(self.gw.hub.lock().broadcast_arm(self.id, self.hold(), now)),
+            "broadcast.start" => {
+                let gw = Arc::clone(&self.gw);
+                let event = self.claims.event.clone();
+                let channels = tokio::task::spawn_blocking(move || gw.store.event_channels(&event))
+                    .await
+                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
+                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+                let hold = self.hold();
+                let res = self
+                    .gw
+                    .hub
+                    .lock()
+                    .broadcast_start(self.id, &channels, hold, now)?;
+                self.gw.floor_wake.notify_one();
+                Ok(res)
+            }
+            "broadcast.stop" => {
+                let was = self.gw.hub.lock().broadcast_stop(self.id, "stopped", now);
+                Ok(json!({"stopped": was}))
             }
             "webrtc.offer" => {
                 let p: OfferParams = protocol::params(&req.params)?;

@@ -28,8 +28,8 @@ pub struct Gateway {
     pub addr: String,
     /// Its state directory (kept alive for the process's life).
     pub dir: tempfile::TempDir,
-    /// Every log line it printed so far.
-    pub log: Arc<Mutex<Vec<String>>>,
+    /// Every log line it printed so far, and a condition variable signalled on each.
+    pub log: Arc<(Mutex<Vec<String>>, std::sync::Condvar)>,
 }
 
 impl Gateway {
@@ -42,7 +42,47 @@ impl Gateway {
     /// Like [`Gateway::start`], with `server_extra` keys added to the `[server]` table (the
     /// test default `max_frame_bytes = 4096` unless `server_extra` sets it).
     pub fn start_with(server_extra: &str, extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in_with(tempfile::tempdir().expect("tempdir"), server_extra, extra)
+    }
+
+    /// Stops this gateway (SIGKILL) and starts a new one on the same state directory and
+    /// configuration.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let cfg = std::fs::read_to_string(dir.path().join("radiogate.toml")).expect("config");
+        let extra = cfg
+            .split_once("udp_bind_ip = \"127.0.0.1\"\n")
+            .map(|(_, e)| e.to_string());
+        let server_extra = cfg
+            .split_once("listen = \"127.0.0.1:0\"\n")
+            .and_then(|(_, r)| r.split_once("[state]"))
+            .map(|(s, _)| s.trim_end().to_string());
+        Self::start_in_with(
+            dir,
+            &server_extra.unwrap_or_default(),
+            &extra.unwrap_or_default(),
+        )
+    }
+
+    /// Starts the gateway with its state and config in `dir`.
+    pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
+        Self::start_in_with(dir, "", extra)
+    }
+
+    /// Starts the gateway with its state and config in `dir` and `server_extra` keys in
+    /// `[server]`.
+    pub fn start_in_with(dir: tempfile::TempDir, server_extra: &str, extra: &str) -> Self {
+        // Every test connects from 127.0.0.1: lift the per-address connection limit unless the
+        // test sets it.
+        let extra = if !extra.contains("[limits]") {
+            format!("{extra}\n[limits]\nconnections_per_minute = 10000\n")
+        } else if !extra.contains("connections_per_minute") {
+            extra.replace("[limits]\n", "[limits]\nconnections_per_minute = 10000\n")
+        } else {
+            extra.to_string()
+        };
         let frame = if server_extra.contains("max_frame_bytes") {
             ""
         } else {
@@ -65,7 +105,7 @@ impl Gateway {
             .spawn()
             .expect("spawn radiogate");
         let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new((Mutex::new(Vec::new()), std::sync::Condvar::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let log2 = Arc::clone(&log);
         std::thread::spawn(move || {
@@ -73,7 +113,8 @@ impl Gateway {
                 if let Some(rest) = line.split("listening addr=").nth(1) {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }
-                log2.lock().unwrap().push(line);
+                log2.0.lock().unwrap().push(line);
+                log2.1.notify_all();
             }
         });
         let addr = rx
@@ -148,9 +189,14 @@ impl Gateway {
         (status, body)
     }
 
-    /// Whether a log line containing `needle` was printed.
+    /// Whether a log line containing `needle` is printed (waits for it, at most [`WAIT`]).
     pub fn logged(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        let (lines, cv) = &*self.log;
+        let guard = lines.lock().unwrap();
+        let (guard, _) = cv
+            .wait_timeout_while(guard, WAIT, |l| !l.iter().any(|l| l.contains(needle)))
+            .unwrap();
+        guard.iter().any(|l| l.contains(needle))
     }
 }
 

@@ -1,0 +1,161 @@
+//! Admin methods over the signaling WebSocket (spec notes 000 and 004): status, connections,
+//! force-disconnect (by user, device or connection; close code 4003), bans and the audit log.
+//! The permission matrix (`methods.rs`) lets only ADMIN reach these.
+
+use super::protocol::{params, ErrorCode, Incoming, RpcError};
+use super::registry::ConnId;
+use crate::access::bans::Ban;
+use crate::access::token::Claims;
+use crate::app::Gateway;
+use crate::audit::{Action, AuditQuery, Entry};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DisconnectParams {
+    user_id: Option<String>,
+    device_id: Option<String>,
+    conn_id: Option<ConnId>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeviceParams {
+    device_id: String,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BanParams {
+    user_id: String,
+    reason: Option<String>,
+}
+
+fn internal(e: impl std::fmt::Display) -> RpcError {
+    RpcError::new(ErrorCode::Internal, e.to_string())
+}
+
+/// Handles one admin method for the ADMIN session `admin`.
+///
+/// # Errors
+/// [`ErrorCode::InvalidParams`] for bad params, [`ErrorCode::Internal`] for database errors.
+pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result<Value, RpcError> {
+    let entry = |action| Entry::new(admin.sub.clone(), action).who(admin.role, admin.event.clone());
+    match req.method.as_str() {
+        "admin.status" => {
+            let hub = gw.hub.lock().status();
+            Ok(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptimeSecs": gw.started.elapsed().as_secs(),
+                "hub": hub,
+                "permissionSync": {"mode": "standalone", "state": "sqlite"},
+                "auditDropped": gw.audit.dropped(),
+                "bans": gw.bans.list().len(),
+            }))
+        }
+        "admin.connections" => Ok(json!({"connections": gw.hub.lock().registry().all()})),
+        "admin.disconnect" => {
+            let p: DisconnectParams = params(&req.params)?;
+            let reason = p
+                .reason
+                .unwrap_or_else(|| "Disconnected by an administrator".into());
+            let hub = gw.hub.lock();
+            let (ids, target) = match (p.user_id, p.device_id, p.conn_id) {
+                (Some(u), None, None) => (hub.registry().by_user(&u), u),
+                (None, Some(d), None) => (hub.registry().by_device(&d), format!("device:{d}")),
+                (None, None, Some(c)) => (vec![c], format!("conn:{c}")),
+                _ => {
+                    return Err(RpcError::new(
+                        ErrorCode::InvalidParams,
+                        "give exactly one of userId, deviceId, connId",
+                    ))
+                }
+            };
+            let n = hub.force_disconnect(&ids, &reason);
+            drop(hub);
+            gw.audit.record(
+                entry(Action::ForceDisconnect)
+                    .target(target)
+                    .details(json!({"reason": reason, "connections": n})),
+            );
+            Ok(json!({"disconnected": n}))
+        }
+        "device.revoke" => {
+            let p: DeviceParams = params(&req.params)?;
+            let reason = p.reason.unwrap_or_else(|| "Device revoked".into());
+            let hub = gw.hub.lock();
+            let ids = hub.registry().by_device(&p.device_id);
+            let n = hub.force_disconnect(&ids, &reason);
+            drop(hub);
+            gw.audit.record(
+                entry(Action::ForceDisconnect)
+                    .target(format!("device:{}", p.device_id))
+                    .details(json!({"reason": reason, "connections": n})),
+            );
+            Ok(json!({"disconnected": n}))
+        }
+        "admin.ban" => {
+            let p: BanParams = params(&req.params)?;
+            let reason = p
+                .reason
+                .unwrap_or_else(|| "banned by an administrator".into());
+            let ban = Ban {
+                user_id: p.user_id.clone(),
+                reason: reason.clone(),
+                by: admin.sub.clone(),
+                at_ms: crate::signaling::registry::ConnectionInfo::epoch_ms(
+                    std::time::SystemTime::now(),
+                ),
+            };
+            let g = Arc::clone(gw);
+            tokio::task::spawn_blocking(move || g.bans.ban(ban))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+            let hub = gw.hub.lock();
+            let ids = hub.registry().by_user(&p.user_id);
+            let n = hub.force_disconnect(&ids, &format!("Account is suspended: {reason}"));
+            drop(hub);
+            gw.audit.record(
+                entry(Action::Ban)
+                    .target(p.user_id)
+                    .details(json!({"reason": reason, "disconnected": n})),
+            );
+            Ok(json!({"banned": true, "disconnected": n}))
+        }
+        "admin.unban" => {
+            let p: BanParams = params(&req.params)?;
+            let g = Arc::clone(gw);
+            let user = p.user_id.clone();
+            let was = tokio::task::spawn_blocking(move || g.bans.unban(&user))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+            gw.audit
+                .record(entry(Action::Unban).target(p.user_id).outcome(if was {
+                    "ok"
+                } else {
+                    "not_banned"
+                }));
+            Ok(json!({"unbanned": was}))
+        }
+        "admin.bans" => Ok(json!({"bans": gw.bans.list()})),
+        "admin.audit" => {
+            let q: AuditQuery = params(&req.params)?;
+            let g = Arc::clone(gw);
+            let rows = tokio::task::spawn_blocking(move || g.audit.query(&q))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+            Ok(json!({"entries": rows}))
+        }
+        other => Err(RpcError::new(
+            ErrorCode::MethodNotFound,
+            format!("method not found: {other}"),
+        )),
+    }
+}

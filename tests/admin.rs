@@ -1,0 +1,352 @@
+//! Admin control, bans, the audit log and abuse limits over the real protocol (spec notes
+//! 000, 002, 004).
+
+mod common;
+
+use common::{connect, token, Gateway};
+use radiogate::access::role::Role;
+use radiogate::audit::Action;
+use radiogate::signaling::methods::METHODS;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn every_method_as_every_role_matches_the_matrix() {
+    let gw = Gateway::start("[limits]\nmessages_per_second = 1000\nmessage_burst = 1000\n");
+    for role in Role::ALL {
+        let mut ws = connect(&gw, &token(&format!("u-{role}"), role, "ev1", &["c1"]))
+            .await
+            .unwrap();
+        ws.notification("channel.list").await;
+        for (method, roles) in METHODS {
+            // Params that are wrong on purpose: an allowed method then fails on params (or
+            // succeeds), never with PERMISSION_DENIED / METHOD_NOT_FOUND.
+            let r = ws.call(method, json!({"bogus": true})).await;
+            let kind = r
+                .as_ref()
+                .err()
+                .and_then(|e| e["data"]["type"].as_str().map(String::from));
+            if roles.contains(&role) {
+                assert!(
+                    !matches!(
+                        kind.as_deref(),
+                        Some("PERMISSION_DENIED") | Some("METHOD_NOT_FOUND")
+                    ),
+                    "{role} {method}: {r:?}"
+                );
+            } else {
+                assert_eq!(
+                    kind.as_deref(),
+                    Some("PERMISSION_DENIED"),
+                    "{role} {method}"
+                );
+            }
+        }
+        let e = ws.call("admin.nothing", json!({})).await.unwrap_err();
+        assert_eq!(e["data"]["type"], "METHOD_NOT_FOUND");
+    }
+}
+
+#[tokio::test]
+async fn bans_refuse_kick_and_survive_restart() {
+    let gw = Gateway::start("");
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    let mut eve = connect(&gw, &token("eve", Role::General, "ev1", &["c1"]))
+        .await
+        .unwrap();
+    eve.notification("channel.list").await;
+    let r = admin
+        .call("admin.ban", json!({"userId": "eve", "reason": "abuse"}))
+        .await
+        .unwrap();
+    assert_eq!(r["disconnected"], 1);
+    let (code, reason) = eve.wait_closed().await;
+    assert_eq!(code, Some(4003));
+    assert!(reason.contains("Account is suspended"), "{reason}");
+    let err = connect(&gw, &token("eve", Role::General, "ev1", &["c1"]))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err, (403, "Account is suspended".to_string()));
+
+    let gw = gw.restart();
+    let err = connect(&gw, &token("eve", Role::General, "ev1", &["c1"]))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.0, 403, "ban survives restart");
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        admin.call("admin.bans", json!({})).await.unwrap()["bans"][0]["userId"],
+        "eve"
+    );
+    assert_eq!(
+        admin
+            .call("admin.unban", json!({"userId": "eve"}))
+            .await
+            .unwrap()["unbanned"],
+        true
+    );
+    connect(&gw, &token("eve", Role::General, "ev1", &["c1"]))
+        .await
+        .expect("unbanned");
+}
+
+#[tokio::test]
+async fn force_disconnect_by_user_and_by_device() {
+    let gw = Gateway::start("");
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    let mut u1a = connect(&gw, &token("u1", Role::General, "ev1", &[]))
+        .await
+        .unwrap();
+    let mut u1b = connect(&gw, &token("u1", Role::General, "ev1", &[]))
+        .await
+        .unwrap();
+    let mut other = connect(&gw, &token("u2", Role::General, "ev1", &[]))
+        .await
+        .unwrap();
+    let dev_tok = |n: &str| {
+        let now = radiogate::app::unix_now();
+        radiogate::access::token::TokenMinter::new(&radiogate::access::token::KeyMaterial::Hs256 {
+            secret: common::SECRET.as_bytes().to_vec(),
+        })
+        .unwrap()
+        .mint(&radiogate::access::token::Claims {
+            sub: format!("radio-{n}"),
+            name: "Radio".into(),
+            event: "ev1".into(),
+            role: Role::General,
+            channels: vec![],
+            device: Some("box-7".into()),
+            iat: now,
+            exp: now + 600,
+        })
+        .unwrap()
+    };
+    let mut d1 = connect(&gw, &dev_tok("a")).await.unwrap();
+    let mut d2 = connect(&gw, &dev_tok("b")).await.unwrap();
+    for c in [&mut u1a, &mut u1b, &mut other, &mut d1, &mut d2] {
+        c.notification("channel.list").await;
+    }
+    let conns = admin.call("admin.connections", json!({})).await.unwrap();
+    assert_eq!(conns["connections"].as_array().unwrap().len(), 6, "{conns}");
+    let r = admin
+        .call(
+            "admin.disconnect",
+            json!({"userId": "u1", "reason": "shift over"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["disconnected"], 2);
+    for c in [&mut u1a, &mut u1b] {
+        assert_eq!(
+            c.wait_closed().await,
+            (Some(4003), "shift over".to_string())
+        );
+    }
+    let r = admin
+        .call("device.revoke", json!({"deviceId": "box-7"}))
+        .await
+        .unwrap();
+    assert_eq!(r["disconnected"], 2);
+    for c in [&mut d1, &mut d2] {
+        assert_eq!(c.wait_closed().await.0, Some(4003));
+    }
+    // The others are untouched.
+    other.call("session.ping", json!({})).await.unwrap();
+    let st = admin.call("admin.status", json!({})).await.unwrap();
+    assert_eq!(st["hub"]["connectionsByRole"]["ADMIN"], 1);
+    assert_eq!(st["hub"]["connectionsByRole"]["GENERAL"], 1);
+    assert!(st["version"].is_string());
+    let e = admin
+        .call("admin.disconnect", json!({"userId": "x", "deviceId": "y"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e["data"]["type"], "INVALID_PARAMS");
+}
+
+#[tokio::test]
+async fn every_audit_action_appears() {
+    let gw = Gateway::start(
+        "[limits]\nmessages_per_second = 20\nmessage_burst = 20\nmessage_strikes = 1\n\
+         [dispatch]\nbroadcast_hold_ms = 500\n[floor]\ntime_out_timer_ms = 1000\n",
+    );
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    // AUTH_FAILURE
+    assert!(connect(&gw, "bad.token.here").await.is_err());
+    let mut g = connect(&gw, &token("g", Role::General, "ev1", &["c1"]))
+        .await
+        .unwrap();
+    let mut d = connect(&gw, &token("d", Role::Dispatch, "ev1", &["c1"]))
+        .await
+        .unwrap();
+    g.call("channel.join", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    d.call("channel.join", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    let _ = g.call("channel.join", json!({"channelId": "nope"})).await; // JOIN_DENIED
+    g.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .unwrap(); // GRANTED
+    let _ = admin
+        .call("floor.request", json!({"channelId": "c1"}))
+        .await; // not a member
+    d.call("floor.priority_request", json!({"channelId": "c1"}))
+        .await
+        .unwrap(); // PREEMPTED
+    let _ = g.call("floor.request", json!({"channelId": "c1"})).await; // DENIED
+    d.call("floor.release", json!({"channelId": "c1"}))
+        .await
+        .unwrap(); // RELEASED
+    g.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    g.notification("floor.revoke").await; // REVOKED by the time-out timer
+    let _ = g.call("broadcast.arm", json!({})).await; // PERMISSION_DENIED
+    d.call("broadcast.arm", json!({})).await.unwrap();
+    let t = Instant::now();
+    tokio::time::sleep_until((t + Duration::from_millis(550)).into()).await;
+    d.call("broadcast.start", json!({})).await.unwrap();
+    d.call("broadcast.stop", json!({})).await.unwrap();
+    g.call("channel.leave", json!({"channelId": "c1"}))
+        .await
+        .unwrap(); // LEAVE
+                   // PERMISSION_CHANGE: the same user comes back with other channels in the token.
+    let _g2 = connect(&gw, &token("g", Role::General, "ev1", &["c1", "c2"]))
+        .await
+        .unwrap();
+    admin
+        .call("admin.ban", json!({"userId": "zed"}))
+        .await
+        .unwrap();
+    admin
+        .call("admin.unban", json!({"userId": "zed"}))
+        .await
+        .unwrap();
+    admin
+        .call("admin.disconnect", json!({"userId": "d"}))
+        .await
+        .unwrap(); // FORCE, DISCONNECT
+                   // RATE_LIMITED: a burst over the session's rate.
+    let mut f = connect(&gw, &token("flood", Role::General, "ev1", &[]))
+        .await
+        .unwrap();
+    for _ in 0..60 {
+        f.send_text(r#"{"jsonrpc":"2.0","method":"session.ping"}"#);
+    }
+    assert_eq!(f.wait_closed().await.0, Some(1008));
+    d.wait_closed().await;
+
+    let wanted: BTreeSet<String> = Action::ALL.iter().map(|a| a.name()).collect();
+    let mut seen = BTreeSet::new();
+    // The writer is asynchronous: poll (bounded, 10 per second to stay within the rate).
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    for _ in 0..50 {
+        poll.tick().await;
+        let r = admin
+            .call("admin.audit", json!({"limit": 1000}))
+            .await
+            .unwrap();
+        seen = r["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_string())
+            .collect();
+        if wanted.is_subset(&seen) {
+            break;
+        }
+    }
+    let missing: Vec<_> = wanted.difference(&seen).collect();
+    assert!(missing.is_empty(), "audit actions missing: {missing:?}");
+    // Filters work.
+    let r = admin
+        .call("admin.audit", json!({"userId": "zed", "action": "BAN"}))
+        .await
+        .unwrap();
+    assert_eq!(r["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(r["entries"][0]["actor"], "root");
+}
+
+#[tokio::test]
+async fn connection_rate_and_failed_auth_backoff() {
+    let gw = Gateway::start("[limits]\nconnections_per_minute = 5\nauth_failures = 2\n");
+    // Failed authentications: 2 free, the 3rd starts a 1 s block refused without verifying.
+    for _ in 0..3 {
+        assert_eq!(connect(&gw, "x.y.z").await.err().unwrap().0, 401);
+    }
+    let (status, body) = connect(&gw, &token("u", Role::General, "ev1", &[]))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("retry after 1 s"), "{body}");
+    let (status, _) = connect(&gw, &token("u", Role::General, "ev1", &[]))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 429);
+    // 5 attempts used the per-address connection budget of 5 per minute: the next is refused
+    // by the connection limit even with a good token.
+    let (status, body) = connect(&gw, &token("u", Role::General, "ev1", &[]))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 429);
+    assert!(body.contains("too many connections"), "{body}");
+}
+
+#[tokio::test]
+async fn a_message_flood_is_closed_and_does_not_slow_other_floor_grants() {
+    let gw = Gateway::start("");
+    let mut flooder = connect(&gw, &token("f", Role::General, "ev1", &["c1"]))
+        .await
+        .unwrap();
+    let mut talker = connect(&gw, &token("t", Role::General, "ev1", &["c2"]))
+        .await
+        .unwrap();
+    talker
+        .call("channel.join", json!({"channelId": "c2"}))
+        .await
+        .unwrap();
+    flooder.notification("channel.list").await;
+    let flood = tokio::spawn(async move {
+        for i in 0..5000 {
+            flooder.send_text(&format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"method":"channel.list"}}"#
+            ));
+        }
+        flooder.wait_closed().await
+    });
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        let t0 = Instant::now();
+        talker
+            .call("floor.request", json!({"channelId": "c2"}))
+            .await
+            .unwrap();
+        worst = worst.max(t0.elapsed());
+        talker
+            .call("floor.release", json!({"channelId": "c2"}))
+            .await
+            .unwrap();
+    }
+    let (code, _) = flood.await.unwrap();
+    assert_eq!(code, Some(1008), "flooder closed for policy violation");
+    eprintln!("worst floor grant during the flood: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(500),
+        "grant took {worst:?} during a flood"
+    );
+}
