@@ -269,12 +269,9 @@ impl Gateway {
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
         let router = crate::server::router(Arc::clone(&self));
         let token = self.shutdown.clone();
-        // Small frames (floor grants) must not wait for delayed ACKs: TCP_NODELAY.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY");
-            }
-        });
+        // Small frames (floor grants) must not wait for delayed ACKs: the listener sets
+        // TCP_NODELAY on every accepted connection (web::tls::Listener). tap_io only makes
+        // ConnectInfo<SocketAddr> available for the custom listener.
         let served = axum::serve(
             axum::serve::ListenerExt::tap_io(listener, |_| {}),
             router.into_make_service_with_connect_info::<SocketAddr>(),

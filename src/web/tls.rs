@@ -460,7 +460,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        // Small frames (floor grants) must not wait for delayed ACKs.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
         let Some(tls) = tls.clone() else {
             if tx.send((Conn::Plain(stream), remote)).await.is_err() {
                 return;
