@@ -39,6 +39,9 @@ pub enum AppError {
     /// The SQLite state could not be opened.
     #[error(transparent)]
     Store(#[from] crate::permissions::StoreError),
+    /// The TLS certificate could not be loaded or generated.
+    #[error("server.tls: {0}")]
+    Tls(#[from] crate::web::tls::TlsError),
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -232,6 +235,14 @@ impl Gateway {
     /// [`AppError::Io`] if the listen address cannot be bound.
     pub async fn serve(self: Arc<Self>, on_bound: impl FnOnce(SocketAddr)) -> Result<(), AppError> {
         let listen = self.cfg.server.listen;
+        let cfg = self.cfg.clone();
+        let tls = tokio::task::spawn_blocking(move || crate::web::tls::setup(&cfg))
+            .await
+            .map_err(|e| AppError::Io {
+                what: "tls setup task failed for",
+                path: PathBuf::from(listen.to_string()),
+                source: std::io::Error::other(e),
+            })??;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| AppError::Io {
@@ -244,21 +255,33 @@ impl Gateway {
             path: PathBuf::from(listen.to_string()),
             source,
         })?;
-        tracing::info!(addr = %bound, "listening");
+        let tls_mode = match (&tls, self.cfg.server.plain_http) {
+            (None, _) => "off (plain HTTP)",
+            (Some(_), crate::config::PlainHttp::Loopback) => "on (plain HTTP from loopback)",
+            (Some(_), crate::config::PlainHttp::Any) => "on (plain HTTP from anyone)",
+            (Some(_), crate::config::PlainHttp::None) => "on (HTTPS only)",
+        };
+        if let Some(names) = tls.as_ref().map(|t| &t.names).filter(|n| !n.is_empty()) {
+            tracing::info!(names = ?names, "generated certificate covers");
+        }
+        let listener = crate::web::tls::Listener::new(listener, tls, self.cfg.server.plain_http)
+            .map_err(|source| AppError::Io {
+                what: "cannot read bound address of",
+                path: PathBuf::from(listen.to_string()),
+                source,
+            })?;
+        tracing::info!(addr = %bound, tls = tls_mode, "listening");
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
         let perm_sync = tokio::spawn(crate::permissions::sync::run(Arc::clone(&self)));
         let router = crate::server::router(Arc::clone(&self));
         let token = self.shutdown.clone();
-        // Small frames (floor grants) must not wait for delayed ACKs: TCP_NODELAY.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY");
-            }
-        });
+        // Small frames (floor grants) must not wait for delayed ACKs: the listener sets
+        // TCP_NODELAY on every accepted connection (web::tls::Listener). tap_io only makes
+        // ConnectInfo<SocketAddr> available for the custom listener.
         let served = axum::serve(
-            listener,
+            axum::serve::ListenerExt::tap_io(listener, |_| {}),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { token.cancelled().await })

@@ -137,14 +137,54 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Graceful shutdown budget, milliseconds.
     pub shutdown_grace_ms: u64,
+    /// TLS on the listen port (sniffed per connection): generated certificate, files, or off.
+    pub tls: TlsMode,
+    /// PEM certificate chain for `tls = "files"`.
+    pub tls_cert_file: PathBuf,
+    /// PEM private key for `tls = "files"`.
+    pub tls_key_file: PathBuf,
+    /// Extra DNS names or IP addresses the generated certificate covers.
+    pub tls_names: Vec<String>,
+    /// Who may use plain HTTP (no TLS) on the listen port while TLS is on.
+    pub plain_http: PlainHttp,
+}
+
+/// `server.tls`: how the listen port does TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// A certificate signed by a local CA generated on first start in `STATE_DIR/tls/`.
+    Auto,
+    /// The certificate and key in `server.tls_cert_file` / `server.tls_key_file`.
+    Files,
+    /// No TLS: plain HTTP only (behind a TLS-terminating reverse proxy, or localhost only).
+    Off,
+}
+
+/// `server.plain_http`: which clients may speak plain HTTP while TLS is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlainHttp {
+    /// Loopback peers only (this box, a reverse proxy on this box); others are redirected to
+    /// `https://` on the same port.
+    Loopback,
+    /// Every peer (a reverse proxy on another host).
+    Any,
+    /// Nobody: every plain HTTP request is redirected to `https://`.
+    None,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_frame_bytes: 65536,
             shutdown_grace_ms: 4000,
+            tls: TlsMode::Auto,
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+            tls_names: Vec::new(),
+            plain_http: PlainHttp::Loopback,
         }
     }
 }
@@ -321,6 +361,7 @@ impl Config {
             100,
             30_000,
         )?;
+        self.validate_tls()?;
         range("auth.leeway_secs", self.auth.leeway_secs, 0, 300)?;
         crate::access::token::parse_ttl(&self.auth.default_ttl).map_err(|e| {
             ConfigError::Invalid {
@@ -409,6 +450,53 @@ impl Config {
     }
 }
 
+impl Config {
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        let have_files =
+            !s.tls_cert_file.as_os_str().is_empty() || !s.tls_key_file.as_os_str().is_empty();
+        match s.tls {
+            TlsMode::Files => {
+                for (key, path) in [
+                    ("server.tls_cert_file", &s.tls_cert_file),
+                    ("server.tls_key_file", &s.tls_key_file),
+                ] {
+                    if path.as_os_str().is_empty() {
+                        return Err(ConfigError::Invalid {
+                            key,
+                            reason: "required when server.tls is \"files\" (a PEM file)".into(),
+                        });
+                    }
+                }
+            }
+            _ if have_files => {
+                return Err(ConfigError::Invalid {
+                    key: "server.tls",
+                    reason:
+                        "set tls = \"files\" to use server.tls_cert_file and server.tls_key_file"
+                            .into(),
+                });
+            }
+            _ => {}
+        }
+        for name in &s.tls_names {
+            let ok = name.parse::<IpAddr>().is_ok()
+                || (!name.is_empty()
+                    && name.len() <= 253
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*')));
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: "server.tls_names",
+                    reason: format!("{name:?} is neither an IP address nor a DNS name"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 fn range(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
     if value < lo || value > hi {
         return Err(ConfigError::Invalid {
@@ -452,6 +540,28 @@ mod tests {
         assert!(err.to_string().starts_with("sfu.udp_port_min:"), "{err}");
         let err = Config::from_toml("[auth]\nsecret = \"short\"\n").unwrap_err();
         assert!(err.to_string().starts_with("auth.secret:"), "{err}");
+    }
+
+    #[test]
+    fn tls_keys_are_checked() {
+        let err = Config::from_toml("[server]\ntls = \"files\"\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("server.tls_cert_file:"),
+            "{err}"
+        );
+        let err = Config::from_toml("[server]\ntls_cert_file = \"c.pem\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("server.tls:"), "{err}");
+        let err = Config::from_toml("[server]\ntls = \"maybe\"\n").unwrap_err();
+        assert!(err.to_string().contains("tls"), "{err}");
+        let err = Config::from_toml("[server]\ntls_names = [\"a b\"]\n").unwrap_err();
+        assert!(err.to_string().starts_with("server.tls_names:"), "{err}");
+        let ok = Config::from_toml(
+            "[server]\ntls = \"files\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n\
+             tls_names = [\"pi.local\", \"10.0.0.2\"]\nplain_http = \"any\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.server.tls, TlsMode::Files);
+        assert_eq!(ok.server.plain_http, PlainHttp::Any);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ../shared/DESIGN.md). Layout: [`floor`] is the pure floor-control core; [`access`] verifies
 //! tokens; [`permissions`] is the SQLite permission store; [`signaling`] holds the protocol,
 //! sessions, registry and hub; [`sfu`] the WebRTC peers and RTP rewriting; [`app`] and
-//! [`server`] the lifecycle and HTTP routes; [`config`] the TOML configuration.
+//! [`server`] the lifecycle and HTTP routes; [`config`] the TOML configuration; [`web`] the
+//! embedded browser client and HTTPS.
 
 pub mod access;
 pub mod app;
@@ -17,3 +18,4 @@ pub mod radio;
 pub mod server;
 pub mod sfu;
 pub mod signaling;
+pub mod web;

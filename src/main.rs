@@ -56,6 +56,13 @@ enum Cmd {
         /// Configuration file naming the key (default: embedded configuration).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print the join link BASE/?token=... instead of the bare token
+        /// (BASE e.g. https://192.168.1.20:8080).
+        #[arg(long, value_name = "BASE")]
+        url: Option<String>,
+        /// Also print the join link (or the token) as a QR code for phones to scan.
+        #[arg(long)]
+        qr: bool,
     },
     /// List and set users' and events' channels in the local SQLite copy.
     Permissions(radiogate::permissions::cli::PermissionsArgs),
@@ -106,6 +113,8 @@ fn main() -> ExitCode {
             device,
             ttl,
             config,
+            url,
+            qr,
         } => {
             let result = load(config.as_ref()).and_then(|cfg| {
                 let ttl = parse_ttl(ttl.as_deref().unwrap_or(&cfg.auth.default_ttl))
@@ -128,7 +137,20 @@ fn main() -> ExitCode {
             });
             match result {
                 Ok(t) => {
-                    println!("{t}");
+                    let text = match url {
+                        Some(base) => radiogate::web::join_url(&base, &t),
+                        None => t,
+                    };
+                    if qr {
+                        match radiogate::web::qr_terminal(&text) {
+                            Ok(code) => print!("{code}"),
+                            Err(e) => {
+                                eprintln!("radiogate token: --qr: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    }
+                    println!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

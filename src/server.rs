@@ -1,4 +1,5 @@
-//! The one HTTP port: `GET /healthz` and the signaling WebSocket at `GET /ws`.
+//! The one HTTP port: `GET /healthz`, the signaling WebSocket at `GET /ws` and the web client
+//! at `/` ([`crate::web`]).
 //!
 //! The token is verified before the WebSocket upgrade: a missing, malformed, forged, expired,
 //! wrong-algorithm or `alg: none` token gets `401` with a plain-text reason, and is logged.
@@ -7,6 +8,7 @@ use crate::access::token::{Claims, TokenError};
 use crate::app::{unix_now, Gateway};
 use crate::audit::{Action, Entry};
 use crate::permissions::PermissionStore;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -24,6 +26,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/ws", get(ws))
+        .merge(crate::web::router())
         .with_state(gw)
 }
 
@@ -79,7 +82,7 @@ async fn ws(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(query): Query<WsQuery>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if gw.shutdown.is_cancelled() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
@@ -155,6 +158,11 @@ async fn ws(
             tracing::error!(error = %e, "permission store failed at connect");
             return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
+    };
+    // A plain GET (no Upgrade header) is a probe: every connect check passed. Browsers use it
+    // to learn why their WebSocket was refused, which the WebSocket API does not tell them.
+    let Ok(upgrade) = upgrade else {
+        return (StatusCode::OK, "ok: token accepted\n").into_response();
     };
     let max = gw.cfg.server.max_frame_bytes;
     let tracker = gw.sessions.clone();

@@ -188,7 +188,7 @@ async fn floor_holder_keeps_talking_until_release_or_revoke() {
     redis.publish(&set_payload("ev1", "alice", &[])).await;
     let up = alice.notification("permission.update").await;
     assert_eq!(ids(&up["pending"]), vec!["c3"], "{up}");
-    bob.call("floor.request", json!({"channelId": "c3"}))
+    bob.call("floor.priority_request", json!({"channelId": "c3"}))
         .await
         .expect("pre-empts");
     let rv = alice.notification("floor.revoke").await;

@@ -4,15 +4,21 @@
 # headers (hardware layer), the hardware tests' real peers (rigctld, socat, PulseAudio with the
 # ALSA pulse plugin), redis-server and openssl (the permission-sync tests start a real Redis,
 # with TLS), and Rust (rustup) with rustfmt and clippy when cargo is missing.
-# Safe to run again: it installs only what is missing.
+# For the browser tests: Chromium, Node.js and npm (when node/npm are missing), and the npm
+# packages of tests/browser from its lockfile (playwright-core; it uses /usr/bin/chromium and
+# downloads no browser). Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 APT_PACKAGES=(build-essential pkg-config cmake curl ca-certificates libopus-dev libasound2-dev libudev-dev
-  libhamlib-utils socat pulseaudio pulseaudio-utils libasound2-plugins redis-server openssl)
+  libhamlib-utils socat pulseaudio pulseaudio-utils libasound2-plugins redis-server openssl chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from another source than Debian (then its npm is bundled): only ask apt
+# for what is not on the PATH.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -30,4 +36,13 @@ if [ -f "$HOME/.cargo/env" ]; then
 fi
 if command -v rustup >/dev/null; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+# npm packages of the browser tests, exactly as locked; reinstalled when the lockfile changes.
+BROWSER_DIR="$(cd "$(dirname "$0")" && pwd)/browser"
+STAMP="$BROWSER_DIR/node_modules/.package-lock.json"
+if [ ! -f "$STAMP" ] || ! cmp -s "$BROWSER_DIR/package-lock.json" "$BROWSER_DIR/node_modules/.radiogate-lock"; then
+  echo "installing npm packages of tests/browser" >&2
+  (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$BROWSER_DIR/package-lock.json" "$BROWSER_DIR/node_modules/.radiogate-lock"
 fi

@@ -74,7 +74,7 @@ impl PermissionStore for SqliteStore {
         channels: &[String],
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "DELETE FROM user_channels WHERE event_id = ?1 AND user_id = ?2",
             params![event, user],

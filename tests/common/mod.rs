@@ -37,7 +37,13 @@ impl Gateway {
     /// Starts the gateway with the test defaults plus `extra` TOML (sections appended; keys in
     /// `[floor]`, `[channels]` may be given through `floor_ms` and `extra_channels`).
     pub fn start(extra: &str) -> Self {
-        Self::start_in(tempfile::tempdir().expect("tempdir"), extra)
+        Self::start_with("", extra)
+    }
+
+    /// Like [`Gateway::start`], with `server_extra` keys added to the `[server]` table (the
+    /// test default `max_frame_bytes = 4096` unless `server_extra` sets it).
+    pub fn start_with(server_extra: &str, extra: &str) -> Self {
+        Self::start_in_with(tempfile::tempdir().expect("tempdir"), server_extra, extra)
     }
 
     /// Stops this gateway (SIGKILL) and starts a new one on the same state directory and
@@ -50,17 +56,43 @@ impl Gateway {
         let extra = cfg
             .split_once("udp_bind_ip = \"127.0.0.1\"\n")
             .map(|(_, e)| e.to_string());
-        Self::start_in(dir, &extra.unwrap_or_default())
+        let server_extra = cfg
+            .split_once("listen = \"127.0.0.1:0\"\n")
+            .and_then(|(_, r)| r.split_once("[state]"))
+            .map(|(s, _)| s.trim_end().to_string());
+        Self::start_in_with(
+            dir,
+            &server_extra.unwrap_or_default(),
+            &extra.unwrap_or_default(),
+        )
     }
 
     /// Starts the gateway with its state and config in `dir`.
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
         let state = dir.path().join("state");
-        Self::launch(dir, &state, extra)
+        Self::launch_with(dir, &state, "", extra)
+    }
+
+    /// Starts the gateway with its state and config in `dir` and `server_extra` keys in
+    /// `[server]`.
+    pub fn start_in_with(dir: tempfile::TempDir, server_extra: &str, extra: &str) -> Self {
+        let state = dir.path().join("state");
+        Self::launch_with(dir, &state, server_extra, extra)
     }
 
     /// Starts the gateway with its config in `dir` and its state in `state`.
     pub fn launch(dir: tempfile::TempDir, state: &std::path::Path, extra: &str) -> Self {
+        Self::launch_with(dir, state, "", extra)
+    }
+
+    /// Starts the gateway with its config in `dir`, its state in `state` and `server_extra`
+    /// keys in `[server]`.
+    pub fn launch_with(
+        dir: tempfile::TempDir,
+        state: &std::path::Path,
+        server_extra: &str,
+        extra: &str,
+    ) -> Self {
         // Every test connects from 127.0.0.1: lift the per-address connection limit unless the
         // test sets it.
         let extra = if !extra.contains("[limits]") {
@@ -70,8 +102,13 @@ impl Gateway {
         } else {
             extra.to_string()
         };
+        let frame = if server_extra.contains("max_frame_bytes") {
+            ""
+        } else {
+            "max_frame_bytes = 4096\n"
+        };
         let cfg = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 4096\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n{frame}{server_extra}\n\
              [state]\ndir = \"{}\"\n[auth]\nsecret = \"{SECRET}\"\n\
              [sfu]\nudp_bind_ip = \"127.0.0.1\"\n{extra}",
             state.display()

@@ -137,7 +137,7 @@ impl SqliteStore {
         now_ms: u64,
     ) -> Result<usize, StoreError> {
         let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (ch, ev) in assoc {
             tx.execute(
                 "INSERT INTO channel_events (channel_id, event_id) VALUES (?1, ?2)
@@ -215,7 +215,7 @@ impl SqliteStore {
     /// [`StoreError::Sqlite`] if the database cannot be written.
     pub fn clear_user(&self, event: &str, user: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let a = tx.execute(
             "DELETE FROM user_channels WHERE event_id = ?1 AND user_id = ?2",
             params![event, user],
@@ -248,7 +248,7 @@ impl SqliteStore {
     /// [`StoreError::Sqlite`] if the database cannot be written.
     pub fn set_event_channels(&self, event: &str, channels: &[String]) -> Result<(), StoreError> {
         let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "DELETE FROM channel_events WHERE event_id = ?1",
             params![event],

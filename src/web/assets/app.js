@@ -1,0 +1,880 @@
+// radiogate web client: push-to-talk over the gateway's JSON-RPC WebSocket (docs/PROTOCOL.md)
+// and one WebRTC peer connection with pre-allocated audio slots. No dependencies, no build.
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const TOKEN_KEY = 'radiogate.token';
+  const RPC_TIMEOUT_MS = 10000;
+  const PING_EVERY_MS = 15000;
+  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+
+  const S = {
+    token: null,
+    ws: null,
+    wsOpen: false,
+    everOpened: false,
+    nextId: 1,
+    pending: new Map(),
+    me: null,
+    slots: 1,
+    channels: new Map(), // id -> {id, joined, slot, talker, pendingRemoval}
+    wanted: new Set(),
+    selected: null,
+    pc: null,
+    mediaGen: 0,
+    micStream: null,
+    micTrack: null,
+    micError: null,
+    sender: null,
+    sinks: [],
+    floor: { state: 'idle', channel: null, expiresAt: 0, message: '', talker: null },
+    pttDown: false,
+    attempt: 0,
+    reconnectTimer: null,
+    pingTimer: null,
+    stopped: false,
+    audioCtx: null,
+    analyser: null,
+    wakeLock: null,
+    totTimer: null,
+    started: false,
+  };
+  window.radiogate = S; // for debugging and the end-to-end tests
+  window.radiogateHandle = (msg) => onMessage(msg); // lets tests inject server notifications
+
+  // ---------- screens and small helpers ----------
+
+  function show(id) {
+    for (const s of document.querySelectorAll('.screen')) s.hidden = s.id !== id;
+  }
+
+  function banner(text, kind = 'warn', ms = 0) {
+    const b = $('banner');
+    if (!text) { b.hidden = true; return; }
+    b.textContent = text;
+    b.dataset.kind = kind;
+    b.hidden = false;
+    clearTimeout(banner.t);
+    if (ms) banner.t = setTimeout(() => { if (b.textContent === text) b.hidden = true; }, ms);
+  }
+
+  function setConn(state, text) {
+    const c = $('conn');
+    c.dataset.state = state;
+    c.textContent = text;
+  }
+
+  function decodeClaims(token) {
+    try {
+      const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const json = decodeURIComponent(Array.from(atob(part), (ch) =>
+        '%' + ch.charCodeAt(0).toString(16).padStart(2, '0')).join(''));
+      return JSON.parse(json);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function wantedKey() {
+    return S.me ? `radiogate.wanted.${S.me.event}.${S.me.userId}` : null;
+  }
+
+  function saveWanted() {
+    const k = wantedKey();
+    if (!k) return;
+    try {
+      localStorage.setItem(k, JSON.stringify({ wanted: [...S.wanted], selected: S.selected }));
+    } catch (_) { /* private mode: state kept for this page only */ }
+  }
+
+  function loadWanted() {
+    const k = wantedKey();
+    try {
+      const v = k && JSON.parse(localStorage.getItem(k) || 'null');
+      if (v && Array.isArray(v.wanted)) {
+        S.wanted = new Set(v.wanted.filter((x) => typeof x === 'string'));
+        S.selected = typeof v.selected === 'string' ? v.selected : null;
+        return true;
+      }
+    } catch (_) { /* ignore a corrupt entry */ }
+    return false;
+  }
+
+  // ---------- token and start ----------
+
+  function tokenFromText(text) {
+    const t = text.trim();
+    const m = t.match(/[?&]token=([^&#\s]+)/);
+    const tok = m ? decodeURIComponent(m[1]) : t;
+    return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(tok) ? tok : null;
+  }
+
+  function init() {
+    const url = new URL(location.href);
+    const fromUrl = url.searchParams.get('token');
+    if (fromUrl) {
+      try { localStorage.setItem(TOKEN_KEY, fromUrl); } catch (_) { /* keep in memory */ }
+      url.searchParams.delete('token');
+      history.replaceState(null, '', url.pathname + url.search + url.hash);
+    }
+    S.token = fromUrl || (() => { try { return localStorage.getItem(TOKEN_KEY); } catch (_) { return null; } })();
+    wireUi();
+    if (!S.token) return show('join');
+    showStart();
+  }
+
+  function showStart() {
+    const c = decodeClaims(S.token);
+    $('start-who').textContent = c && c.name ? `Signed in as ${c.name}${c.role ? ' (' + c.role + ')' : ''}` : '';
+    show('start');
+  }
+
+  function forget() {
+    try { localStorage.removeItem(TOKEN_KEY); } catch (_) { /* nothing to forget */ }
+    location.replace('/');
+  }
+
+  async function start() {
+    if (S.started) return;
+    S.started = true;
+    unlockAudio();
+    show('talk');
+    setConn('connecting', 'Connecting…');
+    render();
+    await openMic();
+    keepAwake();
+    connect();
+  }
+
+  // ---------- audio: unlock, microphone, meter, tones ----------
+
+  function unlockAudio() {
+    try {
+      if (!S.audioCtx) S.audioCtx = new (window.AudioContext || window.webkitAudioContext)();
+      if (S.audioCtx.state === 'suspended') S.audioCtx.resume();
+    } catch (_) { /* no Web Audio: no tones or meter */ }
+    for (const a of S.sinks) if (a.srcObject && a.paused) a.play().catch(() => {});
+  }
+
+  function micErrorText(e) {
+    if (!window.isSecureContext || !navigator.mediaDevices) {
+      return 'The microphone only works over a secure connection. Open this page with https:// ' +
+        '(ask the organiser for the https link), then allow the microphone.';
+    }
+    switch (e && e.name) {
+      case 'NotAllowedError':
+      case 'SecurityError':
+        return 'Microphone blocked: you can listen but not talk. Allow the microphone for this ' +
+          'site (the lock or settings icon next to the address), then reload the page.';
+      case 'NotFoundError':
+      case 'OverconstrainedError':
+        return 'No microphone found: you can listen but not talk. Plug in or enable a microphone, then reload.';
+      case 'NotReadableError':
+      case 'AbortError':
+        return 'The microphone is in use by another app (a call?). Close it, then reload the page.';
+      default:
+        return `Microphone unavailable (${(e && e.message) || e}): you can listen but not talk.`;
+    }
+  }
+
+  async function openMic() {
+    try {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw new Error('insecure context');
+      S.micStream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        video: false,
+      });
+      S.micTrack = S.micStream.getAudioTracks()[0] || null;
+      S.micError = null;
+      startMeter();
+    } catch (e) {
+      S.micError = micErrorText(e);
+      banner(S.micError, 'error');
+    }
+    render();
+  }
+
+  function startMeter() {
+    if (!S.audioCtx || !S.micStream) return;
+    try {
+      const src = S.audioCtx.createMediaStreamSource(S.micStream);
+      S.analyser = S.audioCtx.createAnalyser();
+      S.analyser.fftSize = 1024;
+      src.connect(S.analyser);
+    } catch (_) { return; }
+    const buf = new Float32Array(S.analyser.fftSize);
+    const bar = $('meter-bar');
+    const tick = () => {
+      S.analyser.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
+      const rms = Math.sqrt(sum / buf.length);
+      const db = 20 * Math.log10(rms + 1e-9); // -60 dB .. 0 dB -> 0 .. 100 %
+      bar.style.width = Math.max(0, Math.min(100, (db + 60) * (100 / 60))).toFixed(0) + '%';
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  }
+
+  function tone(freqs, ms, gain = 0.18) {
+    const ctx = S.audioCtx;
+    if (!ctx) return;
+    let t = ctx.currentTime + 0.01;
+    for (const f of freqs) {
+      const o = ctx.createOscillator();
+      const g = ctx.createGain();
+      o.frequency.value = f;
+      g.gain.setValueAtTime(0, t);
+      g.gain.linearRampToValueAtTime(gain, t + 0.005);
+      g.gain.setValueAtTime(gain, t + ms / 1000 - 0.01);
+      g.gain.linearRampToValueAtTime(0, t + ms / 1000);
+      o.connect(g).connect(ctx.destination);
+      o.start(t);
+      o.stop(t + ms / 1000);
+      t += ms / 1000 + 0.03;
+    }
+  }
+  const permitTone = () => tone([880, 1320], 70);
+  const denyTone = () => tone([330, 262], 140, 0.15);
+  const revokeTone = () => tone([660, 440, 330], 110, 0.15);
+
+  async function keepAwake() {
+    if (!('wakeLock' in navigator) || document.visibilityState !== 'visible' || S.stopped) return;
+    try {
+      S.wakeLock = await navigator.wakeLock.request('screen');
+    } catch (_) { /* battery saver or unsupported: the screen may dim */ }
+  }
+
+  // ---------- signaling ----------
+
+  function wsUrl() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return `${proto}//${location.host}/ws?token=${encodeURIComponent(S.token)}`;
+  }
+
+  function connect() {
+    clearTimeout(S.reconnectTimer);
+    if (S.stopped || (S.ws && S.ws.readyState <= 1)) return;
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl());
+    } catch (e) {
+      return scheduleReconnect();
+    }
+    S.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      S.wsOpen = true;
+      S.everOpened = true;
+      S.attempt = 0;
+      setConn('online', 'Online');
+      banner(S.micError, 'error');
+      S.pingTimer = setInterval(ping, PING_EVERY_MS);
+    };
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (_) { return; }
+      onMessage(msg);
+    };
+    ws.onclose = (ev) => {
+      if (S.ws !== ws) return;
+      S.ws = null;
+      S.wsOpen = false;
+      clearInterval(S.pingTimer);
+      dropSession();
+      if (ev.code === 4001) {
+        return stop('Access expired', 'Your access link has expired. Ask the organiser for a new one.');
+      }
+      if (ev.code === 4003) {
+        return stop('Disconnected by the organiser',
+          (ev.reason ? ev.reason + '. ' : '') + 'Contact the organiser if this is a mistake.');
+      }
+      if (!opened) return probe();
+      scheduleReconnect(ev.code === 1001 ? 'The gateway restarted.' : 'Connection lost.');
+    };
+  }
+
+  // The WebSocket API hides why a connect was refused: ask the same URL without upgrading.
+  async function probe() {
+    let resp = null;
+    let body = '';
+    try {
+      resp = await fetch(`/ws?token=${encodeURIComponent(S.token)}`, { cache: 'no-store' });
+      body = (await resp.text()).trim();
+    } catch (_) { /* the gateway is unreachable */ }
+    if (resp && resp.status === 401) {
+      if (/expired/i.test(body)) {
+        return stop('Access expired', 'Your access link has expired. Ask the organiser for a new one.');
+      }
+      return stop('Access refused', `This access link is not valid here (${body}). Ask the organiser for a new one.`);
+    }
+    if (resp && resp.status === 403) {
+      return stop(/suspend/i.test(body) ? 'Account suspended' : 'Access refused',
+        `${body.replace(/^forbidden:\s*/i, '')}. Contact the organiser.`);
+    }
+    scheduleReconnect(resp ? 'The gateway is not ready.' : 'Cannot reach the gateway.');
+  }
+
+  function scheduleReconnect(why) {
+    if (S.stopped) return;
+    const base = BACKOFF_MS[Math.min(S.attempt, BACKOFF_MS.length - 1)];
+    const delay = Math.round(base * (1 + Math.random() * 0.3));
+    S.attempt++;
+    const until = Date.now() + delay;
+    const label = () => `${why || 'Offline.'} Retrying in ${Math.max(1, Math.ceil((until - Date.now()) / 1000))} s`;
+    setConn('reconnecting', 'Reconnecting…');
+    banner(label(), 'warn');
+    clearTimeout(S.reconnectTimer);
+    S.reconnectTimer = setTimeout(() => { banner(S.micError, 'error'); connect(); }, delay);
+  }
+
+  function stop(title, text) {
+    S.stopped = true;
+    clearTimeout(S.reconnectTimer);
+    if (S.ws) { const ws = S.ws; S.ws = null; try { ws.close(1000); } catch (_) { /* closed */ } }
+    dropSession();
+    if (S.wakeLock) { S.wakeLock.release().catch(() => {}); S.wakeLock = null; }
+    $('stopped-title').textContent = title;
+    $('stopped-text').textContent = text;
+    show('stopped');
+  }
+
+  function send(obj) {
+    if (S.ws && S.wsOpen) S.ws.send(JSON.stringify(obj));
+  }
+
+  function call(method, params) {
+    return new Promise((resolve, reject) => {
+      if (!S.ws || !S.wsOpen) return reject({ message: 'not connected', data: { type: 'OFFLINE' } });
+      const id = S.nextId++;
+      const timer = setTimeout(() => {
+        S.pending.delete(id);
+        reject({ message: `${method}: no reply`, data: { type: 'TIMEOUT' } });
+      }, RPC_TIMEOUT_MS);
+      S.pending.set(id, { resolve, reject, timer });
+      send({ jsonrpc: '2.0', id, method, params: params || {} });
+    });
+  }
+
+  function ping() {
+    const ws = S.ws;
+    // A phone that changed networks may keep a dead TCP connection: no reply, start over.
+    call('session.ping').catch((e) => {
+      if (ws && S.ws === ws && e && e.data && e.data.type === 'TIMEOUT') ws.close();
+    });
+  }
+
+  function onMessage(msg) {
+    if (msg.id !== undefined && msg.id !== null && !msg.method) {
+      const p = S.pending.get(msg.id);
+      if (!p) return;
+      S.pending.delete(msg.id);
+      clearTimeout(p.timer);
+      return msg.error ? p.reject(msg.error) : p.resolve(msg.result);
+    }
+    const params = msg.params || {};
+    switch (msg.method) {
+      case 'channel.list': return onChannelList(params);
+      case 'floor.granted': return onTalker(params.channelId, S.me && { connId: S.me.connId, userId: S.me.userId, name: S.me.name });
+      case 'floor.taken': return onTalker(params.channelId, params.talker || null);
+      case 'floor.idle': return onIdle(params.channelId);
+      case 'floor.revoke': return onRevoke(params);
+      case 'permission.update': return onPermissionUpdate(params);
+      default: return undefined;
+    }
+  }
+
+  // A new session: nothing joined on the server, a fresh peer connection.
+  function dropSession() {
+    for (const p of S.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject({ message: 'connection closed', data: { type: 'OFFLINE' } });
+    }
+    S.pending.clear();
+    for (const c of S.channels.values()) { c.joined = false; c.slot = null; c.talker = null; }
+    if (S.floor.state === 'talking' || S.floor.state === 'requesting') {
+      S.floor = { state: 'revoked', channel: S.floor.channel, message: 'Connection lost while talking', expiresAt: 0 };
+    }
+    stopSending();
+    closePc();
+    render();
+  }
+
+  function channelEntry(x) {
+    return typeof x === 'string' ? { channelId: x } : x;
+  }
+
+  async function onChannelList(p) {
+    S.me = { connId: p.connId, userId: p.userId, name: p.name, role: p.role, event: p.event };
+    S.slots = Math.max(1, p.slots | 0);
+    const hadWanted = loadWanted() || S.wanted.size > 0;
+    S.channels = new Map();
+    for (const e of (p.channels || []).map(channelEntry)) {
+      S.channels.set(e.channelId, { id: e.channelId, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false });
+    }
+    if (!hadWanted && S.channels.size) {
+      const first = S.channels.keys().next().value;
+      S.wanted = new Set([first]);
+      S.selected = first;
+    }
+    fixSelection();
+    saveWanted();
+    $('me').textContent = `${S.me.name} · ${S.me.role}`;
+    render();
+    await setupMedia();
+    await rejoin();
+  }
+
+  function fixSelection() {
+    for (const id of [...S.wanted]) if (!S.channels.has(id)) S.wanted.delete(id);
+    if (!S.selected || !S.channels.has(S.selected)) {
+      S.selected = [...S.wanted][0] || (S.channels.size ? S.channels.keys().next().value : null);
+    }
+    if (S.selected) S.wanted.add(S.selected);
+  }
+
+  async function rejoin() {
+    const ids = [...S.wanted];
+    await Promise.all(ids.map((id) => join(id).catch(() => {})));
+  }
+
+  async function join(id) {
+    const c = S.channels.get(id);
+    if (!c) return;
+    try {
+      const r = await call('channel.join', { channelId: id });
+      c.joined = true;
+      c.slot = r.slot ?? null;
+      c.talker = r.talker || null;
+      if (c.slot === null) banner(`${id}: joined, but no audio slot is free for it.`, 'warn', 5000);
+    } catch (e) {
+      if (e && e.data && e.data.type !== 'OFFLINE') {
+        banner(`Cannot join ${id}: ${e.message}`, 'error', 6000);
+        S.wanted.delete(id);
+        saveWanted();
+      }
+      throw e;
+    } finally {
+      render();
+    }
+  }
+
+  async function leave(id) {
+    const c = S.channels.get(id);
+    S.wanted.delete(id);
+    saveWanted();
+    if (!c || !c.joined) return render();
+    try { await call('channel.leave', { channelId: id }); } catch (_) { /* gone already */ }
+    c.joined = false; c.slot = null; c.talker = null;
+    render();
+  }
+
+  function onTalker(channelId, talker) {
+    const c = S.channels.get(channelId);
+    if (c) c.talker = talker;
+    render();
+  }
+
+  function onIdle(channelId) {
+    const c = S.channels.get(channelId);
+    if (c) c.talker = null;
+    if (S.floor.channel === channelId && S.floor.state === 'talking') {
+      // The server ended our turn without a revoke (e.g. the channel was left).
+      stopSending();
+      S.floor = { state: 'idle', channel: channelId };
+    }
+    render();
+  }
+
+  function onRevoke(p) {
+    if (S.floor.channel === p.channelId && (S.floor.state === 'talking' || S.floor.state === 'requesting')) {
+      stopSending();
+      S.floor = { state: 'revoked', channel: p.channelId, message: p.message || p.reason || 'Floor revoked' };
+      revokeTone();
+      if (navigator.vibrate) navigator.vibrate([80, 60, 80]);
+    }
+    const c = S.channels.get(p.channelId);
+    if (c && c.talker && S.me && c.talker.connId === S.me.connId) c.talker = null;
+    render();
+  }
+
+  // Pushed by the gateway when the control plane changes this user's channels.
+  function onPermissionUpdate(p) {
+    const list = (p.channels || []).map(channelEntry);
+    const pending = new Set(p.pending || []);
+    const next = new Map();
+    for (const e of list) {
+      const old = S.channels.get(e.channelId);
+      next.set(e.channelId, old || { id: e.channelId, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null });
+      next.get(e.channelId).pendingRemoval = pending.has(e.channelId);
+    }
+    // A channel whose removal waits for our floor release stays listed until it is gone.
+    for (const id of pending) {
+      const old = S.channels.get(id);
+      if (old && !next.has(id)) { old.pendingRemoval = true; next.set(id, old); }
+    }
+    S.channels = next;
+    fixSelection();
+    saveWanted();
+    const removed = (p.removed || []).filter((id) => !pending.has(id));
+    const msgs = [];
+    if ((p.added || []).length) msgs.push(`New channel: ${p.added.join(', ')}`);
+    if (removed.length) msgs.push(`No longer available: ${removed.join(', ')}`);
+    if (pending.size) msgs.push(`Access to ${[...pending].join(', ')} ends when you release`);
+    if (msgs.length) banner(msgs.join(' · '), 'info', 8000);
+    render();
+  }
+
+  // ---------- media ----------
+
+  function closePc() {
+    S.mediaGen++;
+    if (S.pc) { try { S.pc.close(); } catch (_) { /* closed */ } }
+    S.pc = null;
+    S.sender = null;
+  }
+
+  function sink(slot) {
+    while (S.sinks.length <= slot) {
+      const a = document.createElement('audio');
+      a.autoplay = true;
+      a.setAttribute('playsinline', '');
+      a.dataset.slot = String(S.sinks.length);
+      $('sinks').appendChild(a);
+      S.sinks.push(a);
+    }
+    return S.sinks[slot];
+  }
+
+  function waitGathering(pc, ms) {
+    if (pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      pc.addEventListener('icegatheringstatechange', () => {
+        if (pc.iceGatheringState === 'complete') { clearTimeout(t); resolve(); }
+      });
+    });
+  }
+
+  async function setupMedia() {
+    closePc();
+    const gen = S.mediaGen;
+    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+    S.pc = pc;
+    const up = pc.addTransceiver('audio', { direction: 'sendrecv' });
+    S.sender = up.sender;
+    for (let i = 1; i < S.slots; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.getTransceivers().forEach((t, i) => {
+      const a = sink(i);
+      a.srcObject = new MediaStream([t.receiver.track]);
+      a.play().catch(() => { /* played after the next tap */ });
+    });
+    pc.onconnectionstatechange = () => {
+      if (gen !== S.mediaGen) return;
+      if (pc.connectionState === 'failed') {
+        banner('Audio connection failed, retrying…', 'warn', 4000);
+        setTimeout(() => { if (gen === S.mediaGen && S.wsOpen) setupMedia(); }, 1000);
+      }
+      render();
+    };
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitGathering(pc, 2000);
+      if (gen !== S.mediaGen) return;
+      const r = await call('webrtc.offer', { sdp: pc.localDescription.sdp });
+      if (gen !== S.mediaGen) return;
+      await pc.setRemoteDescription({ type: 'answer', sdp: r.sdp });
+      pc.onicecandidate = (ev) => {
+        if (ev.candidate && ev.candidate.candidate && gen === S.mediaGen) {
+          call('webrtc.candidate', {
+            candidate: ev.candidate.candidate,
+            sdpMid: ev.candidate.sdpMid,
+            sdpMLineIndex: ev.candidate.sdpMLineIndex,
+          }).catch(() => {});
+        }
+      };
+      if (S.floor.state === 'talking') startSending();
+    } catch (e) {
+      if (gen === S.mediaGen && S.wsOpen) banner(`Audio setup failed: ${e.message || e}`, 'error', 6000);
+    }
+  }
+
+  function startSending() {
+    if (S.sender && S.micTrack) S.sender.replaceTrack(S.micTrack).catch(() => {});
+  }
+
+  function stopSending() {
+    if (S.sender) S.sender.replaceTrack(null).catch(() => {});
+  }
+
+  // ---------- push to talk ----------
+
+  async function pttDown() {
+    if (S.pttDown) return;
+    S.pttDown = true;
+    unlockAudio();
+    const id = S.selected;
+    if (!id || !S.wsOpen) {
+      S.floor = { state: 'denied', channel: id, message: S.wsOpen ? 'Select a channel first' : 'Not connected' };
+      denyTone();
+      return render();
+    }
+    if (!S.micTrack) {
+      S.floor = { state: 'denied', channel: id, message: S.micError || 'No microphone' };
+      denyTone();
+      return render();
+    }
+    S.floor = { state: 'requesting', channel: id };
+    render();
+    try {
+      const c = S.channels.get(id);
+      if (!c || !c.joined) { S.wanted.add(id); saveWanted(); await join(id); }
+      const r = await call('floor.request', { channelId: id });
+      if (!S.pttDown || S.floor.channel !== id || S.floor.state !== 'requesting') {
+        // Released (or revoked) before the grant arrived: give the floor back at once.
+        call('floor.release', { channelId: id }).catch(() => {});
+        return;
+      }
+      S.floor = { state: 'talking', channel: id, expiresAt: performance.now() + (r.expiresInMs || 0) };
+      startSending();
+      permitTone();
+      if (navigator.vibrate) navigator.vibrate(40);
+      startTot();
+    } catch (e) {
+      if (S.floor.channel !== id || S.floor.state !== 'requesting') return;
+      const talker = e && e.data && e.data.talker;
+      if (talker) onTalker(id, talker);
+      S.floor = e && e.data && e.data.type === 'FLOOR_BUSY'
+        ? { state: 'denied', channel: id, talker, message: '' }
+        : { state: 'denied', channel: id, message: (e && e.message) || 'Floor request failed' };
+      denyTone();
+    }
+    render();
+  }
+
+  function pttUp() {
+    if (!S.pttDown) return;
+    S.pttDown = false;
+    const f = S.floor;
+    if (f.state === 'talking') {
+      stopSending();
+      call('floor.release', { channelId: f.channel }).catch(() => {});
+      const c = S.channels.get(f.channel);
+      if (c && c.talker && S.me && c.talker.connId === S.me.connId) c.talker = null;
+      S.floor = { state: 'idle', channel: f.channel };
+    } else if (f.state === 'requesting') {
+      S.floor = { state: 'idle', channel: f.channel }; // the grant, if any, is handed back
+    } else if (f.state === 'denied') {
+      S.floor = { state: 'idle', channel: f.channel };
+    } // 'revoked' stays on screen until the next press
+    render();
+  }
+
+  function startTot() {
+    clearInterval(S.totTimer);
+    S.totTimer = setInterval(() => {
+      if (S.floor.state !== 'talking') { clearInterval(S.totTimer); }
+      renderFloor();
+    }, 250);
+  }
+
+  // ---------- rendering ----------
+
+  // Constant icons (no emoji: not every phone or kiosk has an emoji font).
+  const SPEAKER = '<path d="M3 9h4l5-4v14l-5-4H3z" fill="currentColor"/>';
+  const SPEAKER_ON = `<svg viewBox="0 0 24 24" width="26" height="26" aria-hidden="true">${SPEAKER}` +
+    '<path d="M15.5 8.5a5 5 0 0 1 0 7M18 6a8.5 8.5 0 0 1 0 12" stroke="currentColor" stroke-width="2" fill="none" stroke-linecap="round"/></svg><span>On</span>';
+  const SPEAKER_OFF = `<svg viewBox="0 0 24 24" width="26" height="26" aria-hidden="true">${SPEAKER}` +
+    '<path d="M16 9l5 6M21 9l-5 6" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg><span>Off</span>';
+
+  function talkerName(t) {
+    if (!t) return '';
+    if (S.me && t.connId === S.me.connId) return 'You';
+    return t.name || t.userId || 'someone';
+  }
+
+  function render() {
+    renderChannels();
+    renderFloor();
+  }
+
+  function renderChannels() {
+    const ul = $('channel-list');
+    const ids = [...S.channels.keys()];
+    $('no-channels').hidden = ids.length > 0 || !S.me;
+    // Rebuild only when the set changes; update rows in place otherwise (keeps focus/taps).
+    if (ul.dataset.ids !== ids.join('\n')) {
+      ul.textContent = '';
+      for (const id of ids) {
+        const li = document.createElement('li');
+        li.className = 'chan';
+        li.dataset.channel = id;
+        const sel = document.createElement('button');
+        sel.type = 'button';
+        sel.className = 'chan-select';
+        const name = document.createElement('span');
+        name.className = 'chan-name';
+        name.textContent = id;
+        const info = document.createElement('span');
+        info.className = 'chan-info';
+        sel.append(name, info);
+        sel.addEventListener('click', () => selectChannel(id));
+        const lis = document.createElement('button');
+        lis.type = 'button';
+        lis.className = 'chan-listen';
+        lis.addEventListener('click', () => toggleListen(id));
+        li.append(sel, lis);
+        ul.appendChild(li);
+      }
+      ul.dataset.ids = ids.join('\n');
+    }
+    for (const li of ul.children) {
+      const c = S.channels.get(li.dataset.channel);
+      if (!c) continue;
+      const selected = c.id === S.selected;
+      li.setAttribute('aria-current', selected ? 'true' : 'false');
+      li.dataset.joined = c.joined ? 'true' : 'false';
+      li.dataset.talking = c.talker ? 'true' : 'false';
+      li.dataset.pending = c.pendingRemoval ? 'true' : 'false';
+      const listening = S.wanted.has(c.id);
+      let info;
+      if (c.talker) info = `${talkerName(c.talker)} ${talkerName(c.talker) === 'You' ? 'are' : 'is'} talking`;
+      else if (c.pendingRemoval) info = 'Access ends when you release';
+      else if (c.joined) info = selected ? 'Talk channel · listening' : 'Listening';
+      else if (listening) info = S.wsOpen ? 'Joining…' : 'Waiting for connection';
+      else info = 'Not listening';
+      li.querySelector('.chan-info').textContent = info;
+      const btn = li.querySelector('.chan-listen');
+      if (btn.dataset.on !== String(listening)) {
+        btn.innerHTML = listening ? SPEAKER_ON : SPEAKER_OFF;
+        btn.dataset.on = String(listening);
+      }
+      btn.setAttribute('aria-pressed', listening ? 'true' : 'false');
+      btn.setAttribute('aria-label', listening ? `Stop listening to ${c.id}` : `Listen to ${c.id}`);
+      btn.title = selected ? 'You always hear the channel you talk on' : btn.getAttribute('aria-label');
+      btn.disabled = selected;
+    }
+  }
+
+  function floorView() {
+    const f = S.floor;
+    const c = S.selected ? S.channels.get(S.selected) : null;
+    if (!S.selected) return ['idle', 'No channel selected', ''];
+    if (f.channel === S.selected || f.state === 'denied') {
+      if (f.state === 'talking') return ['talking', 'You are talking', 'Release to stop'];
+      if (f.state === 'requesting') return ['requesting', 'Requesting the floor…', 'Keep holding'];
+      if (f.state === 'denied') {
+        const t = f.talker || (c && c.talker);
+        return ['denied', t ? `Denied: taken by ${talkerName(t)}` : `Denied: ${f.message}`, 'Release, wait, then try again'];
+      }
+      if (f.state === 'revoked') return ['revoked', `Revoked: ${f.message}`, 'Press again to talk'];
+    }
+    if (c && c.talker) return ['taken', `Taken by ${talkerName(c.talker)}`, 'Wait until they finish'];
+    if (!S.wsOpen) return ['offline', 'Offline', 'Reconnecting…'];
+    return ['idle', 'Channel free', 'or hold the space bar'];
+  }
+
+  function renderFloor() {
+    const [state, text, sub] = floorView();
+    const fs = $('floor-state');
+    fs.dataset.state = state;
+    if (fs.textContent !== text) fs.textContent = text;
+    $('floor-channel').textContent = S.selected ? `Talk channel: ${S.selected}` : '';
+    const ptt = $('ptt');
+    ptt.dataset.state = state;
+    ptt.querySelector('.ptt-label').textContent =
+      state === 'talking' ? 'Talking…' : state === 'requesting' ? 'Wait…' : 'Hold to talk';
+    ptt.querySelector('.ptt-sub').textContent = sub;
+    ptt.disabled = !S.micTrack && !!S.micError;
+    $('talk').dataset.talking = state === 'talking' ? 'true' : 'false';
+    const tot = $('tot');
+    if (state === 'talking' && S.floor.expiresAt) {
+      const left = Math.max(0, Math.ceil((S.floor.expiresAt - performance.now()) / 1000));
+      tot.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')} left`;
+      tot.hidden = false;
+    } else {
+      tot.hidden = true;
+    }
+  }
+
+  function selectChannel(id) {
+    if (S.pttDown) return;
+    unlockAudio();
+    S.selected = id;
+    if (!S.wanted.has(id)) { S.wanted.add(id); if (S.wsOpen) join(id).catch(() => {}); }
+    if (S.floor.state === 'revoked' || S.floor.state === 'denied') S.floor = { state: 'idle', channel: id };
+    saveWanted();
+    render();
+  }
+
+  function toggleListen(id) {
+    unlockAudio();
+    if (id === S.selected) return;
+    if (S.wanted.has(id)) leave(id);
+    else {
+      S.wanted.add(id);
+      saveWanted();
+      if (S.wsOpen) join(id).catch(() => {});
+      render();
+    }
+  }
+
+  // ---------- input wiring ----------
+
+  function wireUi() {
+    $('join-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const tok = tokenFromText($('token-input').value);
+      if (!tok) { $('join-error').textContent = 'That does not look like an access link or token.'; return; }
+      try { localStorage.setItem(TOKEN_KEY, tok); } catch (_) { /* memory only */ }
+      S.token = tok;
+      showStart();
+    });
+    $('start-btn').addEventListener('click', start);
+    $('start-forget').addEventListener('click', forget);
+    $('stopped-forget').addEventListener('click', forget);
+    $('forget-btn').addEventListener('click', forget);
+    $('stopped-retry').addEventListener('click', () => location.reload());
+
+    const ptt = $('ptt');
+    ptt.addEventListener('pointerdown', (ev) => {
+      if (ev.button !== 0) return;
+      ev.preventDefault();
+      try { ptt.setPointerCapture(ev.pointerId); } catch (_) { /* not capturable */ }
+      pttDown();
+    });
+    for (const t of ['pointerup', 'pointercancel', 'lostpointercapture']) ptt.addEventListener(t, pttUp);
+    ptt.addEventListener('contextmenu', (ev) => ev.preventDefault());
+    ptt.addEventListener('selectstart', (ev) => ev.preventDefault());
+    ptt.addEventListener('touchstart', (ev) => ev.preventDefault(), { passive: false });
+    ptt.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') ev.preventDefault(); });
+
+    const typing = (el) => el && (el.tagName === 'TEXTAREA' || el.tagName === 'INPUT');
+    window.addEventListener('keydown', (ev) => {
+      if (ev.code !== 'Space' || $('talk').hidden || typing(ev.target)) return;
+      ev.preventDefault();
+      if (!ev.repeat) pttDown();
+    });
+    window.addEventListener('keyup', (ev) => {
+      if (ev.code !== 'Space' || $('talk').hidden || typing(ev.target)) return;
+      ev.preventDefault();
+      pttUp();
+    });
+    // Never keep transmitting when the page loses focus or is hidden.
+    window.addEventListener('blur', pttUp);
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') {
+        keepAwake();
+        if (S.started && !S.stopped && !S.ws) connect();
+      } else {
+        pttUp();
+      }
+    });
+    window.addEventListener('online', () => { if (S.started && !S.stopped && !S.ws) connect(); });
+    document.addEventListener('pointerdown', unlockAudio, { passive: true });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();

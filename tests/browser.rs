@@ -1,0 +1,283 @@
+//! The web client and HTTPS: the listener with a generated certificate (trusted explicitly by
+//! a rustls client), the plain-HTTP policy, the connect probe, `radiogate token --url --qr`,
+//! and the end-to-end browser test (tests/browser/e2e.mjs in headless Chromium).
+
+mod common;
+
+use common::{token, token_with, Gateway, WAIT};
+use futures_util::StreamExt;
+use radiogate::access::role::Role;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn state_dir(gw: &Gateway) -> PathBuf {
+    gw.dir.path().join("state")
+}
+
+fn port(gw: &Gateway) -> u16 {
+    gw.addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+/// A TLS connection to the gateway trusting only its generated CA, for `server_name`.
+async fn tls_connect(
+    gw: &Gateway,
+    server_name: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let ca = std::fs::read(state_dir(gw).join("tls/ca.pem")).expect("generated CA exists");
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.expect("CA PEM")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(&gw.addr).await.expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("name");
+    tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("the certificate verifies against the generated CA")
+}
+
+/// One HTTP/1.1 request on any stream; returns the whole response text.
+async fn raw_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    host: &str,
+    path: &str,
+) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .ok();
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+#[tokio::test]
+async fn https_with_generated_certificate() {
+    let gw = Gateway::start("");
+    let p = port(&gw);
+    for name in ["localhost", "127.0.0.1"] {
+        let mut s = tls_connect(&gw, name).await;
+        let resp = raw_get(&mut s, &format!("{name}:{p}"), "/").await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(
+            resp.contains("id=\"ptt\""),
+            "the web client is served over HTTPS"
+        );
+        assert!(resp
+            .to_ascii_lowercase()
+            .contains("content-security-policy"));
+    }
+    // The CA is downloadable for phones and is the one the certificate chains to.
+    let mut s = tls_connect(&gw, "localhost").await;
+    let resp = raw_get(&mut s, &format!("localhost:{p}"), "/radiogate-ca.crt").await;
+    let ca = std::fs::read_to_string(state_dir(&gw).join("tls/ca.pem")).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with(&ca), "{resp}");
+
+    // The signaling WebSocket over TLS (wss://).
+    let s = tls_connect(&gw, "localhost").await;
+    let tok = token("alice", Role::General, "ev", &["ch1"]);
+    let url = format!("wss://localhost:{p}/ws?token={tok}");
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, s))
+        .await
+        .expect("upgrade in time")
+        .expect("wss upgrade");
+    let first = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("first frame in time")
+        .expect("a frame")
+        .expect("frame ok");
+    let v: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(v["method"], "channel.list", "{v}");
+
+    // Plain HTTP from loopback is still served on the same port (the default policy).
+    let (status, body) = gw.http_get("/app.js").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("floor.request"));
+
+    // A restart keeps the CA and the server certificate (phones trusted them once).
+    let pem = std::fs::read_to_string(state_dir(&gw).join("tls/server.pem")).unwrap();
+    assert!(pem.ends_with(&ca), "the chain ends with the CA");
+    assert!(
+        gw.logged("tls=\"on"),
+        "the listening line names the TLS mode"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_refused_is_redirected_to_https() {
+    let gw = Gateway::start_with("plain_http = \"none\"", "");
+    let mut s = TcpStream::connect(&gw.addr).await.unwrap();
+    let resp = raw_get(&mut s, &gw.addr, "/?token=abc").await;
+    assert!(resp.starts_with("HTTP/1.1 308"), "{resp}");
+    assert!(
+        resp.contains(&format!("Location: https://{}/?token=abc", gw.addr)),
+        "{resp}"
+    );
+    // HTTPS keeps working.
+    let mut t = tls_connect(&gw, "127.0.0.1").await;
+    let resp = raw_get(&mut t, &gw.addr, "/healthz").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+#[tokio::test]
+async fn tls_off_serves_plain_http_only() {
+    let gw = Gateway::start_with("tls = \"off\"", "");
+    let (status, body) = gw.http_get("/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("id=\"ptt\""));
+    assert!(!state_dir(&gw).join("tls").exists(), "no certificate made");
+    let (status, _) = gw.http_get("/radiogate-ca.crt").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn ws_probe_tells_why_a_connect_is_refused() {
+    let gw = Gateway::start("");
+    let expired = token_with("old", Role::General, "ev", &["ch1"], -3600);
+    let (status, body) = gw.http_get(&format!("/ws?token={expired}")).await;
+    assert_eq!(status, 401);
+    assert!(body.starts_with("unauthorized: token expired"), "{body}");
+    let ok = token("alice", Role::General, "ev", &["ch1"]);
+    let (status, body) = gw.http_get(&format!("/ws?token={ok}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ok"), "{body}");
+    let (status, _) = gw.http_get("/ws").await;
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn token_command_prints_join_link_and_qr() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("radiogate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = \"{}\"\n[auth]\nsecret = \"{}\"\n",
+            dir.path().join("state").display(),
+            common::SECRET
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_radiogate"))
+        .args([
+            "token", "--user", "u1", "--name", "Una", "--role", "GENERAL",
+        ])
+        .args([
+            "--event",
+            "ev",
+            "--channel",
+            "ch1",
+            "--url",
+            "https://10.0.0.5:8080/",
+        ])
+        .arg("--qr")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let link = lines.last().unwrap();
+    assert!(
+        link.starts_with("https://10.0.0.5:8080/?token=ey"),
+        "{link}"
+    );
+    assert!(lines.len() > 15, "a QR code precedes the link:\n{text}");
+    assert!(lines[0].contains('\u{2588}'), "{text}");
+}
+
+fn chromium_and_playwright(root: &Path) {
+    let missing = |what: &str| -> ! {
+        panic!("{what} is missing: run tests/setup-debian.sh (it installs chromium, node and the npm packages of tests/browser)")
+    };
+    if !Path::new("/usr/bin/chromium").exists() {
+        missing("/usr/bin/chromium");
+    }
+    if !root
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        missing("tests/browser/node_modules/playwright-core");
+    }
+    let node = Command::new("node").arg("--version").output();
+    if !node.map(|o| o.status.success()).unwrap_or(false) {
+        missing("node");
+    }
+}
+
+#[test]
+fn browser_end_to_end() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    chromium_and_playwright(&root);
+    // 3 slots keep the SDP small; a long time-out timer so nobody is revoked mid-test.
+    let gw = Gateway::start_with(
+        "max_frame_bytes = 65536",
+        "[channels]\nmax_channels_per_user = 3\n[floor]\ntime_out_timer_ms = 60000\n",
+    );
+    let tokens = serde_json::json!({
+        "A": token("A", Role::General, "ev", &["ch1", "ch2", "ops"]),
+        "B": token("B", Role::General, "ev", &["ch1"]),
+        "C": token("C", Role::General, "ev", &["ch2"]),
+        "D": token("D", Role::General, "ev", &["ch1"]),
+        "E": token_with("E", Role::General, "ev", &["ch1"], -3600),
+        "F": token("F", Role::General, "ev", &["ch1"]),
+    });
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let mut child = Command::new("node")
+        .arg(root.join("tests/browser/e2e.mjs"))
+        .current_dir(root.join("tests/browser"))
+        .env("RADIOGATE_PORT", port(&gw).to_string())
+        .env("RADIOGATE_TOKENS", tokens.to_string())
+        .env(
+            "RADIOGATE_SERVER_CERT",
+            state_dir(&gw).join("tls/server.pem"),
+        )
+        .env("RADIOGATE_SPEECH", root.join("tests/fixtures/speech.wav"))
+        .env("RADIOGATE_ARTIFACTS", &artifacts)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait node") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the browser test did not finish within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if !status.success() {
+        let log = gw.log.0.lock().unwrap().join("\n");
+        panic!(
+            "browser end-to-end test failed ({status}); artifacts in {}\ngateway log:\n{log}",
+            artifacts.display()
+        );
+    }
+    for shot in ["talk-idle-390x844.png", "talk-talking-390x844.png"] {
+        assert!(artifacts.join(shot).exists(), "screenshot {shot} taken");
+    }
+}

@@ -1,0 +1,359 @@
+// End-to-end test of the radiogate web client in headless Chromium (Debian's chromium,
+// driven by playwright-core). Started by tests/browser.rs with a running gateway; every wait
+// is on a condition with a bounded timeout.
+//
+// Users: A and B in ch1, C in ch2 (C's page is loaded over HTTPS, trusting the gateway's
+// generated certificate by its key), all with a fake microphone playing real speech; D in ch1
+// with a fake microphone playing silence (a separate browser: the fake capture file is a
+// launch flag). E has an expired token. F (ch1) refuses the microphone, in a browser without
+// the fake permission UI, so it offers mDNS candidates only.
+//
+// Environment: RADIOGATE_PORT, RADIOGATE_TOKENS (JSON {A,B,C,D,E}), RADIOGATE_SERVER_CERT
+// (PEM of the generated server certificate), RADIOGATE_SPEECH (WAV), RADIOGATE_ARTIFACTS (dir).
+import { chromium } from 'playwright-core';
+import { X509Certificate, createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const PORT = need('RADIOGATE_PORT');
+const TOKENS = JSON.parse(need('RADIOGATE_TOKENS'));
+const ARTIFACTS = need('RADIOGATE_ARTIFACTS');
+const SPEECH = need('RADIOGATE_SPEECH');
+const HTTP = `http://localhost:${PORT}`;
+const HTTPS = `https://localhost:${PORT}`;
+const WAIT = 15000;
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+}
+
+function log(...a) {
+  console.log(`[e2e ${new Date().toISOString().slice(11, 23)}]`, ...a);
+}
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  log('ok:', what);
+}
+
+// SPKI SHA-256 (base64) of the server certificate: Chromium trusts exactly this key.
+function spkiHash(pem) {
+  const cert = new X509Certificate(pem);
+  const der = cert.publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(der).digest('base64');
+}
+
+// 4 s of 48 kHz mono 16-bit silence.
+function silenceWav(path) {
+  const n = 48000 * 4;
+  const b = Buffer.alloc(44 + n * 2);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + n * 2, 4); b.write('WAVE', 8);
+  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22);
+  b.writeUInt32LE(48000, 24); b.writeUInt32LE(96000, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
+  b.write('data', 36); b.writeUInt32LE(n * 2, 40);
+  writeFileSync(path, b);
+}
+
+function flags(wav, extra = []) {
+  return [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${wav}`, '--allow-loopback-in-peer-connection',
+    '--autoplay-policy=user-gesture-required', ...extra,
+  ];
+}
+
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, hasTouch: true };
+
+async function openUser(browser, name, base, token, consoleLines) {
+  const ctx = await browser.newContext({ ...PHONE, ignoreHTTPSErrors: false });
+  const page = await ctx.newPage();
+  page.on('console', (m) => consoleLines.push(`${name} ${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => consoleLines.push(`${name} pageerror: ${e.message}`));
+  await page.goto(`${base}/?token=${token}`);
+  return page;
+}
+
+async function start(page, channel) {
+  await page.click('#start-btn');
+  await page.waitForSelector('#conn[data-state="online"]', { timeout: WAIT });
+  await page.waitForSelector(`li[data-channel="${channel}"][data-joined="true"]`, { timeout: WAIT });
+  await page.waitForFunction(() => window.radiogate.pc && window.radiogate.pc.connectionState === 'connected', null, { timeout: WAIT });
+}
+
+// Inbound stats of the slot a channel is heard on (or of every slot: channel null).
+async function inbound(page, channel) {
+  return page.evaluate(async (ch) => {
+    const S = window.radiogate;
+    if (!S.pc) return null;
+    const ts = S.pc.getTransceivers();
+    let slots = ts.map((_, i) => i);
+    if (ch) {
+      const c = S.channels.get(ch);
+      if (!c || c.slot === null) return null;
+      slots = [c.slot];
+    }
+    const out = { packets: 0, samples: 0, level: 0, energy: 0, duration: 0 };
+    for (const i of slots) {
+      const st = await ts[i].receiver.getStats();
+      st.forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        out.packets += s.packetsReceived || 0;
+        out.samples += s.totalSamplesReceived || 0;
+        out.level = Math.max(out.level, s.audioLevel || 0);
+        out.energy += s.totalAudioEnergy || 0;
+        out.duration += s.totalSamplesDuration || 0;
+      });
+    }
+    return out;
+  }, channel);
+}
+
+async function packetsSent(page) {
+  return page.evaluate(async () => {
+    const S = window.radiogate;
+    if (!S.pc || !S.sender) return 0;
+    let n = 0;
+    (await S.sender.getStats()).forEach((s) => { if (s.type === 'outbound-rtp') n += s.packetsSent || 0; });
+    return n;
+  });
+}
+
+// Samples the inbound stats for `ms`; returns first, last and the largest audioLevel seen.
+async function sample(page, channel, ms) {
+  const first = (await inbound(page, channel)) || { packets: 0, samples: 0, level: 0, energy: 0, duration: 0 };
+  let last = first;
+  let maxLevel = 0;
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    await page.waitForTimeout(200); // sampling period of the measurement, not a wait for an event
+    last = (await inbound(page, channel)) || last;
+    maxLevel = Math.max(maxLevel, last.level);
+  }
+  const dE = last.energy - first.energy;
+  const dD = last.duration - first.duration;
+  return {
+    packets: last.packets - first.packets,
+    samples: last.samples - first.samples,
+    maxLevel,
+    rms: dD > 0 ? Math.sqrt(dE / dD) : 0,
+  };
+}
+
+// Waits until the channel's slot on `page` has received at least `n` more packets.
+async function waitPackets(page, channel, n) {
+  const base = (await inbound(page, channel)) || { packets: 0 };
+  await page.waitForFunction(async ([ch, target]) => {
+    const S = window.radiogate;
+    const c = S.channels.get(ch);
+    if (!S.pc || !c || c.slot === null) return false;
+    let p = 0;
+    (await S.pc.getTransceivers()[c.slot].receiver.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp') p += s.packetsReceived || 0;
+    });
+    return p >= target;
+  }, [channel, base.packets + n], { timeout: WAIT, polling: 100 });
+}
+
+const floorIs = (page, state) => page.waitForSelector(`#floor-state[data-state="${state}"]`, { timeout: WAIT });
+
+async function pressMouse(page) {
+  const box = await page.locator('#ptt').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+}
+
+async function main() {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const silence = join(ARTIFACTS, 'silence.wav');
+  silenceWav(silence);
+  const spki = spkiHash(readFileSync(need('RADIOGATE_SERVER_CERT'), 'utf8'));
+  const consoleLines = [];
+  const speechBrowser = await chromium.launch({
+    executablePath: '/usr/bin/chromium', headless: true,
+    args: flags(SPEECH, [`--ignore-certificate-errors-spki-list=${spki}`]),
+  });
+  const silentBrowser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: flags(silence) });
+  // No fake UI: the microphone is not granted, as on a phone whose user said no.
+  const deniedBrowser = await chromium.launch({
+    executablePath: '/usr/bin/chromium', headless: true,
+    args: flags(silence).filter((f) => f !== '--use-fake-ui-for-media-stream'),
+  });
+  try {
+    // --- an expired token gets a clear message, not a reconnect loop ---
+    const e = await openUser(speechBrowser, 'E', HTTP, TOKENS.E, consoleLines);
+    await e.click('#start-btn');
+    await e.waitForSelector('#stopped:not([hidden])', { timeout: WAIT });
+    check((await e.textContent('#stopped-title')) === 'Access expired', 'expired token: "Access expired" screen');
+    await e.context().close();
+
+    // --- three speech users and a silent one ---
+    const a = await openUser(speechBrowser, 'A', HTTP, TOKENS.A, consoleLines);
+    const b = await openUser(speechBrowser, 'B', HTTP, TOKENS.B, consoleLines);
+    const c = await openUser(speechBrowser, 'C', HTTPS, TOKENS.C, consoleLines);
+    const d = await openUser(silentBrowser, 'D', HTTP, TOKENS.D, consoleLines);
+    // F refuses the microphone: listen-only, told why. Without microphone permission Chromium
+    // hides its addresses behind mDNS (.local) host candidates, which the gateway cannot
+    // resolve: the connection must come up from F's connectivity checks (peer-reflexive).
+    const fCtx = await deniedBrowser.newContext(PHONE);
+    await fCtx.addInitScript(() => {
+      navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+    });
+    const f = await fCtx.newPage();
+    f.on('pageerror', (e) => consoleLines.push(`F pageerror: ${e.message}`));
+    await f.goto(`${HTTP}/?token=${TOKENS.F}`);
+    check(!(await a.url()).includes('token='), 'the token is removed from the address bar');
+    await Promise.all([start(a, 'ch1'), start(b, 'ch1'), start(c, 'ch2'), start(d, 'ch1'), start(f, 'ch1')]);
+    check(/Microphone blocked/.test(await f.textContent('#banner')), 'F is told the microphone is blocked and how to allow it');
+    const fCands = await f.evaluate(() => window.radiogate.pc.localDescription.sdp.split('\r\n').filter((l) => l.startsWith('a=candidate')));
+    log('F (no microphone permission) offered candidates:', fCands);
+    check(fCands.length > 0 && fCands.every((l) => / [0-9a-f-]+\.local /.test(l)), 'F offers only mDNS (.local) host candidates');
+    check(await c.evaluate(() => location.protocol === 'https:' && window.isSecureContext), 'C runs over HTTPS (wss + WebRTC)');
+    // A listens to ch2 as well (monitor), still talking on ch1.
+    await a.click('li[data-channel="ch2"] .chan-listen');
+    await a.waitForSelector('li[data-channel="ch2"][data-joined="true"]', { timeout: WAIT });
+    check(await a.evaluate(() => window.radiogate.selected === 'ch1'), 'A talks on ch1 and listens to ch1 and ch2');
+    await a.screenshot({ path: join(ARTIFACTS, 'talk-idle-390x844.png') });
+
+    // --- the level of a silent source, as B hears it ---
+    await d.keyboard.down('Space');
+    await floorIs(d, 'talking');
+    await b.waitForFunction(() => /taken by Name D/i.test(document.querySelector('#floor-state').textContent), null, { timeout: WAIT });
+    await waitPackets(b, 'ch1', 20);
+    const silent = await sample(b, 'ch1', 2000);
+    log('B hearing silent D:', silent);
+    check(silent.packets > 30, 'B receives the silent talker\'s packets');
+    await d.keyboard.up('Space');
+    await floorIs(b, 'idle');
+
+    // --- A holds PTT: B hears A, C hears nothing ---
+    const cBefore = (await inbound(c, null)).packets;
+    const fBefore = (await inbound(f, 'ch1')).packets;
+    await pressMouse(a);
+    await floorIs(a, 'talking');
+    check(/left/.test(await a.textContent('#tot')), 'A sees the time-out timer counting down');
+    await b.waitForFunction(() => /taken by Name A/i.test(document.querySelector('#floor-state').textContent), null, { timeout: WAIT });
+    check(/Name A is talking/.test(await b.textContent('li[data-channel="ch1"] .chan-info')), 'B sees who talks on ch1');
+    await waitPackets(b, 'ch1', 20);
+    await a.screenshot({ path: join(ARTIFACTS, 'talk-talking-390x844.png') });
+    await b.screenshot({ path: join(ARTIFACTS, 'talk-taken-390x844.png') });
+    const speech = await sample(b, 'ch1', 3000);
+    log('B hearing A:', speech);
+    check(speech.packets > 100, 'B receives A\'s packets');
+    check(speech.samples > 48000 * 2, 'B\'s totalSamplesReceived rises');
+    check(speech.maxLevel > 0.02 && speech.maxLevel > 10 * silent.maxLevel + 0.005,
+      `B's audioLevel (${speech.maxLevel.toFixed(4)}) is clearly above a silent source (${silent.maxLevel.toFixed(4)})`);
+    check(speech.rms > 5 * silent.rms + 0.001, `B's mean level (${speech.rms.toFixed(4)}) is above a silent source's (${silent.rms.toFixed(4)})`);
+    const fAfter = (await inbound(f, 'ch1')).packets;
+    check(fAfter - fBefore > 100, `F (listen-only, mDNS candidates) hears A too (${fAfter - fBefore} packets)`);
+    const cAfter = (await inbound(c, null)).packets;
+    check(cAfter === cBefore, `C (ch2) receives nothing while A talks on ch1 (${cBefore} -> ${cAfter} packets)`);
+
+    // --- B presses while A talks: denied, "taken by A", sends nothing ---
+    const bSent = await packetsSent(b);
+    await b.keyboard.down('Space');
+    await floorIs(b, 'denied');
+    check(/taken by Name A/i.test(await b.textContent('#floor-state')), 'B sees "taken by Name A" when pressing');
+    await b.waitForTimeout(1000); // measurement window: B must send nothing during it
+    const bSent2 = await packetsSent(b);
+    check(bSent2 === bSent, `B sends nothing while denied (${bSent} -> ${bSent2} packets)`);
+    await b.keyboard.up('Space');
+
+    // --- A releases, B talks, A hears B ---
+    await a.mouse.up();
+    await floorIs(a, 'idle');
+    await floorIs(b, 'idle');
+    await b.keyboard.down('Space');
+    await floorIs(b, 'talking');
+    await a.waitForFunction(() => /taken by Name B/i.test(document.querySelector('#floor-state').textContent), null, { timeout: WAIT });
+    await waitPackets(a, 'ch1', 20);
+    const back = await sample(a, 'ch1', 2000);
+    log('A hearing B:', back);
+    check(back.packets > 60 && back.maxLevel > 0.02, 'A hears B');
+    await b.keyboard.up('Space');
+    await floorIs(a, 'idle');
+
+    // --- C talks on ch2: A, listening to ch2 as well, hears C on ch2's slot ---
+    await c.keyboard.down('Space');
+    await floorIs(c, 'talking');
+    await a.waitForFunction(() => /C is talking/.test(document.querySelector('li[data-channel="ch2"] .chan-info').textContent), null, { timeout: WAIT });
+    await waitPackets(a, 'ch2', 20);
+    const monitored = await sample(a, 'ch2', 1500);
+    log('A hearing C on ch2:', monitored);
+    check(monitored.packets > 40 && monitored.maxLevel > 0.02, 'A hears C on the monitored channel ch2');
+    check(await a.evaluate(() => document.querySelector('#floor-state').dataset.state === 'idle'), 'A\'s talk channel ch1 stays free');
+    await c.keyboard.up('Space');
+    await floorIs(c, 'idle');
+
+    // --- the WebSocket is cut: B reconnects, rejoins and hears A again ---
+    const oldConn = await b.evaluate(() => window.radiogate.me.connId);
+    await b.evaluate(() => window.radiogate.ws.close(4000, 'cut by the test'));
+    await b.waitForSelector('#conn[data-state="reconnecting"]', { timeout: WAIT });
+    await b.waitForSelector('#conn[data-state="online"]', { timeout: WAIT });
+    await b.waitForFunction((old) => window.radiogate.me && window.radiogate.me.connId !== old, oldConn, { timeout: WAIT });
+    await b.waitForSelector('li[data-channel="ch1"][data-joined="true"]', { timeout: WAIT });
+    await b.waitForFunction(() => window.radiogate.pc && window.radiogate.pc.connectionState === 'connected', null, { timeout: WAIT });
+    check(true, 'B reconnected with a new session and rejoined ch1');
+    await pressMouse(a);
+    await floorIs(a, 'talking');
+    await b.waitForFunction(() => /taken by Name A/i.test(document.querySelector('#floor-state').textContent), null, { timeout: WAIT });
+    await waitPackets(b, 'ch1', 20);
+    const again = await sample(b, 'ch1', 2000);
+    log('B hearing A after the reconnect:', again);
+    check(again.packets > 60 && again.maxLevel > 0.02, 'audio flows again after the reconnect');
+    await a.mouse.up();
+    await floorIs(b, 'idle');
+
+    // --- a permission change pushed by the server appears without a reload ---
+    await c.evaluate(() => window.radiogateHandle({
+      jsonrpc: '2.0', method: 'permission.update',
+      params: { added: ['ch9'], removed: [], channels: ['ch2', 'ch9'], pending: [] },
+    }));
+    await c.waitForSelector('li[data-channel="ch9"]', { timeout: WAIT });
+    await c.evaluate(() => window.radiogateHandle({
+      jsonrpc: '2.0', method: 'permission.update',
+      params: { added: [], removed: ['ch9'], channels: ['ch2'], pending: [] },
+    }));
+    await c.waitForSelector('li[data-channel="ch9"]', { state: 'detached', timeout: WAIT });
+    check(true, 'permission.update adds and removes channels without a reload');
+
+    // --- layout: the PTT button fits a phone screen and nothing scrolls sideways ---
+    const box = await a.locator('#ptt').boundingBox();
+    check(box.y + box.height <= 844 && box.height >= 150 && box.width >= 300, `PTT button is large and on screen (${JSON.stringify(box)})`);
+    check(await a.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling at 390 px');
+    // Which ICE candidates Chromium offered (loopback host candidates or mDNS names).
+    const cands = await a.evaluate(() => window.radiogate.pc.localDescription.sdp.split('\r\n').filter((l) => l.startsWith('a=candidate')));
+    log('A offered candidates:', cands);
+    const pair = await a.evaluate(async () => {
+      let out = null;
+      const st = await window.radiogate.pc.getStats();
+      st.forEach((s) => {
+        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+          const l = st.get(s.localCandidateId); const r = st.get(s.remoteCandidateId);
+          out = `${l.candidateType} ${l.address}:${l.port} <-> ${r.candidateType} ${r.address}:${r.port}`;
+        }
+      });
+      return out;
+    });
+    log('A selected candidate pair:', pair);
+    await a.setViewportSize({ width: 1280, height: 800 });
+    await a.screenshot({ path: join(ARTIFACTS, 'talk-desktop-1280x800.png') });
+    const errors = consoleLines.filter((l) => /pageerror/.test(l));
+    check(errors.length === 0, `no page errors (${errors.join(' | ')})`);
+  } finally {
+    writeFileSync(join(ARTIFACTS, 'console.log'), consoleLines.join('\n') + '\n');
+    await speechBrowser.close();
+    await silentBrowser.close();
+    await deniedBrowser.close();
+  }
+}
+
+main().then(() => {
+  log('all browser checks passed');
+}, (e) => {
+  console.error(`[e2e] FAILED: ${e && e.stack ? e.stack : e}`);
+  process.exitCode = 1;
+});
