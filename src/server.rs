@@ -21,6 +21,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Initial WebSocket read buffer per session, bytes.
+const READ_BUFFER_BYTES: usize = 4096;
+
 /// The routes.
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -169,6 +172,10 @@ async fn ws(
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite's default 128 KiB read and write buffers per session are most of a
+        // session's memory; signaling frames are small, and the buffers grow when needed.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             tracker.track_future(crate::signaling::session::run(
                 gw, claims, permitted, remote, socket,
