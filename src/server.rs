@@ -39,6 +39,7 @@ async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "counters": hub.counters(),
         "auditDropped": gw.audit.dropped(),
         "forwardLatency": crate::sfu::stats::FORWARD_LATENCY.summary(),
+        "radio": gw.radio.status_json(),
     }))
 }
 

@@ -180,6 +180,12 @@ impl ReconnectingSink {
     pub fn state(&self) -> DeviceState {
         self.inner.state()
     }
+
+    /// Drops what is queued for playing by closing the card; it is reopened (at once) on the
+    /// next write.
+    pub fn reset(&mut self) {
+        self.inner.close();
+    }
 }
 
 impl AudioSink for ReconnectingSink {
@@ -195,7 +201,7 @@ impl AudioSink for ReconnectingSink {
         dev.write(samples).inspect_err(|e| self.inner.fail(now, e))
     }
     fn queued(&self) -> usize {
-        0
+        self.inner.peek().map_or(0, |d| d.queued())
     }
     fn describe(&self) -> String {
         self.inner.what().to_string()
