@@ -610,3 +610,90 @@ pub fn validate(radios: &[RadioConfig], consoles: &[ConsoleConfig]) -> Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, EMBEDDED_DEFAULT};
+
+    const RADIO: &str = r#"
+[[radio]]
+name = "r1"
+user_id = "radio-r1"
+display_name = "Radio 1"
+event = "ev1"
+channel = "c1"
+[radio.ptt]
+type = "cat"
+address = "127.0.0.1:4532"
+[radio.squelch]
+type = "vox"
+[radio.audio]
+type = "cpal"
+capture = "default"
+playback = "default"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_radio_parses_with_documented_defaults() {
+        let cfg = Config::from_toml(RADIO).unwrap();
+        let r = &cfg.radio[0];
+        assert_eq!(r.tx_delay_ms, 150);
+        assert_eq!(r.hang_time_ms, 500);
+        assert_eq!(r.squelch.release_ms, 500);
+        assert_eq!(r.audio.period_ms, 10);
+        assert_eq!(r.role, crate::access::role::Role::General);
+        let pc = r.port_config();
+        assert_eq!(pc, super::super::PortConfig::default());
+    }
+
+    #[test]
+    fn bad_keys_are_named_with_their_index() {
+        assert!(err(&RADIO.replace("127.0.0.1:4532", "")).starts_with("radio[0].ptt.address:"));
+        assert!(err(&RADIO.replace("type = \"cat\"", "type = \"serial\""))
+            .starts_with("radio[0].ptt.device:"));
+        let e = err(&RADIO.replace(
+            "type = \"cat\"\naddress = \"127.0.0.1:4532\"",
+            "type = \"serial\"\ndevice = \"/dev/ttyUSB0\"\nline = \"CTS\"",
+        ));
+        assert!(e.starts_with("radio[0].ptt.line:"), "{e}");
+        let e = err(&RADIO.replace("[[radio]]\nname", "[[radio]]\ntx_delay_ms = 5000\nname"));
+        assert!(e.starts_with("radio[0].tx_delay_ms:"), "{e}");
+        let e = err(&RADIO.replace("capture = \"default\"", "capture = \"\""));
+        assert!(
+            e.starts_with("radio[0].squelch.type:"),
+            "vox without capture: {e}"
+        );
+        let e = err(&format!("{RADIO}{RADIO}"));
+        assert!(e.starts_with("radio[1].name:"), "{e}");
+        let e = err(&RADIO.replace("channel = \"c1\"", "channel = \"\""));
+        assert!(e.starts_with("radio[0].channel:"), "{e}");
+        // Unknown keys are refused by name.
+        let e = err(&RADIO.replace("[radio.ptt]", "[radio.ptt]\ndevise = \"x\""));
+        assert!(e.contains("devise"), "{e}");
+        let e = err("[[console]]\nname = \"d\"\nuser_id = \"u\"\ndisplay_name = \"D\"\nevent = \"e\"\nchannel = \"c\"\npre_empt = true\n");
+        assert!(e.starts_with("console[0].pre_empt:"), "{e}");
+    }
+
+    #[test]
+    fn the_commented_example_block_is_valid() {
+        let (_, block) = EMBEDDED_DEFAULT
+            .split_once("# [[radio]]")
+            .expect("example block");
+        let text: String = format!("# [[radio]]{block}")
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").or_else(|| (l == "#").then_some("")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.radio.len(), 1);
+        assert_eq!(cfg.console.len(), 1);
+        assert_eq!(
+            cfg.radio[0].port_config(),
+            super::super::PortConfig::default()
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! (webrtc-rs) sending Opus-encoded speech.
 #![allow(dead_code)]
 
+pub mod radio;
 pub mod rtc_client;
 
 use futures_util::{SinkExt, StreamExt};

@@ -1,0 +1,121 @@
+//! Radio-port test helpers: the gateway in-process (so the tests reach the simulated devices of
+//! `type = "sim"` ports), real-time audio feeders and bounded condition waits.
+
+use super::rtc_client::speech_pcm;
+use super::SECRET;
+use radiogate::app::Gateway;
+use radiogate::config::Config;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A gateway running inside the test process.
+pub struct InProcess {
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// The gateway.
+    pub gw: Arc<Gateway>,
+    _dir: tempfile::TempDir,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl InProcess {
+    /// Starts the gateway with the test defaults plus `extra` TOML (e.g. `[[radio]]` sections).
+    pub async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n[auth]\nsecret = \"{SECRET}\"\n\
+             [sfu]\nudp_bind_ip = \"127.0.0.1\"\n[limits]\nconnections_per_minute = 10000\n{extra}",
+            dir.path().join("state").display()
+        );
+        let cfg = Config::from_toml(&text).expect("test config");
+        let gw = Gateway::new(cfg).expect("gateway");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let g = Arc::clone(&gw);
+        let task = tokio::spawn(async move {
+            let _ = g
+                .serve(move |a| {
+                    let _ = tx.send(a);
+                })
+                .await;
+        });
+        let addr = tokio::time::timeout(super::WAIT, rx)
+            .await
+            .expect("gateway bound in time")
+            .expect("bound address")
+            .to_string();
+        Self {
+            addr,
+            gw,
+            _dir: dir,
+            task: Some(task),
+        }
+    }
+
+    /// Connects a signaling client with `token`.
+    pub async fn connect(&self, token: &str) -> super::WsClient {
+        super::connect_url(&format!("ws://{}/ws?token={token}", self.addr))
+            .await
+            .expect("connect")
+    }
+
+    /// The status of the port named `name`.
+    pub fn port(&self, name: &str) -> radiogate::radio::PortStatus {
+        self.gw
+            .radio
+            .status()
+            .into_iter()
+            .find(|p| p.name == name)
+            .expect("port configured")
+    }
+
+    /// Graceful shutdown (as on SIGTERM); waits for it, at most 10 s.
+    pub async fn shutdown(mut self) {
+        self.gw.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.gw.shutdown.cancel();
+    }
+}
+
+/// The committed speech clip as 48 kHz mono `f32`.
+pub fn speech_f32() -> Vec<f32> {
+    speech_pcm()
+        .iter()
+        .map(|s| f32::from(*s) / 32768.0)
+        .collect()
+}
+
+/// Pushes `samples` into a simulated capture in real time (10 ms chunks) from a task; the
+/// returned handle stops it when aborted.
+pub fn feed(
+    src: radiogate_hal::audio::SimSourceHandle,
+    samples: Vec<f32>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for chunk in samples.chunks(480) {
+            tick.tick().await;
+            src.push(chunk);
+        }
+    })
+}
+
+/// Polls `cond` every 5 ms until it holds or `limit` passes; returns whether it held.
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
