@@ -84,6 +84,9 @@ pub struct PortCounters {
     pub packets_lost: u64,
     /// Errors of devices and codec.
     pub errors: u64,
+    /// Samples of audio to play dropped because the card was not running yet or its queue
+    /// was over the latency cap (TX delay + 300 ms).
+    pub playout_dropped: u64,
 }
 
 /// Latencies measured inside the driver, milliseconds.
@@ -469,6 +472,8 @@ struct Driver<'a> {
     last_ptt_poll: Instant,
     /// When the packet whose audio is being handed to the card now arrived.
     playing_from: Option<Instant>,
+    /// Most audio (48 kHz samples) queued for the card before new audio is dropped.
+    latency_cap: usize,
 }
 
 impl<'a> Driver<'a> {
@@ -479,6 +484,11 @@ impl<'a> Driver<'a> {
         stop: &'a AtomicBool,
     ) -> Result<Self, DriverError> {
         let backoff = Backoff::default();
+        let tx_delay_ms = match &spec {
+            Spec::Radio(r) => r.tx_delay_ms,
+            Spec::Console(_) => 0,
+        };
+        let latency_cap = ((tx_delay_ms + 300) * 48) as usize;
         let (logic, dev, priority) = match &spec {
             Spec::Radio(r) => (
                 Logic::Radio(RadioPort::new(r.port_config())),
@@ -541,6 +551,7 @@ impl<'a> Driver<'a> {
             opus_buf: vec![0u8; 1500],
             last_ptt_poll: now,
             playing_from: None,
+            latency_cap,
         })
     }
 
@@ -553,6 +564,9 @@ impl<'a> Driver<'a> {
         // Open the PTT now: it is driven unkeyed on opening.
         if let Some(p) = self.dev.ptt.as_mut() {
             let _ = p.poll(Instant::now());
+        }
+        if let Some(s) = self.dev.sink.as_mut() {
+            let _ = s.write(&[]);
         }
         let mut next = Instant::now();
         loop {
@@ -739,6 +753,14 @@ impl<'a> Driver<'a> {
                     self.error(msg);
                 }
             }
+            // Keep the playback card open (a lost one is reopened with backoff), so a key-up
+            // never waits for the card to open.
+            if let Some(s) = self.dev.sink.as_mut() {
+                if let Err(e) = s.write(&[]) {
+                    let msg = e.to_string();
+                    self.error(msg);
+                }
+            }
         }
     }
 
@@ -858,6 +880,12 @@ impl<'a> Driver<'a> {
             return;
         };
         let queued = sink.queued();
+        // Audio written to a card that does not play yet, or on top of a backlog, would only
+        // add latency (and outlast the hang time): drop it instead.
+        if !sink.running() || queued > self.latency_cap {
+            self.counters.playout_dropped += samples.len() as u64;
+            return;
+        }
         if let Err(e) = sink.write(samples) {
             let msg = e.to_string();
             self.error(msg);
@@ -925,8 +953,8 @@ impl<'a> Driver<'a> {
 
     /// Copies the state into the shared status.
     fn publish(&mut self, now: Instant) {
-        let mut devices = Vec::new();
-        let mut add = |role, device: String, state: DeviceState| {
+        let mut devices: Vec<DeviceStatus> = Vec::new();
+        let add = |devices: &mut Vec<DeviceStatus>, role, device: String, state: DeviceState| {
             let (state, last_error) = match state {
                 DeviceState::Up => ("up", None),
                 DeviceState::Down { last_error, .. } => ("down", Some(last_error)),
@@ -940,17 +968,22 @@ impl<'a> Driver<'a> {
         };
         let console = matches!(self.logic, Logic::Console(_));
         if let Some(p) = &self.dev.ptt {
-            add("ptt", p.describe(), p.state());
+            add(&mut devices, "ptt", p.describe(), p.state());
         }
         if let Some(l) = &self.dev.line {
             let role = if console { "button" } else { "squelch" };
-            add(role, l.inner().describe(), l.inner().state());
+            add(&mut devices, role, l.inner().describe(), l.inner().state());
         }
         if let Some(s) = &self.dev.source {
-            add("capture", s.describe(), s.state());
+            add(&mut devices, "capture", s.describe(), s.state());
         }
         if let Some(s) = &self.dev.sink {
-            add("playback", s.describe(), s.state());
+            add(&mut devices, "playback", s.describe(), s.state());
+            if !s.running() {
+                if let Some(d) = devices.last_mut().filter(|d| d.state == "up") {
+                    d.state = "starting";
+                }
+            }
         }
         let mut counters = self.counters;
         if let Some(t) = self.keyed_since {

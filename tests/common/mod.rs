@@ -55,6 +55,12 @@ impl Gateway {
 
     /// Starts the gateway with its state and config in `dir`.
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
+        Self::start_in_env(dir, extra, &[])
+    }
+
+    /// Starts the gateway with its state and config in `dir` and extra environment variables
+    /// (e.g. `PULSE_SERVER` and `HOME` for a test's own PulseAudio and ~/.asoundrc).
+    pub fn start_in_env(dir: tempfile::TempDir, extra: &str, env: &[(&str, String)]) -> Self {
         // Every test connects from 127.0.0.1: lift the per-address connection limit unless the
         // test sets it.
         let extra = if !extra.contains("[limits]") {
@@ -76,6 +82,7 @@ impl Gateway {
             .args(["run", "--config"])
             .arg(&cfg_path)
             .env("RADIOGATE_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,7 +5,10 @@ use super::rtc_client::speech_pcm;
 use super::SECRET;
 use radiogate::app::Gateway;
 use radiogate::config::Config;
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A gateway running inside the test process.
@@ -117,5 +120,114 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
             return false;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A hamlib rigctld dummy rig (`-m 1 -P RIG`) on a free loopback port, killed on drop.
+pub struct Rig {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback TCP port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Starts rigctld and waits (bounded) until it answers `t`.
+pub fn start_rig() -> Rig {
+    let port = free_port();
+    let child = Command::new("rigctld")
+        .args([
+            "-m",
+            "1",
+            "-P",
+            "RIG",
+            "-t",
+            &port.to_string(),
+            "-T",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rigctld is not installed: run tests/setup-debian.sh (libhamlib-utils)");
+    let rig = Rig {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
+    let end = Instant::now() + super::WAIT;
+    while rig_ptt(&rig.addr).is_none() {
+        assert!(Instant::now() < end, "rigctld did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rig
+}
+
+/// The dummy rig's PTT read with `t` on a fresh connection; `None` if rigctld is not there.
+pub fn rig_ptt(addr: &str) -> Option<bool> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"t\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    match line.trim() {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    }
+}
+
+/// Polls `t` every 10 ms on one connection from a thread, recording (when, keyed).
+pub struct PttWatch {
+    log: Arc<Mutex<Vec<(Instant, bool)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PttWatch {
+    /// Starts polling rigctld at `addr`.
+    pub fn start(addr: &str) -> Self {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, st) = (Arc::clone(&log), Arc::clone(&stop));
+        let mut s = std::net::TcpStream::connect(addr).expect("rigctld");
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let mut line = String::new();
+                if s.write_all(b"t\n").is_err() || r.read_line(&mut line).is_err() {
+                    break;
+                }
+                l.lock().unwrap().push((Instant::now(), line.trim() == "1"));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self {
+            log,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns the record.
+    pub fn stop(mut self) -> Vec<(Instant, bool)> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.log.lock().unwrap().clone()
     }
 }

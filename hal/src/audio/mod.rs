@@ -42,6 +42,11 @@ pub trait AudioSink: Send {
     fn write(&mut self, samples: &[f32]) -> Result<(), AudioError>;
     /// Samples (at 48 kHz) queued and not yet handed to the card: the playback latency now.
     fn queued(&self) -> usize;
+    /// Whether the card consumes what is written (a PulseAudio-backed PCM takes up to ~2 s
+    /// after opening to start; audio written before then only piles up as latency).
+    fn running(&self) -> bool {
+        true
+    }
     /// A short description for logs and status.
     fn describe(&self) -> String;
 }
@@ -61,6 +66,9 @@ impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
     }
     fn queued(&self) -> usize {
         (**self).queued()
+    }
+    fn running(&self) -> bool {
+        (**self).running()
     }
     fn describe(&self) -> String {
         (**self).describe()
@@ -202,6 +210,9 @@ impl AudioSink for ReconnectingSink {
     }
     fn queued(&self) -> usize {
         self.inner.peek().map_or(0, |d| d.queued())
+    }
+    fn running(&self) -> bool {
+        self.inner.peek().is_some_and(|d| d.running())
     }
     fn describe(&self) -> String {
         self.inner.what().to_string()
