@@ -102,6 +102,8 @@ pub fn feed(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
+        // Like a sound card: a 10 ms chunk is delivered once it has been captured.
+        tick.tick().await;
         for chunk in samples.chunks(480) {
             tick.tick().await;
             src.push(chunk);
