@@ -37,7 +37,9 @@ fn radio(name: &str, extra: &str, squelch: &str) -> String {
 }
 
 async fn member(gw: &InProcess, user: &str) -> (WsClient, RtcClient) {
-    let mut ws = gw.connect(&token(user, Role::General, "ev1", &["c1"])).await;
+    let mut ws = gw
+        .connect(&token(user, Role::General, "ev1", &["c1"]))
+        .await;
     ws.notification("channel.list").await;
     let rtc = RtcClient::connect(&mut ws, 1).await;
     ws.call("channel.join", json!({"channelId": "c1"}))
@@ -64,7 +66,10 @@ fn summary(name: &str, v: &mut [f64]) {
 /// CPU seconds (utime + stime) of this process's thread named `name`.
 fn thread_cpu(name: &str) -> f64 {
     let tck = 100.0; // USER_HZ on Linux
-    for e in std::fs::read_dir("/proc/self/task").expect("tasks").flatten() {
+    for e in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
         let p = e.path();
         let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
         if comm.trim() == name {
@@ -114,7 +119,10 @@ async fn main() {
 
     // 1. Squelch open -> first RTP packet at a listener.
     let mut a = squelch_to_packet("b1", "squelch_tail_ms = 0", "debounce_ms = 0", overs).await;
-    summary("squelch open -> first RTP at listener (debounce 0, tail 0)", &mut a);
+    summary(
+        "squelch open -> first RTP at listener (debounce 0, tail 0)",
+        &mut a,
+    );
     let mut b = squelch_to_packet("b2", "", "", overs).await;
     summary(
         "squelch open -> first RTP at listener (defaults: debounce 20 ms, tail 100 ms)",
@@ -200,7 +208,10 @@ async fn main() {
     let send_secs = t0.elapsed().as_secs_f64();
     let sending = (thread_cpu("radio-b3") - c0) / send_secs * 100.0;
     line.set(false);
-    let got = bob.wait_received(before + 150, Duration::from_secs(3)).await - before;
+    let got = bob
+        .wait_received(before + 150, Duration::from_secs(3))
+        .await
+        - before;
     println!(
         "port driver thread CPU (one core = 100%): idle {idle:.2}%, playing channel voice {playing:.2}%, sending received audio {sending:.2}% ({got} packets reached the listener in {send_secs:.1} s)"
     );

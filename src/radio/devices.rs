@@ -29,6 +29,9 @@ pub type AnyPtt = ReconnectingPtt<Box<dyn PttOutput>>;
 /// A debounced line input of any backend.
 pub type AnyLine = DebouncedLine<ReconnectingLine<Box<dyn LineInput>>>;
 
+type PttOpener = Box<dyn FnMut() -> Result<Box<dyn PttOutput>, PttError> + Send>;
+type LineOpener = Box<dyn FnMut() -> Result<Box<dyn LineInput>, LineError> + Send>;
+
 /// A port's devices, each optional.
 pub struct Devices {
     /// The PTT output.
@@ -163,7 +166,7 @@ pub fn build(
     let ptt = ptt.filter(|p| p.kind != PttKind::None).map(|p| {
         let what = describe_ptt(p);
         let p = p.clone();
-        let opener: Box<dyn FnMut() -> Result<Box<dyn PttOutput>, PttError> + Send> = match p.kind {
+        let opener: PttOpener = match p.kind {
             PttKind::Serial => {
                 let dev = serial.get(&p.device, backoff);
                 let l = modem_line(&p.line).unwrap_or(ModemLine::Rts);
@@ -191,10 +194,7 @@ pub fn build(
         None
     } else {
         let l = line.clone();
-        let (what, opener): (
-            String,
-            Box<dyn FnMut() -> Result<Box<dyn LineInput>, LineError> + Send>,
-        ) = match l.kind {
+        let (what, opener): (String, LineOpener) = match l.kind {
             LineKind::Serial => {
                 let dev = serial.get(&l.device, backoff);
                 let ml = modem_line(&l.line).unwrap_or(ModemLine::Cts);

@@ -346,7 +346,7 @@ fn supervise(gw: Arc<Gateway>, shared: Arc<PortShared>, spec: Spec, stop: Arc<At
 }
 
 enum Logic {
-    Radio(RadioPort),
+    Radio(Box<RadioPort>),
     Console(ConsolePort),
 }
 
@@ -491,7 +491,7 @@ impl<'a> Driver<'a> {
         let latency_cap = ((tx_delay_ms + 300) * 48) as usize;
         let (logic, dev, priority) = match &spec {
             Spec::Radio(r) => (
-                Logic::Radio(RadioPort::new(r.port_config())),
+                Logic::Radio(Box::new(RadioPort::new(r.port_config()))),
                 devices::build(&r.name, Some(&r.ptt), &r.squelch, &r.audio, backoff),
                 Priority::Normal,
             ),
