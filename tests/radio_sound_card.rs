@@ -203,6 +203,30 @@ async fn member(gw: &Gateway, user: &str) -> (WsClient, RtcClient) {
     (ws, rtc)
 }
 
+/// CPU seconds (utime + stime) of the thread named `name` in process `pid`.
+fn thread_cpu(pid: u32, name: &str) -> f64 {
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        let p = e.path();
+        if std::fs::read_to_string(p.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            == name
+        {
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+            let f: Vec<f64> = rest
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0.0))
+                .collect();
+            return (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0;
+        }
+    }
+    panic!("no thread {name} in {pid}");
+}
+
 async fn healthz_port(gw: &Gateway) -> serde_json::Value {
     let (_, body) = gw.http_get("/healthz").await;
     let v: serde_json::Value = serde_json::from_str(&body).expect("healthz");
@@ -251,9 +275,12 @@ async fn radio_sound_card_path_through_pulseaudio() {
         .await
         .expect("granted");
     b_ws.notification("floor.taken").await;
+    let cpu0 = thread_cpu(gw.pid(), "radio-card1");
     let t0 = Instant::now();
     alice.talk(&frames[..100]).await;
     let t_end = Instant::now();
+    let cpu_play =
+        (thread_cpu(gw.pid(), "radio-card1") - cpu0) / t_end.duration_since(t0).as_secs_f64();
     a_ws.call("floor.release", json!({"channelId": "c1"}))
         .await
         .expect("released");
@@ -303,8 +330,15 @@ async fn radio_sound_card_path_through_pulseaudio() {
     let before = bob.received();
     let player = play("rg_rx_play", speech[..48_000 * 2].to_vec());
     let taken = b_ws.notification("floor.taken").await;
+    let (cpu0, t_rx) = (thread_cpu(gw.pid(), "radio-card1"), Instant::now());
     assert_eq!(taken["talker"]["userId"], "radio-card1");
     let _ = tokio::task::spawn_blocking(move || player.join()).await;
+    let cpu_send = (thread_cpu(gw.pid(), "radio-card1") - cpu0) / t_rx.elapsed().as_secs_f64();
+    println!(
+        "port thread CPU (44.1 kHz stereo card, one core = 100%): playing {:.1}%, sending {:.1}%",
+        cpu_play * 100.0,
+        cpu_send * 100.0
+    );
     // The VOX closes after its release time and the radio gives the floor back.
     let end = Instant::now() + WAIT;
     loop {
