@@ -55,7 +55,11 @@ impl LatencyHistogram {
             for (i, c) in counts.iter().enumerate() {
                 seen += c;
                 if seen >= target {
-                    return (i as u64 + 1) * BUCKET_US + u64::from(i == BUCKETS);
+                    return if i == BUCKETS {
+                        BUCKETS as u64 * BUCKET_US + 1
+                    } else {
+                        (i as u64 + 1) * BUCKET_US
+                    };
                 }
             }
             0
