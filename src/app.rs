@@ -83,6 +83,8 @@ pub struct Gateway {
     pub conn_limiter: KeyedLimiter<governor::clock::DefaultClock>,
     /// Failed authentications per remote address.
     pub auth_backoff: Mutex<AuthBackoff>,
+    /// Radio and console ports (`[[radio]]`, `[[console]]`), started by [`Gateway::serve`].
+    pub radio: crate::radio::Radios,
     next_conn: AtomicU64,
 }
 
@@ -202,6 +204,7 @@ impl Gateway {
             window: Duration::from_secs(cfg.limits.auth_failure_window_secs),
         });
         Ok(Arc::new(Self {
+            radio: crate::radio::Radios::new(&cfg.radio, &cfg.console),
             sfu: Sfu::new(cfg.sfu.clone()),
             cfg,
             hub: Arc::new(Mutex::new(hub)),
@@ -275,6 +278,9 @@ impl Gateway {
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
         let perm_sync = tokio::spawn(crate::permissions::sync::run(Arc::clone(&self)));
+        if let Err(e) = self.radio.start(&self) {
+            tracing::error!(error = %e, "radio ports not started");
+        }
         let router = crate::server::router(Arc::clone(&self));
         let token = self.shutdown.clone();
         // Small frames (floor grants) must not wait for delayed ACKs: the listener sets
@@ -290,6 +296,8 @@ impl Gateway {
             tracing::error!(error = %e, "http server error");
         }
         tracing::info!("shutting down: releasing floors and closing sessions");
+        // Radios first: unkey, release their floors and leave (they already saw the token).
+        self.radio.shutdown(Duration::from_secs(3)).await;
         self.hub
             .lock()
             .close_all(close::GOING_AWAY, "server shutting down", Instant::now());

@@ -30,6 +30,10 @@ pub enum ConfigError {
     /// TOML syntax error, unknown key or wrong type; the message names the key and line.
     #[error("{0}")]
     Parse(String),
+    /// A `[[radio]]` / `[[console]]` value is out of range or missing; the key is indexed,
+    /// e.g. `radio[0].ptt.device`.
+    #[error(transparent)]
+    Port(#[from] crate::radio::PortConfigError),
     /// A value is out of range or inconsistent with another key.
     #[error("{key}: {reason}")]
     Invalid {
@@ -64,6 +68,12 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// `[audit]`: the audit log.
     pub audit: AuditConfig,
+    /// `[[radio]]`: two-way radios bridged to channels (none by default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub radio: Vec<crate::radio::RadioConfig>,
+    /// `[[console]]`: PTT-button consoles with a local microphone and speaker (none by default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub console: Vec<crate::radio::ConsoleConfig>,
 }
 
 /// `[limits]` (spec note 002).
@@ -437,6 +447,7 @@ impl Config {
         )?;
         range("audit.retention", self.audit.retention, 1000, 10_000_000)?;
         self.redis.validate()?;
+        crate::radio::config::validate(&self.radio, &self.console)?;
         let (lo, hi) = (self.sfu.udp_port_min, self.sfu.udp_port_max);
         if (lo == 0) != (hi == 0) || lo > hi {
             return Err(ConfigError::Invalid {

@@ -30,6 +30,13 @@ enum Cmd {
         /// The file to check.
         file: PathBuf,
     },
+    /// Unkey every configured radio PTT output (for systemd `ExecStopPost=` after a crash);
+    /// exits 0 when all are unkeyed or none is configured, 1 when one could not be reached.
+    Unkey {
+        /// Configuration file (default: embedded configuration, which has no radios).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Mint a token signed with the configured key (for a site without a control plane).
     Token {
         /// User id (`sub`).
@@ -104,6 +111,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Unkey { config } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("radiogate unkey: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let (lines, ok) = radiogate::radio::unkey_all(&cfg.radio);
+            for l in &lines {
+                println!("{l}");
+            }
+            if lines.is_empty() {
+                println!("no radio configured: nothing to unkey");
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Cmd::Token {
             user,
             name,

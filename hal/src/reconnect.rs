@@ -164,6 +164,11 @@ impl<T, E: std::error::Error + Retry> Reconnect<T, E> {
         }
     }
 
+    /// The open device, without trying to open it.
+    pub fn peek(&self) -> Option<&T> {
+        self.dev.as_ref()
+    }
+
     /// Drops the device (closing it); the next [`Self::get`] reopens it at once.
     pub fn close(&mut self) -> Option<T> {
         self.next_attempt = None;

@@ -55,6 +55,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                 "permissionSync": gw.perm_sync.status(),
                 "auditDropped": gw.audit.dropped(),
                 "bans": gw.bans.list().len(),
+                "radio": gw.radio.status_json(),
             }))
         }
         "admin.connections" => Ok(json!({"connections": gw.hub.lock().registry().all()})),

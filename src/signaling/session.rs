@@ -165,7 +165,11 @@ pub async fn run(
         peer.close().await;
     }
     drop(tx);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    // The writer may already have ended (and been awaited by the select above): a JoinHandle
+    // must not be polled again after it completed.
+    if !writer.is_finished() || close_reason != "writer ended" {
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    }
     // Let a close frame we sent reach the client: read (and drop) what it still sends until
     // it answers the close or 1 s passes, so the socket is not reset under unread data.
     let we_closed = !matches!(close_reason, "client closed" | "websocket error");

@@ -3,6 +3,7 @@
 //! (webrtc-rs) sending Opus-encoded speech.
 #![allow(dead_code)]
 
+pub mod radio;
 pub mod redis_server;
 pub mod rtc_client;
 
@@ -70,7 +71,14 @@ impl Gateway {
     /// Starts the gateway with its state and config in `dir`.
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
         let state = dir.path().join("state");
-        Self::launch_with(dir, &state, "", extra)
+        Self::launch_full(dir, &state, "", extra, &[])
+    }
+
+    /// Starts the gateway with its state and config in `dir` and extra environment variables
+    /// (e.g. `PULSE_SERVER` and `HOME` for a test's own PulseAudio and ~/.asoundrc).
+    pub fn start_in_env(dir: tempfile::TempDir, extra: &str, env: &[(&str, String)]) -> Self {
+        let state = dir.path().join("state");
+        Self::launch_full(dir, &state, "", extra, env)
     }
 
     /// Starts the gateway with its state and config in `dir` and `server_extra` keys in
@@ -92,6 +100,17 @@ impl Gateway {
         state: &std::path::Path,
         server_extra: &str,
         extra: &str,
+    ) -> Self {
+        Self::launch_full(dir, state, server_extra, extra, &[])
+    }
+
+    /// [`Gateway::launch_with`] with extra environment variables for the child.
+    pub fn launch_full(
+        dir: tempfile::TempDir,
+        state: &std::path::Path,
+        server_extra: &str,
+        extra: &str,
+        env: &[(&str, String)],
     ) -> Self {
         // Every test connects from 127.0.0.1: lift the per-address connection limit unless the
         // test sets it.
@@ -119,6 +138,7 @@ impl Gateway {
             .args(["run", "--config"])
             .arg(&cfg_path)
             .env("RADIOGATE_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -137,6 +137,8 @@ struct Health {
     xruns: AtomicU64,
     /// Data callbacks so far (one relaxed atomic add per callback).
     callbacks: AtomicU64,
+    /// Samples (all channels) the card asked for or delivered so far.
+    samples: AtomicU64,
     /// Since when errors come with no data callback in between (and the callback count then).
     stall: Mutex<Option<(std::time::Instant, u64)>>,
 }
@@ -336,6 +338,7 @@ where
         *cfg,
         move |data: &mut [T], _| {
             h2.callbacks.fetch_add(1, Ordering::Relaxed);
+            h2.samples.fetch_add(data.len() as u64, Ordering::Relaxed);
             // Real-time: no allocation, no locks; an underrun plays silence.
             for s in data.iter_mut() {
                 *s = match cons.try_pop() {
@@ -529,6 +532,12 @@ impl AudioSink for CpalSink {
     fn queued(&self) -> usize {
         let frames = self.prod.occupied_len() / self.info.channels as usize;
         (frames as u64 * u64::from(RATE) / u64::from(self.info.rate)) as usize
+    }
+    fn running(&self) -> bool {
+        // The first data callbacks (a prefill) may come before a PulseAudio-backed stream
+        // really runs: running once the card has taken 500 ms of samples.
+        let half_second = u64::from(self.info.rate) * u64::from(self.info.channels) / 2;
+        self.health.samples.load(Ordering::Relaxed) >= half_second
     }
     fn describe(&self) -> String {
         format!(

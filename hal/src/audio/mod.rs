@@ -42,6 +42,11 @@ pub trait AudioSink: Send {
     fn write(&mut self, samples: &[f32]) -> Result<(), AudioError>;
     /// Samples (at 48 kHz) queued and not yet handed to the card: the playback latency now.
     fn queued(&self) -> usize;
+    /// Whether the card consumes what is written (a PulseAudio-backed PCM takes up to ~2 s
+    /// after opening to start; audio written before then only piles up as latency).
+    fn running(&self) -> bool {
+        true
+    }
     /// A short description for logs and status.
     fn describe(&self) -> String;
 }
@@ -61,6 +66,9 @@ impl<S: AudioSink + ?Sized> AudioSink for Box<S> {
     }
     fn queued(&self) -> usize {
         (**self).queued()
+    }
+    fn running(&self) -> bool {
+        (**self).running()
     }
     fn describe(&self) -> String {
         (**self).describe()
@@ -180,6 +188,12 @@ impl ReconnectingSink {
     pub fn state(&self) -> DeviceState {
         self.inner.state()
     }
+
+    /// Drops what is queued for playing by closing the card; it is reopened (at once) on the
+    /// next write.
+    pub fn reset(&mut self) {
+        self.inner.close();
+    }
 }
 
 impl AudioSink for ReconnectingSink {
@@ -195,7 +209,10 @@ impl AudioSink for ReconnectingSink {
         dev.write(samples).inspect_err(|e| self.inner.fail(now, e))
     }
     fn queued(&self) -> usize {
-        0
+        self.inner.peek().map_or(0, |d| d.queued())
+    }
+    fn running(&self) -> bool {
+        self.inner.peek().is_some_and(|d| d.running())
     }
     fn describe(&self) -> String {
         self.inner.what().to_string()
