@@ -858,8 +858,8 @@
     else if (b.state === 'holding') {
       const left = Math.max(0, b.until - performance.now());
       progress = b.holdMs ? 1 - left / b.holdMs : 1;
-      label = `Keep holding ${(left / 1000).toFixed(1)} s`;
-      sub = 'to broadcast to every channel';
+      label = `${(left / 1000).toFixed(1)} s`;
+      sub = 'keep holding to broadcast';
     } else if (b.state === 'starting') { label = 'Starting…'; sub = 'keep holding'; progress = 1; }
     else if (b.state === 'live') { label = 'BROADCASTING'; sub = 'release to stop'; progress = 1; }
     else if (b.hint) { label = 'Emergency'; sub = b.hint; }
@@ -1080,8 +1080,8 @@
         return el('li', { 'data-action': e.action, 'data-outcome': e.outcome || '' },
           el('span', { class: 'row-main' }, el('span', { class: 'audit-time' }, fmtTime(e.tsMs)),
             el('b', {}, e.action), e.outcome && e.outcome !== 'ok' ? el('span', { class: 'audit-outcome' }, e.outcome) : null),
-          el('span', { class: 'row-sub' }, [e.actor && `${e.actor}${e.role ? ` (${e.role})` : ''}`,
-            e.target && `→ ${e.target}`, e.event && `event ${e.event}`].filter(Boolean).join(' ')),
+          el('span', { class: 'row-sub' }, [[e.actor && `${e.actor}${e.role ? ` (${e.role})` : ''}`,
+            e.target && `→ ${e.target}`].filter(Boolean).join(' '), e.event && `event ${e.event}`].filter(Boolean).join(' · ')),
           details ? el('span', { class: 'audit-details' }, details.length > 240 ? details.slice(0, 240) + '…' : details) : null);
       }));
     } catch (e) {
@@ -1197,8 +1197,8 @@
     $('floor-channel').textContent = S.selected ? `Talk channel: ${S.selected}` : '';
     const ptt = $('ptt');
     ptt.dataset.state = state;
-    ptt.querySelector('.ptt-label').textContent =
-      state === 'talking' ? 'Talking…' : state === 'requesting' ? 'Wait…' : 'Hold to talk';
+    ptt.querySelector('.ptt-label').textContent = S.bcast.state === 'live' ? 'Broadcasting…'
+      : state === 'talking' ? 'Talking…' : state === 'requesting' ? 'Wait…' : 'Hold to talk';
     ptt.querySelector('.ptt-sub').textContent = sub;
     ptt.disabled = (!S.micTrack && !!S.micError) || S.bcast.state === 'live';
     $('talk').dataset.talking = state === 'talking' ? 'true' : 'false';
