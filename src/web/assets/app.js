@@ -403,7 +403,8 @@
     }
     S.pending.clear();
     for (const c of S.channels.values()) { c.joined = false; c.slot = null; c.talker = null; }
-    // The gateway stops our broadcast when the session ends; others' are re-announced.
+    // The gateway stops our broadcast when the session ends. Others' broadcasts are not
+    // announced again to a new session: their banner shows from the next start.
     resetBroadcast();
     S.broadcasts.clear();
     if (S.floor.state === 'talking' || S.floor.state === 'requesting') {
@@ -970,6 +971,7 @@
     if (bans.status === 'fulfilled') renderAdminBans(bans.value.bans || []);
     const bad = [st, conns, bans].find((x) => x.status === 'rejected');
     if (bad) adminMsg(`Refresh failed: ${errText(bad.reason)}`, 'error');
+    else if ($('admin-msg').dataset.kind === 'error') adminMsg('');
     if (withAudit) adminAudit();
   }
 
