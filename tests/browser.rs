@@ -241,6 +241,8 @@ fn browser_end_to_end() {
         "D": token("D", Role::General, "ev", &["ch1"]),
         "E": token_with("E", Role::General, "ev", &["ch1"], -3600),
         "F": token("F", Role::General, "ev", &["ch1"]),
+        "P": token("P", Role::Dispatch, "ev", &["ch1"]),
+        "Z": token("Z", Role::Admin, "ev", &["ch1"]),
     });
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");
     let _ = std::fs::remove_dir_all(&artifacts);
@@ -277,7 +279,14 @@ fn browser_end_to_end() {
             artifacts.display()
         );
     }
-    for shot in ["talk-idle-390x844.png", "talk-talking-390x844.png"] {
+    for shot in [
+        "talk-idle-390x844.png",
+        "talk-talking-390x844.png",
+        "dispatch-priority-talking-390x844.png",
+        "dispatch-emergency-countdown-390x844.png",
+        "dispatch-broadcasting-390x844.png",
+        "admin-390x844.png",
+    ] {
         assert!(artifacts.join(shot).exists(), "screenshot {shot} taken");
     }
 }

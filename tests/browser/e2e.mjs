@@ -6,9 +6,11 @@
 // generated certificate by its key), all with a fake microphone playing real speech; D in ch1
 // with a fake microphone playing silence (a separate browser: the fake capture file is a
 // launch flag). E has an expired token. F (ch1) refuses the microphone, in a browser without
-// the fake permission UI, so it offers mDNS candidates only.
+// the fake permission UI, so it offers mDNS candidates only. P is a DISPATCH user in ch1
+// (priority talk pre-empting A, the 2 s emergency broadcast hold heard by C in ch2), Z an
+// ADMIN (the admin panel: disconnects D, bans and unbans F, reads the audit log).
 //
-// Environment: RADIOGATE_PORT, RADIOGATE_TOKENS (JSON {A,B,C,D,E}), RADIOGATE_SERVER_CERT
+// Environment: RADIOGATE_PORT, RADIOGATE_TOKENS (JSON {A,B,C,D,E,F,P,Z}), RADIOGATE_SERVER_CERT
 // (PEM of the generated server certificate), RADIOGATE_SPEECH (WAV), RADIOGATE_ARTIFACTS (dir).
 import { chromium } from 'playwright-core';
 import { X509Certificate, createHash } from 'node:crypto';
@@ -160,8 +162,8 @@ async function waitPackets(page, channel, n) {
 
 const floorIs = (page, state) => page.waitForSelector(`#floor-state[data-state="${state}"]`, { timeout: WAIT });
 
-async function pressMouse(page) {
-  const box = await page.locator('#ptt').boundingBox();
+async function pressMouse(page, selector = '#ptt') {
+  const box = await page.locator(selector).boundingBox();
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
   await page.mouse.down();
 }
@@ -319,6 +321,170 @@ async function main() {
     }));
     await c.waitForSelector('li[data-channel="ch9"]', { state: 'detached', timeout: WAIT });
     check(true, 'permission.update adds and removes channels without a reload');
+
+    // --- Dispatch: only DISPATCH sees priority and emergency, only ADMIN the admin link ---
+    const p = await openUser(speechBrowser, 'P', HTTP, TOKENS.P, consoleLines);
+    await start(p, 'ch1');
+    check(await p.isVisible('#priority-btn') && await p.isVisible('#emergency-btn') && !(await p.isVisible('#admin-link')),
+      'DISPATCH P sees the priority and emergency buttons (no admin link)');
+    check(!(await a.isVisible('#priority-btn')) && !(await a.isVisible('#emergency-btn')) && !(await a.isVisible('#admin-link')),
+      'GENERAL A sees neither the dispatcher controls nor the admin link');
+    await p.screenshot({ path: join(ARTIFACTS, 'dispatch-idle-390x844.png') });
+
+    // --- pre-emption: A talks on ch1, P presses priority: A is told and cut, B hears P ---
+    await pressMouse(a);
+    await floorIs(a, 'talking');
+    await b.waitForFunction(() => /taken by Name A/i.test(document.querySelector('#floor-state').textContent), null, { timeout: WAIT });
+    const aSending = await packetsSent(a);
+    await a.waitForFunction(async (n) => {
+      let s = 0;
+      (await window.radiogate.sender.getStats()).forEach((x) => { if (x.type === 'outbound-rtp') s += x.packetsSent || 0; });
+      return s > n + 25;
+    }, aSending, { timeout: WAIT, polling: 100 });
+    check(true, 'A is sending while holding PTT');
+    await pressMouse(p, '#priority-btn');
+    await floorIs(p, 'talking');
+    check(/priority/i.test(await p.textContent('#floor-state')), `P talks with priority ("${await p.textContent('#floor-state')}")`);
+    await a.waitForSelector('#floor-state[data-state="revoked"]', { timeout: WAIT });
+    const revoked = await a.textContent('#floor-state');
+    check(revoked === 'Dispatch Name P has priority', `A (still holding PTT) is told plainly: "${revoked}"`);
+    check(/press again/i.test(await a.textContent('#ptt .ptt-sub')), 'A is told to press again');
+    await a.waitForFunction(() => window.radiogate.sender.track === null, null, { timeout: WAIT });
+    await a.screenshot({ path: join(ARTIFACTS, 'preempted-390x844.png') });
+    const aCut1 = await packetsSent(a);
+    await b.waitForFunction(() => /taken by Name P/i.test(document.querySelector('#floor-state').textContent), null, { timeout: WAIT });
+    await waitPackets(b, 'ch1', 20);
+    const fromP = await sample(b, 'ch1', 2000); // also A's measurement window: A holds PTT throughout
+    const aCut2 = await packetsSent(a);
+    log('B hearing P (priority):', fromP);
+    check(aCut2 - aCut1 <= 2, `A stops sending once pre-empted, though still holding (${aCut1} -> ${aCut2} packets in 2 s)`);
+    check(fromP.packets > 60 && fromP.maxLevel > 0.02, 'B hears the dispatcher P');
+    await p.screenshot({ path: join(ARTIFACTS, 'dispatch-priority-talking-390x844.png') });
+    await a.mouse.up();
+    check(await a.evaluate(() => document.querySelector('#floor-state').dataset.state === 'revoked'),
+      'releasing after the revoke keeps the notice (no talking state comes back)');
+    await p.mouse.up();
+    await floorIs(b, 'idle');
+    // A must press again, and then talks normally.
+    await pressMouse(a);
+    await floorIs(a, 'talking');
+    await a.mouse.up();
+    await floorIs(a, 'idle');
+    await floorIs(b, 'idle');
+    check(true, 'A presses again after the revoke and gets the floor');
+
+    // --- emergency broadcast: released after ~1 s, nothing starts ---
+    const logLen = (pg) => pg.evaluate(() => window.radiogate.bcastLog.length);
+    const cLog0 = await logLen(c);
+    await pressMouse(p, '#emergency-btn');
+    await p.waitForSelector('#emergency-btn[data-state="holding"]', { timeout: WAIT });
+    await p.waitForFunction(() => /^[12]\.\d s$/.test(document.querySelector('#emergency-btn .extra-label').textContent), null, { timeout: WAIT });
+    check(/keep holding/i.test(await p.textContent('#emergency-btn .extra-sub')), 'the emergency button counts the hold down');
+    const countdown1 = (await p.textContent('#emergency-btn .extra-label')).trim();
+    await p.screenshot({ path: join(ARTIFACTS, 'dispatch-emergency-countdown-390x844.png') });
+    await p.waitForTimeout(1000); // the deliberate (too short) hold
+    const countdown2 = (await p.textContent('#emergency-btn .extra-label')).trim();
+    check(countdown1 !== countdown2, `the countdown runs ("${countdown1}" then "${countdown2}")`);
+    await p.mouse.up();
+    await p.waitForSelector('#emergency-btn[data-state="hint"]', { timeout: WAIT });
+    const hint = await p.textContent('#emergency-btn .extra-sub');
+    check(/hold longer/i.test(hint), `releasing early tells the dispatcher: "${hint}"`);
+    // A start the gateway refused or never got: give a started notification time to arrive.
+    await c.waitForTimeout(1000); // measurement window: nothing may arrive during it
+    check((await logLen(c)) === cLog0 && await c.isHidden('#bcast-banner'), 'no broadcast.started reaches C after a 1 s hold');
+    check(await p.evaluate(() => window.radiogate.bcastLog.length === 0), 'nor the dispatcher itself');
+
+    // --- emergency broadcast: held 2 s, it starts; C (ch2) and B (ch1) see and hear it ---
+    const cBase = (await inbound(c, 'ch2')).packets;
+    await pressMouse(p, '#emergency-btn');
+    const pressedAt = Date.now();
+    await p.waitForSelector('#emergency-btn[data-state="live"]', { timeout: WAIT });
+    const heldMs = Date.now() - pressedAt;
+    check(heldMs >= 2000, `the broadcast starts after the 2 s hold (${heldMs} ms)`);
+    await c.waitForSelector('#bcast-banner[data-kind="live"]', { timeout: WAIT });
+    const cBanner = await c.textContent('#bcast-banner');
+    check(/EMERGENCY BROADCAST by Dispatch Name P/.test(cBanner), `C (ch2) sees the banner: "${cBanner}"`);
+    await b.waitForSelector('#bcast-banner[data-kind="live"]', { timeout: WAIT });
+    check(/Name P/.test(await b.textContent('#bcast-banner')), 'B (ch1) sees the banner naming the dispatcher');
+    check(/you are talking to every channel/i.test(await p.textContent('#bcast-banner')), 'P sees that it is broadcasting');
+    await waitPackets(c, 'ch2', 20);
+    const cHears = await sample(c, 'ch2', 2000);
+    log('C hearing the broadcast on ch2:', cHears, 'packets before:', cBase);
+    check(cHears.packets > 60 && cHears.maxLevel > 0.02, 'C, in another channel, hears the broadcast');
+    await waitPackets(b, 'ch1', 20);
+    check(/taken by Name P/i.test(await b.textContent('#floor-state')), 'B\'s ch1 is taken by the dispatcher');
+    await p.screenshot({ path: join(ARTIFACTS, 'dispatch-broadcasting-390x844.png') });
+    await c.screenshot({ path: join(ARTIFACTS, 'broadcast-listener-390x844.png') });
+    await p.mouse.up();
+    await c.waitForSelector('#bcast-banner[data-kind="ended"]', { timeout: WAIT });
+    check(/ended/.test(await c.textContent('#bcast-banner')), 'C is told the broadcast ended');
+    await p.waitForFunction(() => window.radiogate.sender.track === null, null, { timeout: WAIT });
+    await floorIs(b, 'idle');
+    const cStats = await c.evaluate(() => window.radiogate.bcastLog.map((x) => x.method).join(','));
+    check(cStats === 'broadcast.started,broadcast.stopped', `C got exactly one start and one stop (${cStats})`);
+
+    // --- admin panel: connections, disconnect (4003 with the reason), ban and unban, audit ---
+    const z = await openUser(speechBrowser, 'Z', HTTP, TOKENS.Z, consoleLines);
+    await start(z, 'ch1');
+    check(await z.isVisible('#admin-link') && !(await z.isVisible('#emergency-btn')), 'ADMIN Z sees the admin link, no dispatcher controls');
+    await z.click('#admin-link');
+    await z.waitForSelector('#admin:not([hidden])', { timeout: WAIT });
+    await z.waitForSelector('#admin-conns li[data-user="D"]', { timeout: WAIT });
+    for (const u of ['A', 'B', 'C', 'D', 'F', 'P', 'Z']) {
+      check(await z.isVisible(`#admin-conns li[data-user="${u}"]`), `the admin panel lists ${u}`);
+    }
+    check(/Connections/.test(await z.textContent('#admin-status')), 'the admin panel shows the status summary');
+    await z.waitForSelector('#admin-audit li', { timeout: WAIT });
+    await z.screenshot({ path: join(ARTIFACTS, 'admin-390x844.png') });
+    await z.fill('#admin-reason', 'Shift is over, thank you');
+    await z.click('#admin-conns li[data-user="D"] button[data-action="disconnect"]');
+    await d.waitForSelector('#stopped:not([hidden])', { timeout: WAIT });
+    const dTitle = await d.textContent('#stopped-title');
+    const dText = await d.textContent('#stopped-text');
+    check(dTitle === 'Disconnected by the organiser' && dText.includes('Shift is over, thank you'),
+      `D's page is closed with the reason: "${dTitle}: ${dText}"`);
+    await z.waitForSelector('#admin-conns li[data-user="D"]', { state: 'detached', timeout: WAIT });
+    check(/Disconnected Name D/.test(await z.textContent('#admin-msg')), 'the admin sees what was done');
+    // Ban F (two taps: ban, confirm), then unban.
+    await z.fill('#admin-reason', 'testing bans');
+    await z.click('#admin-conns li[data-user="F"] button[data-action="ban"]');
+    check(/Confirm/.test(await z.textContent('#admin-conns li[data-user="F"] button[data-action="ban"]')), 'ban asks for a confirmation');
+    await z.click('#admin-conns li[data-user="F"] button[data-action="ban"]');
+    await f.waitForSelector('#stopped:not([hidden])', { timeout: WAIT });
+    check(/Account is suspended: testing bans/.test(await f.textContent('#stopped-text')), 'the banned user\'s page says the account is suspended');
+    await z.waitForSelector('#admin-bans li[data-user="F"]', { timeout: WAIT });
+    await z.screenshot({ path: join(ARTIFACTS, 'admin-banned-390x844.png') });
+    await z.click('#admin-bans li[data-user="F"] button[data-action="unban"]');
+    await z.waitForSelector('#admin-bans li[data-user="F"]', { state: 'detached', timeout: WAIT });
+    check(true, 'unban removes F from the ban list');
+    // Audit log with filters.
+    await z.fill('#audit-user', 'D');
+    await z.selectOption('#audit-action', 'FORCE_DISCONNECT');
+    await z.fill('#audit-limit', '5');
+    await z.click('#audit-form button[type="submit"]');
+    await z.waitForFunction(() => {
+      const li = [...document.querySelectorAll('#admin-audit li')];
+      return li.length >= 1 && li.every((x) => x.dataset.action === 'FORCE_DISCONNECT');
+    }, null, { timeout: WAIT });
+    check(/Shift is over/.test(await z.textContent('#admin-audit')), 'the audit view shows the force-disconnect with its reason');
+    await z.fill('#audit-user', '');
+    await z.selectOption('#audit-action', 'FLOOR_PREEMPTED');
+    await z.click('#audit-form button[type="submit"]');
+    await z.waitForFunction(() => {
+      const li = [...document.querySelectorAll('#admin-audit li')];
+      return li.length >= 1 && li.every((x) => x.dataset.action === 'FLOOR_PREEMPTED');
+    }, null, { timeout: WAIT });
+    check(true, 'the audit view filters by action (FLOOR_PREEMPTED)');
+    await z.selectOption('#audit-action', '');
+    await z.click('#audit-form button[type="submit"]');
+    await z.waitForFunction(() => document.querySelectorAll('#admin-audit li').length === 5, null, { timeout: WAIT });
+    check(await z.evaluate(() => document.documentElement.scrollWidth <= 390), 'the admin panel does not scroll sideways at 390 px');
+    await z.locator('#adm-audit-h').scrollIntoViewIfNeeded();
+    await z.evaluate(() => document.querySelector('#adm-audit-h').scrollIntoView());
+    await z.screenshot({ path: join(ARTIFACTS, 'admin-audit-390x844.png') });
+    await z.click('#admin-back');
+    await z.waitForSelector('#talk:not([hidden])', { timeout: WAIT });
+    check(true, 'back to the talk screen from the admin panel');
 
     // --- layout: the PTT button fits a phone screen and nothing scrolls sideways ---
     const box = await a.locator('#ptt').boundingBox();

@@ -29,6 +29,13 @@
     sinks: [],
     floor: { state: 'idle', channel: null, expiresAt: 0, message: '', talker: null },
     pttDown: false,
+    // Emergency broadcast (DISPATCH): idle -> arming (arm sent) -> holding (countdown) ->
+    // starting (start sent) -> live; released early: back to idle with a "hold longer" hint.
+    bcast: { state: 'idle', pressed: false, gen: 0, holdMs: 2000, until: 0, timer: null, hint: '', hintTimer: null, channels: [] },
+    broadcasts: new Map(), // connId -> {connId, userId, name} of the event's active broadcasts
+    bcastEnded: null, // {name, reason, at} of the last broadcast that ended
+    bcastLog: [], // every broadcast.started/stopped received (for the end-to-end tests)
+    admin: { timer: null, confirm: null, confirmTimer: null },
     attempt: 0,
     reconnectTimer: null,
     pingTimer: null,
@@ -331,6 +338,7 @@
 
   function stop(title, text) {
     S.stopped = true;
+    clearInterval(S.admin.timer);
     clearTimeout(S.reconnectTimer);
     if (S.ws) { const ws = S.ws; S.ws = null; try { ws.close(1000); } catch (_) { /* closed */ } }
     dropSession();
@@ -381,6 +389,8 @@
       case 'floor.idle': return onIdle(params.channelId);
       case 'floor.revoke': return onRevoke(params);
       case 'permission.update': return onPermissionUpdate(params);
+      case 'broadcast.started': return onBroadcastStarted(params);
+      case 'broadcast.stopped': return onBroadcastStopped(params);
       default: return undefined;
     }
   }
@@ -393,6 +403,10 @@
     }
     S.pending.clear();
     for (const c of S.channels.values()) { c.joined = false; c.slot = null; c.talker = null; }
+    // The gateway stops our broadcast when the session ends. Others' broadcasts are not
+    // announced again to a new session: their banner shows from the next start.
+    resetBroadcast();
+    S.broadcasts.clear();
     if (S.floor.state === 'talking' || S.floor.state === 'requesting') {
       S.floor = { state: 'revoked', channel: S.floor.channel, message: 'Connection lost while talking', expiresAt: 0 };
     }
@@ -421,6 +435,12 @@
     fixSelection();
     saveWanted();
     $('me').textContent = `${S.me.name} · ${S.me.role}`;
+    const dispatch = S.me.role === 'DISPATCH';
+    $('extra-controls').hidden = !dispatch;
+    $('priority-btn').hidden = !dispatch;
+    $('emergency-btn').hidden = !dispatch;
+    $('admin-link').hidden = S.me.role !== 'ADMIN';
+    route();
     render();
     await setupMedia();
     await rejoin();
@@ -594,7 +614,7 @@
           }).catch(() => {});
         }
       };
-      if (S.floor.state === 'talking') startSending();
+      if (S.floor.state === 'talking' || S.bcast.state === 'live') startSending();
     } catch (e) {
       if (gen === S.mediaGen && S.wsOpen) banner(`Audio setup failed: ${e.message || e}`, 'error', 6000);
     }
@@ -604,14 +624,18 @@
     if (S.sender && S.micTrack) S.sender.replaceTrack(S.micTrack).catch(() => {});
   }
 
+  // The microphone stays up while an emergency broadcast is live, whatever the floors do.
   function stopSending() {
+    if (S.bcast.state === 'live') return;
     if (S.sender) S.sender.replaceTrack(null).catch(() => {});
   }
 
   // ---------- push to talk ----------
 
-  async function pttDown() {
+  // `priority`: the DISPATCH priority button (floor.priority_request, pre-empts GENERAL).
+  async function pttDown(priority = false) {
     if (S.pttDown) return;
+    if (S.bcast.state !== 'idle') return; // the broadcast already holds every floor
     S.pttDown = true;
     unlockAudio();
     const id = S.selected;
@@ -625,18 +649,18 @@
       denyTone();
       return render();
     }
-    S.floor = { state: 'requesting', channel: id };
+    S.floor = { state: 'requesting', channel: id, priority };
     render();
     try {
       const c = S.channels.get(id);
       if (!c || !c.joined) { S.wanted.add(id); saveWanted(); await join(id); }
-      const r = await call('floor.request', { channelId: id });
+      const r = await call(priority ? 'floor.priority_request' : 'floor.request', { channelId: id });
       if (!S.pttDown || S.floor.channel !== id || S.floor.state !== 'requesting') {
         // Released (or revoked) before the grant arrived: give the floor back at once.
         call('floor.release', { channelId: id }).catch(() => {});
         return;
       }
-      S.floor = { state: 'talking', channel: id, expiresAt: performance.now() + (r.expiresInMs || 0) };
+      S.floor = { state: 'talking', channel: id, priority, expiresAt: performance.now() + (r.expiresInMs || 0) };
       startSending();
       permitTone();
       if (navigator.vibrate) navigator.vibrate(40);
@@ -679,6 +703,394 @@
     }, 250);
   }
 
+  // ---------- emergency broadcast (DISPATCH) ----------
+
+  // Button down: arm at the gateway, count the hold down from the `holdMs` it answers, then
+  // start. The gateway measures the hold itself (arm to start); the countdown starts when the
+  // arm reply arrives, so the start can never reach it early.
+  async function emergencyDown() {
+    const b = S.bcast;
+    if (b.pressed) return;
+    b.pressed = true;
+    unlockAudio();
+    if (b.state !== 'idle') return;
+    if (!S.wsOpen || !S.micTrack) {
+      bcastHint(S.wsOpen ? 'No microphone' : 'Not connected');
+      denyTone();
+      return render();
+    }
+    if (S.pttDown) pttUp();
+    const gen = ++b.gen;
+    b.state = 'arming';
+    b.hint = '';
+    render();
+    let r;
+    try {
+      r = await call('broadcast.arm');
+    } catch (e) {
+      if (gen !== b.gen) return;
+      b.state = 'idle';
+      bcastHint(`Cannot arm: ${(e && e.message) || e}`);
+      denyTone();
+      return render();
+    }
+    if (gen !== b.gen || !b.pressed) return; // released meanwhile (emergencyUp said why)
+    b.holdMs = Math.max(0, (r && r.holdMs) | 0);
+    b.until = performance.now() + b.holdMs + 30;
+    b.state = 'holding';
+    if (navigator.vibrate) navigator.vibrate(30);
+    clearInterval(b.timer);
+    b.timer = setInterval(() => {
+      if (gen !== b.gen || b.state !== 'holding') { clearInterval(b.timer); return; }
+      if (performance.now() >= b.until) { clearInterval(b.timer); startBroadcast(gen); }
+      renderDispatch();
+    }, 50);
+    render();
+  }
+
+  async function startBroadcast(gen) {
+    const b = S.bcast;
+    b.state = 'starting';
+    render();
+    try {
+      const r = await call('broadcast.start');
+      if (gen !== b.gen) return;
+      b.channels = (r && r.channels) || [];
+      b.state = 'live';
+      startSending();
+      permitTone();
+      if (navigator.vibrate) navigator.vibrate([60, 40, 60]);
+      if (!b.pressed) emergencyUp(true); // released while the start was on its way
+    } catch (e) {
+      if (gen !== b.gen) return;
+      b.state = 'idle';
+      const d = e && e.data;
+      bcastHint(d && d.type === 'BROADCAST_REFUSED'
+        ? `Hold longer: ${Math.round((d.holdMs || b.holdMs) / 100) / 10} s` : `Broadcast failed: ${(e && e.message) || e}`);
+      denyTone();
+    }
+    render();
+  }
+
+  function emergencyUp(force = false) {
+    const b = S.bcast;
+    if (!b.pressed && !force) return;
+    b.pressed = false;
+    if (b.state === 'arming' || b.state === 'holding') {
+      // Released before the hold completed: nothing is started; the arm is simply dropped.
+      b.gen++;
+      clearInterval(b.timer);
+      b.state = 'idle';
+      bcastHint(`Hold longer: keep Emergency pressed for ${Math.round(b.holdMs / 100) / 10} s`);
+      denyTone();
+    } else if (b.state === 'live') {
+      b.gen++;
+      b.state = 'idle';
+      call('broadcast.stop').catch(() => {});
+      stopSending();
+      if (S.floor.state === 'talking') startSending();
+    } // 'starting': finished by startBroadcast, which sees the release
+    render();
+  }
+
+  function bcastHint(text) {
+    const b = S.bcast;
+    b.hint = text;
+    clearTimeout(b.hintTimer);
+    b.hintTimer = setTimeout(() => { b.hint = ''; renderDispatch(); }, 6000);
+  }
+
+  function resetBroadcast() {
+    const b = S.bcast;
+    b.gen++;
+    clearInterval(b.timer);
+    const wasLive = b.state === 'live';
+    b.state = 'idle';
+    b.pressed = false;
+    if (wasLive) stopSending();
+  }
+
+  function onBroadcastStarted(p) {
+    const by = p.by || {};
+    S.bcastLog.push({ method: 'broadcast.started', by, at: Date.now() });
+    S.broadcasts.set(by.connId, by);
+    S.bcastEnded = null;
+    if (!(S.me && by.connId === S.me.connId)) {
+      tone([988, 740, 988, 740], 120, 0.16);
+      if (navigator.vibrate) navigator.vibrate([200, 100, 200]);
+    }
+    render();
+  }
+
+  function onBroadcastStopped(p) {
+    const by = p.by || {};
+    S.bcastLog.push({ method: 'broadcast.stopped', by, reason: p.reason, at: Date.now() });
+    S.broadcasts.delete(by.connId);
+    const mine = S.me && by.connId === S.me.connId;
+    if (mine && S.bcast.state === 'live') {
+      // Ended by the gateway (time-out timer): stop sending, tell the dispatcher.
+      resetBroadcast();
+      bcastHint(`Broadcast ended: ${p.reason || 'stopped'}`);
+      revokeTone();
+    }
+    S.bcastEnded = { name: by.name || by.userId || 'Dispatch', mine, reason: p.reason, at: Date.now() };
+    clearTimeout(onBroadcastStopped.t);
+    onBroadcastStopped.t = setTimeout(() => { S.bcastEnded = null; renderBroadcastBanner(); }, 6000);
+    render();
+  }
+
+  function renderDispatch() {
+    const pri = $('priority-btn');
+    if (!pri.hidden) {
+      const f = S.floor;
+      const st = f.priority && f.channel === S.selected && (f.state === 'talking' || f.state === 'requesting') ? f.state : 'idle';
+      pri.dataset.state = st;
+      pri.querySelector('.extra-label').textContent = st === 'talking' ? 'Priority: talking' : st === 'requesting' ? 'Priority: wait…' : 'Priority talk';
+      pri.querySelector('.extra-sub').textContent = st === 'talking' ? 'release to stop' : 'hold · pre-empts';
+      pri.disabled = S.bcast.state === 'live' || (!S.micTrack && !!S.micError);
+    }
+    const em = $('emergency-btn');
+    if (em.hidden) return;
+    const b = S.bcast;
+    let label = 'Emergency';
+    let sub = 'hold 2 s · all channels';
+    let progress = 0;
+    if (b.state === 'arming') { label = 'Keep holding…'; sub = 'arming'; }
+    else if (b.state === 'holding') {
+      const left = Math.max(0, b.until - performance.now());
+      progress = b.holdMs ? 1 - left / b.holdMs : 1;
+      label = `${(left / 1000).toFixed(1)} s`;
+      sub = 'keep holding to broadcast';
+    } else if (b.state === 'starting') { label = 'Starting…'; sub = 'keep holding'; progress = 1; }
+    else if (b.state === 'live') { label = 'BROADCASTING'; sub = 'release to stop'; progress = 1; }
+    else if (b.hint) { label = 'Emergency'; sub = b.hint; }
+    else if (b.holdMs) sub = `hold ${Math.round(b.holdMs / 100) / 10} s · all channels`;
+    em.dataset.state = b.state === 'idle' && b.hint ? 'hint' : b.state;
+    em.querySelector('.extra-label').textContent = label;
+    em.querySelector('.extra-sub').textContent = sub;
+    em.querySelector('.extra-fill').style.width = `${Math.round(Math.min(1, Math.max(0, progress)) * 100)}%`;
+    em.disabled = !S.micTrack && !!S.micError;
+  }
+
+  function renderBroadcastBanner() {
+    const el = $('bcast-banner');
+    const live = [...S.broadcasts.values()];
+    let text = '';
+    let kind = '';
+    if (S.bcast.state === 'live') {
+      text = `EMERGENCY BROADCAST: you are talking to every channel (${S.bcast.channels.length}). Release Emergency to stop.`;
+      kind = 'live';
+    } else if (live.length) {
+      const names = live.map((by) => `Dispatch ${by.name || by.userId}`).join(', ');
+      text = `EMERGENCY BROADCAST by ${names}: listen`;
+      kind = 'live';
+    } else if (S.bcastEnded) {
+      text = S.bcastEnded.mine ? 'Your emergency broadcast ended'
+        : `Emergency broadcast by Dispatch ${S.bcastEnded.name} ended`;
+      kind = 'ended';
+    }
+    el.hidden = !text;
+    if (el.textContent !== text) el.textContent = text;
+    el.dataset.kind = kind;
+  }
+
+  // ---------- admin panel (ADMIN) ----------
+
+  const AUDIT_ACTIONS = ['AUTH_SUCCESS', 'AUTH_FAILURE', 'CONNECT', 'DISCONNECT', 'CHANNEL_JOIN',
+    'CHANNEL_LEAVE', 'CHANNEL_JOIN_DENIED', 'FLOOR_GRANTED', 'FLOOR_DENIED', 'FLOOR_RELEASED',
+    'FLOOR_REVOKED', 'FLOOR_PREEMPTED', 'BROADCAST_START', 'BROADCAST_STOP', 'PERMISSION_DENIED',
+    'PERMISSION_CHANGE', 'BAN', 'UNBAN', 'FORCE_DISCONNECT', 'RATE_LIMITED'];
+
+  // A DOM element with attributes (`class`, `data-*`, properties) and children (text or nodes).
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null) continue;
+      if (k === 'class') e.className = v;
+      else if (k.startsWith('data-') || k.startsWith('aria-')) e.setAttribute(k, v);
+      else if (k === 'onclick') e.addEventListener('click', v);
+      else e[k] = v;
+    }
+    for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) e.append(c);
+    return e;
+  }
+
+  function isAdminView() {
+    return location.hash === '#admin' && S.me && S.me.role === 'ADMIN';
+  }
+
+  // #admin shows the admin panel (ADMIN only); anything else the talk screen.
+  function route() {
+    if (!S.started || S.stopped) return;
+    if (isAdminView()) {
+      if ($('admin').hidden) {
+        show('admin');
+        adminRefresh();
+        clearInterval(S.admin.timer);
+        S.admin.timer = setInterval(() => { if (isAdminView()) adminRefresh(false); }, 5000);
+      }
+    } else {
+      clearInterval(S.admin.timer);
+      if ($('talk').hidden) show('talk');
+    }
+  }
+
+  function adminMsg(text, kind = 'info') {
+    const m = $('admin-msg');
+    m.hidden = !text;
+    m.textContent = text || '';
+    m.dataset.kind = kind;
+    clearTimeout(adminMsg.t);
+    if (text && kind === 'info') adminMsg.t = setTimeout(() => { m.hidden = true; }, 6000);
+  }
+
+  const errText = (e) => (e && e.message) || String(e);
+
+  function fmtTime(ms) {
+    if (!ms) return '';
+    const d = new Date(ms);
+    const today = new Date().toDateString() === d.toDateString();
+    return today ? d.toLocaleTimeString() : d.toLocaleString();
+  }
+
+  function fmtDuration(secs) {
+    const s = Math.max(0, Math.floor(secs));
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min`;
+    const h = Math.floor(s / 3600);
+    return h < 48 ? `${h} h ${Math.floor((s % 3600) / 60)} min` : `${Math.floor(h / 24)} days`;
+  }
+
+  async function adminRefresh(withAudit = true) {
+    if (!S.wsOpen) return adminMsg('Not connected', 'error');
+    const [st, conns, bans] = await Promise.allSettled([
+      call('admin.status'), call('admin.connections'), call('admin.bans'),
+    ]);
+    if (st.status === 'fulfilled') renderAdminStatus(st.value);
+    if (conns.status === 'fulfilled') renderAdminConns(conns.value.connections || []);
+    if (bans.status === 'fulfilled') renderAdminBans(bans.value.bans || []);
+    const bad = [st, conns, bans].find((x) => x.status === 'rejected');
+    if (bad) adminMsg(`Refresh failed: ${errText(bad.reason)}`, 'error');
+    else if ($('admin-msg').dataset.kind === 'error') adminMsg('');
+    if (withAudit) adminAudit();
+  }
+
+  function renderAdminStatus(s) {
+    const hub = s.hub || {};
+    const byRole = Object.entries(hub.connectionsByRole || {}).map(([r, n]) => `${n} ${r}`).join(' · ');
+    const sync = s.permissionSync || {};
+    const rows = [
+      ['Connections', `${hub.connections ?? 0}${byRole ? ` (${byRole})` : ''}`],
+      ['Channels', String((hub.channels || []).length)],
+      ['Broadcasts', (hub.broadcasts || []).length ? `${hub.broadcasts.length} live` : 'none'],
+      ['Permission sync', `${sync.state || '?'}${sync.lastError ? ` (${sync.lastError})` : ''}`],
+      ['Bans', String(s.bans ?? 0)],
+      ['Audit dropped', String(s.auditDropped ?? 0)],
+      ['Uptime', fmtDuration(s.uptimeSecs || 0)],
+      ['Version', s.version || ''],
+    ];
+    $('admin-status').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+    $('admin-channels').replaceChildren(...(hub.channels || []).map((c) => el('li', { 'data-channel': c.channelId },
+      el('span', { class: 'row-main' }, el('b', {}, c.channelId), ` · ${c.event}`),
+      el('span', { class: 'row-sub' }, `${(c.members || []).length} member(s)` +
+        (c.talker ? ` · talking: ${c.talker.name || c.talker.userId}` : '')))));
+  }
+
+  // A button that asks "sure?" on the first tap and acts on the second (within 4 s).
+  function confirmButton(label, key, action, act) {
+    const b = el('button', { type: 'button', class: 'small-btn danger', 'data-action': action }, label);
+    b.addEventListener('click', () => {
+      const A = S.admin;
+      if (A.confirm !== key) {
+        A.confirm = key;
+        b.textContent = `Confirm ${label.toLowerCase()}?`;
+        b.dataset.confirm = 'true';
+        clearTimeout(A.confirmTimer);
+        A.confirmTimer = setTimeout(() => { A.confirm = null; b.textContent = label; delete b.dataset.confirm; }, 4000);
+        return;
+      }
+      A.confirm = null;
+      clearTimeout(A.confirmTimer);
+      act();
+    });
+    return b;
+  }
+
+  function adminReason() {
+    return $('admin-reason').value.trim() || undefined;
+  }
+
+  function renderAdminConns(list) {
+    if (S.admin.confirm) return; // do not swap the button out from under a pending confirm
+    list.sort((a, b) => (a.event + a.name).localeCompare(b.event + b.name));
+    $('admin-conn-count').textContent = `(${list.length})`;
+    $('admin-conns').replaceChildren(...list.map((c) => {
+      const me = S.me && c.connId === S.me.connId;
+      const who = c.name && c.name !== c.userId ? `${c.name} (${c.userId})` : c.userId;
+      const actions = me ? el('span', { class: 'hint' }, 'this is you') : el('span', { class: 'row-actions' },
+        el('button', {
+          type: 'button', class: 'small-btn', 'data-action': 'disconnect',
+          onclick: () => adminDo('admin.disconnect', { userId: c.userId, reason: adminReason() },
+            (r) => `Disconnected ${who} (${r.disconnected} connection${r.disconnected === 1 ? '' : 's'})`),
+        }, 'Disconnect'),
+        Object.assign(confirmButton('Ban', `ban:${c.userId}`, 'ban', () => adminDo('admin.ban', { userId: c.userId, reason: adminReason() },
+          () => `Banned ${who}`)), { title: 'Ban: disconnect now and refuse further connects' }));
+      return el('li', { 'data-user': c.userId, 'data-conn': String(c.connId) },
+        el('span', { class: 'row-main' }, el('b', {}, who), el('span', { class: `role role-${String(c.role).toLowerCase()}` }, c.role)),
+        el('span', { class: 'row-sub' }, [c.event, c.deviceId ? `device ${c.deviceId}` : null, c.remoteAddr,
+          `since ${fmtTime(c.connectedAtMs)}`].filter(Boolean).join(' · ')),
+        actions);
+    }));
+  }
+
+  function renderAdminBans(list) {
+    $('admin-no-bans').hidden = list.length > 0;
+    $('admin-bans').replaceChildren(...list.map((b) => el('li', { 'data-user': b.userId },
+      el('span', { class: 'row-main' }, el('b', {}, b.userId)),
+      el('span', { class: 'row-sub' }, `${b.reason} · by ${b.by} · ${fmtTime(b.atMs)}`),
+      el('span', { class: 'row-actions' }, el('button', {
+        type: 'button', class: 'small-btn', 'data-action': 'unban',
+        onclick: () => adminDo('admin.unban', { userId: b.userId }, (r) => r.unbanned ? `Unbanned ${b.userId}` : `${b.userId} was not banned`),
+      }, 'Unban')))));
+  }
+
+  async function adminDo(method, params, say) {
+    for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
+    try {
+      const r = await call(method, params);
+      adminMsg(say(r), 'info');
+    } catch (e) {
+      adminMsg(`${method} failed: ${errText(e)}`, 'error');
+    }
+    adminRefresh();
+  }
+
+  async function adminAudit() {
+    const q = {};
+    const user = $('audit-user').value.trim();
+    const action = $('audit-action').value;
+    const limit = parseInt($('audit-limit').value, 10);
+    if (user) q.userId = user;
+    if (action) q.action = action;
+    q.limit = Number.isFinite(limit) ? Math.max(1, Math.min(1000, limit)) : 50;
+    try {
+      const r = await call('admin.audit', q);
+      const entries = r.entries || [];
+      $('audit-count').textContent = `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, newest first`;
+      $('admin-audit').replaceChildren(...entries.map((e) => {
+        const details = e.details && Object.keys(e.details).length ? JSON.stringify(e.details) : '';
+        return el('li', { 'data-action': e.action, 'data-outcome': e.outcome || '' },
+          el('span', { class: 'row-main' }, el('span', { class: 'audit-time' }, fmtTime(e.tsMs)),
+            el('b', {}, e.action), e.outcome && e.outcome !== 'ok' ? el('span', { class: 'audit-outcome' }, e.outcome) : null),
+          el('span', { class: 'row-sub' }, [[e.actor && `${e.actor}${e.role ? ` (${e.role})` : ''}`,
+            e.target && `→ ${e.target}`].filter(Boolean).join(' '), e.event && `event ${e.event}`].filter(Boolean).join(' · ')),
+          details ? el('span', { class: 'audit-details' }, details.length > 240 ? details.slice(0, 240) + '…' : details) : null);
+      }));
+    } catch (e) {
+      adminMsg(`Audit query failed: ${errText(e)}`, 'error');
+    }
+  }
+
   // ---------- rendering ----------
 
   // Constant icons (no emoji: not every phone or kiosk has an emoji font).
@@ -697,6 +1109,8 @@
   function render() {
     renderChannels();
     renderFloor();
+    renderDispatch();
+    renderBroadcastBanner();
   }
 
   function renderChannels() {
@@ -760,15 +1174,17 @@
   function floorView() {
     const f = S.floor;
     const c = S.selected ? S.channels.get(S.selected) : null;
+    if (S.bcast.state === 'live') return ['talking', 'Emergency broadcast: every channel', 'Release Emergency to stop'];
     if (!S.selected) return ['idle', 'No channel selected', ''];
     if (f.channel === S.selected || f.state === 'denied') {
-      if (f.state === 'talking') return ['talking', 'You are talking', 'Release to stop'];
+      if (f.state === 'talking') return ['talking', f.priority ? 'You are talking (priority)' : 'You are talking', 'Release to stop'];
       if (f.state === 'requesting') return ['requesting', 'Requesting the floor…', 'Keep holding'];
       if (f.state === 'denied') {
         const t = f.talker || (c && c.talker);
         return ['denied', t ? `Denied: taken by ${talkerName(t)}` : `Denied: ${f.message}`, 'Release, wait, then try again'];
       }
-      if (f.state === 'revoked') return ['revoked', `Revoked: ${f.message}`, 'Press again to talk'];
+      // The server's reason, as it says it ("Dispatch NAME has priority").
+      if (f.state === 'revoked') return ['revoked', f.message, 'You were cut off · press again to talk'];
     }
     if (c && c.talker) return ['taken', `Taken by ${talkerName(c.talker)}`, 'Wait until they finish'];
     if (!S.wsOpen) return ['offline', 'Offline', 'Reconnecting…'];
@@ -783,10 +1199,10 @@
     $('floor-channel').textContent = S.selected ? `Talk channel: ${S.selected}` : '';
     const ptt = $('ptt');
     ptt.dataset.state = state;
-    ptt.querySelector('.ptt-label').textContent =
-      state === 'talking' ? 'Talking…' : state === 'requesting' ? 'Wait…' : 'Hold to talk';
+    ptt.querySelector('.ptt-label').textContent = S.bcast.state === 'live' ? 'Broadcasting…'
+      : state === 'talking' ? 'Talking…' : state === 'requesting' ? 'Wait…' : 'Hold to talk';
     ptt.querySelector('.ptt-sub').textContent = sub;
-    ptt.disabled = !S.micTrack && !!S.micError;
+    ptt.disabled = (!S.micTrack && !!S.micError) || S.bcast.state === 'live';
     $('talk').dataset.talking = state === 'talking' ? 'true' : 'false';
     const tot = $('tot');
     if (state === 'talking' && S.floor.expiresAt) {
@@ -822,6 +1238,22 @@
 
   // ---------- input wiring ----------
 
+  // Press-and-hold on touch, mouse or pen: `down` on press, `up` on release or when the
+  // pointer is lost (a long press never selects text, opens a menu or scrolls).
+  function holdButton(btn, down, up) {
+    btn.addEventListener('pointerdown', (ev) => {
+      if (ev.button !== 0 || btn.disabled) return;
+      ev.preventDefault();
+      try { btn.setPointerCapture(ev.pointerId); } catch (_) { /* not capturable */ }
+      down();
+    });
+    for (const t of ['pointerup', 'pointercancel', 'lostpointercapture']) btn.addEventListener(t, up);
+    btn.addEventListener('contextmenu', (ev) => ev.preventDefault());
+    btn.addEventListener('selectstart', (ev) => ev.preventDefault());
+    btn.addEventListener('touchstart', (ev) => ev.preventDefault(), { passive: false });
+    btn.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') ev.preventDefault(); });
+  }
+
   function wireUi() {
     $('join-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -837,20 +1269,20 @@
     $('forget-btn').addEventListener('click', forget);
     $('stopped-retry').addEventListener('click', () => location.reload());
 
-    const ptt = $('ptt');
-    ptt.addEventListener('pointerdown', (ev) => {
-      if (ev.button !== 0) return;
-      ev.preventDefault();
-      try { ptt.setPointerCapture(ev.pointerId); } catch (_) { /* not capturable */ }
-      pttDown();
-    });
-    for (const t of ['pointerup', 'pointercancel', 'lostpointercapture']) ptt.addEventListener(t, pttUp);
-    ptt.addEventListener('contextmenu', (ev) => ev.preventDefault());
-    ptt.addEventListener('selectstart', (ev) => ev.preventDefault());
-    ptt.addEventListener('touchstart', (ev) => ev.preventDefault(), { passive: false });
-    ptt.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') ev.preventDefault(); });
+    holdButton($('ptt'), () => pttDown(), pttUp);
 
-    const typing = (el) => el && (el.tagName === 'TEXTAREA' || el.tagName === 'INPUT');
+    // DISPATCH: priority talk is held like PTT; Emergency is held 2 s to broadcast.
+    holdButton($('priority-btn'), () => pttDown(true), pttUp);
+    holdButton($('emergency-btn'), emergencyDown, () => emergencyUp());
+
+    // ADMIN panel.
+    const sel = $('audit-action');
+    for (const a of AUDIT_ACTIONS) sel.append(el('option', { value: a }, a));
+    $('admin-refresh').addEventListener('click', () => adminRefresh());
+    $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); adminAudit(); });
+    window.addEventListener('hashchange', route);
+
+    const typing = (el) => el && (el.tagName === 'TEXTAREA' || el.tagName === 'INPUT' || el.tagName === 'SELECT');
     window.addEventListener('keydown', (ev) => {
       if (ev.code !== 'Space' || $('talk').hidden || typing(ev.target)) return;
       ev.preventDefault();
@@ -862,13 +1294,14 @@
       pttUp();
     });
     // Never keep transmitting when the page loses focus or is hidden.
-    window.addEventListener('blur', pttUp);
+    window.addEventListener('blur', () => { pttUp(); emergencyUp(); });
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible') {
         keepAwake();
         if (S.started && !S.stopped && !S.ws) connect();
       } else {
         pttUp();
+        emergencyUp();
       }
     });
     window.addEventListener('online', () => { if (S.started && !S.stopped && !S.ws) connect(); });
