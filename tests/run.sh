@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The radiogate test command (README "Run the tests"): installs what a fresh Debian machine
-# lacks, then checks formatting and lints and runs every test in the workspace.
+# lacks, then checks formatting and lints, runs every test in the workspace, and the Pi checks
+# (cross builds, packages, qemu-user runs: tests/pi.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup-debian.sh
@@ -11,3 +12,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# Pi: cross builds, .deb packages, qemu-user smoke runs, systemd-analyze verify (tests/pi.sh).
+tests/pi.sh
