@@ -24,7 +24,7 @@ fn main() {
         Path::new(t).canonicalize().ok() == Path::new(&manifest).canonicalize().ok()
     });
     let rev = if ours {
-        git(&["rev-parse", "--short=12", "HEAD"]).map(|rev| {
+        git(&["rev-parse", "--short=12", "HEAD"]).inspect(|_| {
             // Rebuild when HEAD moves: HEAD itself, the branch it points to, packed refs.
             for p in ["HEAD", "packed-refs"] {
                 if let Some(path) = git(&["rev-parse", "--git-path", p]) {
@@ -36,13 +36,16 @@ fn main() {
                     println!("cargo:rerun-if-changed={path}");
                 }
             }
-            rev
         })
     } else {
         None
     };
     let rev = rev
-        .or_else(|| std::env::var("RADIOGATE_GIT_REV").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var("RADIOGATE_GIT_REV")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=RADIOGATE_GIT_REV={rev}");
 }

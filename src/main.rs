@@ -6,8 +6,8 @@ use radiogate::access::token::{parse_ttl, Claims, TokenMinter};
 use radiogate::app::{key_material, unix_now, Gateway};
 use radiogate::config::{Config, EMBEDDED_DEFAULT};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "radiogate", version = radiogate::ops::VERSION, about = "Edge push-to-talk radio gateway")]

@@ -96,13 +96,20 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
         let _ = tokio::time::timeout(Duration::from_secs(10), banner).await;
         stop.store(true, Ordering::Relaxed);
         cli.join().unwrap();
-        assert!(gw.logged("database integrity check ok"), "no integrity check at start");
+        assert!(
+            gw.logged("database integrity check ok"),
+            "no integrity check at start"
+        );
     }
 
     let bans = acked_bans.lock().unwrap().clone();
     let perms = acked_perms.lock().unwrap().clone();
     assert!(bans.len() > 30, "too few bans acknowledged: {}", bans.len());
-    assert!(perms.len() > 3, "too few permission sets acknowledged: {}", perms.len());
+    assert!(
+        perms.len() > 3,
+        "too few permission sets acknowledged: {}",
+        perms.len()
+    );
 
     // Every acknowledged ban is loaded by the restarted gateway and refuses the user.
     let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
@@ -130,9 +137,16 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
     let lost: Vec<_> = perms
         .iter()
-        .filter(|u| !listed.lines().any(|l| l.split_whitespace().any(|w| w == u.as_str())))
+        .filter(|u| {
+            !listed
+                .lines()
+                .any(|l| l.split_whitespace().any(|w| w == u.as_str()))
+        })
         .collect();
-    assert!(lost.is_empty(), "acknowledged permission sets lost: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged permission sets lost: {lost:?}"
+    );
 
     // Every audit row committed before each kill.
     let c = rusqlite::Connection::open(&db).unwrap();
@@ -224,7 +238,10 @@ async fn metrics_are_prometheus_text() {
         assert!(body.contains(want), "missing {want:?} in\n{body}");
     }
     // Every sample line is `name{labels} value` with a number, every family typed.
-    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, value) = line.rsplit_once(' ').unwrap();
         assert!(value.parse::<f64>().is_ok(), "bad value in {line:?}");
         let family = name.split('{').next().unwrap();

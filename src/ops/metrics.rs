@@ -185,14 +185,8 @@ fn hub_section(gw: &Gateway, out: &mut String) {
         "SFU forwarding latency since start (uplink RTP to listener sender), 10 us buckets.",
         "gauge",
         &[
-            (
-                "quantile=\"0.5\"",
-                format!("{}", lat.p50_us as f64 / 1e6),
-            ),
-            (
-                "quantile=\"0.99\"",
-                format!("{}", lat.p99_us as f64 / 1e6),
-            ),
+            ("quantile=\"0.5\"", format!("{}", lat.p50_us as f64 / 1e6)),
+            ("quantile=\"0.99\"", format!("{}", lat.p99_us as f64 / 1e6)),
         ],
     );
     counter(

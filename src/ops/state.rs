@@ -200,7 +200,10 @@ mod tests {
         let err = check_database(&db).unwrap_err();
         assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
         let msg = err.to_string();
-        assert!(msg.contains(&db.display().to_string()) && msg.contains(".recover"), "{msg}");
+        assert!(
+            msg.contains(&db.display().to_string()) && msg.contains(".recover"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub async fn watchdog(gw: Arc<Gateway>) {
         return;
     };
     let period = (interval / 2).max(Duration::from_millis(100));
-    tracing::info!(interval_ms = interval.as_millis() as u64, "systemd watchdog enabled");
+    tracing::info!(
+        interval_ms = interval.as_millis() as u64,
+        "systemd watchdog enabled"
+    );
     let mut every = tokio::time::interval(period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -40,11 +43,10 @@ pub async fn watchdog(gw: Arc<Gateway>) {
             _ = gw.shutdown.cancelled() => return,
         }
         let hub = Arc::clone(&gw.hub);
-        let alive = tokio::task::spawn_blocking(move || {
-            hub.try_lock_for(Duration::from_secs(1)).is_some()
-        })
-        .await
-        .unwrap_or(false);
+        let alive =
+            tokio::task::spawn_blocking(move || hub.try_lock_for(Duration::from_secs(1)).is_some())
+                .await
+                .unwrap_or(false);
         if alive {
             let _ = sd_notify::notify(&[NotifyState::Watchdog]);
         } else {
