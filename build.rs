@@ -1,5 +1,5 @@
 //! Sets `RADIOGATE_GIT_REV` for `radiogate --version`: the short git revision of the source
-//! tree (with `-dirty` when tracked files differ from it), or, without a git checkout (a
+//! tree, or, without a git checkout (a
 //! release tarball), the `RADIOGATE_GIT_REV` environment variable at build time, else
 //! `unknown`.
 

@@ -47,8 +47,8 @@ if ((${#missing[@]})); then
     $SUDO dpkg --add-architecture "$deb"
   fi
   echo "installing: ${missing[*]}" >&2
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q || echo "apt-get update failed (continuing with the lists it has)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if [ -f "$HOME/.cargo/env" ]; then

@@ -36,8 +36,8 @@ if ((${#need[@]})); then
   if [ -n "$qemu" ] && ! dpkg --print-foreign-architectures | grep -qx "$deb"; then
     $SUDO dpkg --add-architecture "$deb"
   fi
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q || echo "apt-get update failed (continuing with the lists it has)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}"
 fi
 run() { if [ -n "$qemu" ]; then "$qemu" "$bin" "$@"; else "$bin" "$@"; fi; }
 fail() {

@@ -33,7 +33,7 @@ dpkg-query -W -f='${Conffiles}\n' radiogate | grep -q '/etc/radiogate/radiogate.
 runuser -u radiogate -- /usr/bin/radiogate check-config /etc/radiogate/radiogate.toml >/dev/null ||
   fail "check-config as the service user"
 runuser -u radiogate -- /usr/bin/radiogate permissions set --config /etc/radiogate/radiogate.toml \
-  --event site1 --user ana --channel ops 2>/dev/null || fail "permissions set as the service user"
+  --event site1 --user ana --channel ops >/dev/null 2>&1 || fail "permissions set as the service user"
 [ -f /var/lib/radiogate/radiogate.db ] || fail "no database in /var/lib/radiogate"
 systemd-analyze verify systemd/*.service || fail "systemd-analyze verify"
 echo "deb-install: systemd-analyze verify systemd/*.service ok"

@@ -47,8 +47,8 @@ done
 # (round trip below) it checks the units as they are; otherwise a copy pointing at the built
 # binary.
 if ! command -v systemd-analyze >/dev/null; then
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends systemd
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q || echo "apt-get update failed (continuing with the lists it has)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends systemd
 fi
 install_test="${RADIOGATE_DEB_INSTALL_TEST:-auto}"
 if [ "$install_test" = auto ]; then
