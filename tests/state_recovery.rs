@@ -216,9 +216,11 @@ async fn a_damaged_database_is_refused_naming_the_file() {
 #[tokio::test]
 async fn metrics_are_prometheus_text() {
     let gw = Gateway::start("");
-    let _c = connect(&gw, &token("m", Role::General, "ev1", &["ops"]))
+    let mut c = connect(&gw, &token("m", Role::General, "ev1", &["ops"]))
         .await
         .unwrap();
+    // Registered once the channel list arrives.
+    c.notification("channel.list").await;
     let (status, body) = gw.http_get("/metrics").await;
     assert_eq!(status, 200);
     for want in [
