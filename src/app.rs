@@ -51,6 +51,9 @@ pub enum AppError {
     /// The permission sync configuration is unusable (Redis URL, CA file).
     #[error(transparent)]
     Sync(#[from] crate::permissions::SyncError),
+    /// The state directory is in use by another gateway, or its database is damaged.
+    #[error(transparent)]
+    State(#[from] crate::ops::state::StateError),
 }
 
 /// Everything the sessions share.
@@ -86,6 +89,8 @@ pub struct Gateway {
     /// Radio and console ports (`[[radio]]`, `[[console]]`), started by [`Gateway::serve`].
     pub radio: crate::radio::Radios,
     next_conn: AtomicU64,
+    /// The state directory's lock, held while the gateway lives (ops::state).
+    _dir_lock: crate::ops::state::DirLock,
 }
 
 /// Seconds since the Unix epoch.
@@ -185,6 +190,8 @@ impl Gateway {
     pub fn new(cfg: Config) -> Result<Arc<Self>, AppError> {
         let dir = state_dir(&cfg)?;
         let db = dir.join("radiogate.db");
+        let dir_lock = crate::ops::state::lock_dir(&dir)?;
+        crate::ops::state::check_database(&db)?;
         let store = Arc::new(SqliteStore::open(&db)?);
         let verifier = TokenVerifier::new(&key_material(&cfg)?, cfg.auth.leeway_secs)?;
         let audit = Audit::open(&db, cfg.audit.retention)?;
@@ -220,6 +227,7 @@ impl Gateway {
             conn_limiter: connection_limiter(per_minute, governor::clock::DefaultClock::default()),
             auth_backoff: Mutex::new(auth_backoff),
             next_conn: AtomicU64::new(1),
+            _dir_lock: dir_lock,
         }))
     }
 

@@ -6,13 +6,14 @@
 //! tokens; [`permissions`] is the SQLite permission store; [`signaling`] holds the protocol,
 //! sessions, registry and hub; [`sfu`] the WebRTC peers and RTP rewriting; [`app`] and
 //! [`server`] the lifecycle and HTTP routes; [`config`] the TOML configuration; [`web`] the
-//! embedded browser client and HTTPS.
+//! embedded browser client and HTTPS; [`ops`] metrics, systemd, logging and state checks.
 
 pub mod access;
 pub mod app;
 pub mod audit;
 pub mod config;
 pub mod floor;
+pub mod ops;
 pub mod permissions;
 pub mod radio;
 pub mod server;

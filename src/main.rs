@@ -7,9 +7,10 @@ use radiogate::app::{key_material, unix_now, Gateway};
 use radiogate::config::{Config, EMBEDDED_DEFAULT};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "radiogate", version, about = "Edge push-to-talk radio gateway")]
+#[command(name = "radiogate", version = radiogate::ops::VERSION, about = "Edge push-to-talk radio gateway")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -83,14 +84,8 @@ fn load(config: Option<&PathBuf>) -> Result<Config, String> {
 }
 
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RADIOGATE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn,rtc=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The journal (structured) under systemd, readable lines on a terminal.
+    radiogate::ops::init_logging();
 }
 
 fn main() -> ExitCode {
@@ -220,9 +215,14 @@ async fn run(cfg: Config) -> Result<(), String> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received");
+        radiogate::ops::systemd::stopping();
         token.cancel();
     });
-    gw.serve(|_| {}).await.map_err(|e| e.to_string())
+    // systemd: READY=1 once the listener is up, watchdog pings while alive.
+    tokio::spawn(radiogate::ops::systemd::watchdog(Arc::clone(&gw)));
+    gw.serve(radiogate::ops::systemd::ready)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn wait_for_signal() {

@@ -1,4 +1,4 @@
-//! The one HTTP port: `GET /healthz`, the signaling WebSocket at `GET /ws` and the web client
+//! The one HTTP port: `GET /healthz`, `GET /metrics` (Prometheus, [`crate::ops::metrics`]), the signaling WebSocket at `GET /ws` and the web client
 //! at `/` ([`crate::web`]).
 //!
 //! The token is verified before the WebSocket upgrade: a missing, malformed, forged, expired,
@@ -28,6 +28,7 @@ const READ_BUFFER_BYTES: usize = 4096;
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::ops::metrics::handler))
         .route("/ws", get(ws))
         .merge(crate::web::router())
         .with_state(gw)

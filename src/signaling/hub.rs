@@ -57,6 +57,8 @@ pub struct HubCounters {
     pub floors_revoked: u64,
     /// RTP packets queued to listeners since start.
     pub packets_forwarded: u64,
+    /// RTP payload bytes queued to listeners since start.
+    pub bytes_forwarded: u64,
     /// RTP packets dropped because a listener's queue was full.
     pub packets_dropped: u64,
     /// RTP packets received from members not holding any floor (not forwarded).
@@ -591,6 +593,7 @@ impl Hub {
             self.counters.packets_unauthorised += 1;
         }
         self.counters.packets_forwarded += queued as u64;
+        self.counters.bytes_forwarded += (queued * packet.payload.len()) as u64;
         queued
     }
 
