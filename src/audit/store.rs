@@ -6,7 +6,6 @@ use rusqlite::{params_from_iter, Connection};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit (
@@ -28,10 +27,7 @@ CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, ts_ms);
 const BATCH: usize = 256;
 
 fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let conn = crate::ops::state::open_connection(path)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }

@@ -81,6 +81,20 @@ pub struct DirLock {
     _file: File,
 }
 
+/// Opens a connection to the state database with the gateway's settings: 5 s busy timeout,
+/// WAL journal, `synchronous=NORMAL` (durable across a process crash; the last commits may be
+/// lost on a power cut, never corrupted).
+///
+/// # Errors
+/// The SQLite error when the file cannot be opened or the pragmas cannot be set.
+pub fn open_connection(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
 /// Takes the state directory's exclusive advisory lock, refusing when another process
 /// holds it. The kernel releases it when the process exits in any way.
 ///

@@ -4,7 +4,6 @@ use super::{PermissionStore, StoreError};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-use std::time::Duration;
 
 mod local;
 pub use local::{Source, UserRecord};
@@ -34,10 +33,7 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Sqlite`] if the file cannot be opened or migrated.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let conn = crate::ops::state::open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
         local::migrate(&conn)?;
         Ok(Self {
