@@ -147,6 +147,7 @@ async fn ws(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    let perm_generation = gw.perm_sync.generation();
     let permitted = match gw.perm_sync.permitted_at_connect(&gw.store, &claims).await {
         Ok(p) => {
             if before != p {
@@ -180,7 +181,14 @@ async fn ws(
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             tracker.track_future(crate::signaling::session::run(
-                gw, claims, permitted, remote, socket,
+                gw,
+                claims,
+                crate::signaling::session::Permitted {
+                    channels: permitted,
+                    generation: perm_generation,
+                },
+                remote,
+                socket,
             ))
         })
 }

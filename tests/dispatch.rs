@@ -268,6 +268,20 @@ async fn broadcast_ends_on_disconnect_and_on_time_out_timer() {
         tokio::time::sleep_until((armed_at + Duration::from_millis(550)).into()).await;
         d.call("broadcast.start", json!({})).await.unwrap();
         g.notification("broadcast.started").await;
+        // A session connecting during the broadcast is told about it after its channel list;
+        // one of another event is not.
+        let mut late = connect(&gw, &token("late", Role::General, "ev1", &["c1"]))
+            .await
+            .unwrap();
+        let mut other = connect(&gw, &token("other", Role::General, "ev2", &["x"]))
+            .await
+            .unwrap();
+        late.notification("channel.list").await;
+        let b = late.notification("broadcast.started").await;
+        assert_eq!(b["by"]["userId"], "d");
+        assert_eq!(b["channels"], json!(["c1", "c2"]));
+        other.call("channel.list", json!({})).await.unwrap();
+        assert!(!other.has_pending("broadcast.started"));
         let reason = if round == 0 {
             d.close();
             "disconnected"
@@ -275,6 +289,10 @@ async fn broadcast_ends_on_disconnect_and_on_time_out_timer() {
             "time-out timer"
         };
         assert_eq!(g.notification("broadcast.stopped").await["reason"], reason);
+        assert_eq!(
+            late.notification("broadcast.stopped").await["reason"],
+            reason
+        );
         g.call("floor.request", json!({"channelId": "c2"}))
             .await
             .unwrap();

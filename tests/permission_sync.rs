@@ -131,6 +131,41 @@ async fn publish_reaches_every_session_added_joinable_removed_left() {
     assert!(st["updatesApplied"].as_u64().unwrap() >= 1, "{st}");
 }
 
+/// An update applied while a user is connecting (after the gateway read the user's channels,
+/// before the session registered to receive updates) still reaches the session at once, not
+/// at the next heartbeat refresh (10 minutes here). The publish is fired at varying points of
+/// the connect so that some land inside that window.
+#[tokio::test]
+async fn update_during_connect_is_not_lost() {
+    let redis = RedisServer::start().await;
+    let gw = connected_gateway(&redis, 600_000, "").await;
+    for i in 0..100u64 {
+        let user = format!("racer{i}");
+        seed(&redis, &user, &["a"]).await;
+        let tok = token(&user, Role::General, "ev1", &[]);
+        let (ws, ()) = tokio::join!(connect(&gw, &tok), async {
+            for _ in 0..(i % 8) {
+                tokio::task::yield_now().await;
+            }
+            seed(&redis, &user, &["b"]).await;
+            redis.publish(&set_payload("ev1", &user, &["b"])).await;
+        });
+        let mut ws = ws.expect("connect");
+        let list = ws.notification("channel.list").await;
+        wait_sync(&gw, WAIT, |s| {
+            s["updatesApplied"].as_u64().is_some_and(|n| n > i)
+        })
+        .await;
+        // The session ends up with the updated list: either it read it at connect or it is
+        // told (waiting on the notification fails the test after WAIT if it never comes).
+        let mut now = listed(&list);
+        while now != ["b"] {
+            let up = ws.notification("permission.update").await;
+            now = ids(&up["channels"]);
+        }
+    }
+}
+
 #[tokio::test]
 async fn floor_holder_keeps_talking_until_release_or_revoke() {
     let redis = RedisServer::start().await;

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -45,6 +46,9 @@ pub struct PermissionSync {
     source: Option<RedisSource>,
     policy: Mutex<SyncPolicy>,
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// Bumped before every application of permissions to the hub (see
+    /// [`PermissionSync::generation`]).
+    applied: AtomicU64,
 }
 
 impl PermissionSync {
@@ -63,7 +67,42 @@ impl PermissionSync {
             cfg: cfg.clone(),
             source,
             conn: Mutex::new(None),
+            applied: AtomicU64::new(0),
         })
+    }
+
+    /// A counter the driver bumps *before* it applies permissions to the hub. A connecting
+    /// session reads it before its connect-time read ([`Self::permitted_at_connect`]) and
+    /// compares after registering with the hub: a change means an update may have been
+    /// applied while the session was not yet registered to receive it, so it reads again
+    /// ([`Self::recheck_after_register`]) instead of waiting for the heartbeat refresh.
+    pub fn generation(&self) -> u64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.applied.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Re-reads the channels of a just-registered session's user (as at connect) and applies
+    /// them to the user's sessions, telling them with `permission.update` if they changed.
+    /// Called when [`Self::generation`] moved between the connect-time read and registration.
+    /// A store failure is logged; the heartbeat refresh corrects the session later.
+    pub async fn recheck_after_register(&self, gw: &Gateway, claims: &Claims) {
+        match self.permitted_at_connect(&gw.store, claims).await {
+            Ok(chs) => {
+                let out = gw.hub.lock().apply_permissions(
+                    &claims.event,
+                    &claims.sub,
+                    &chs,
+                    Instant::now(),
+                );
+                tracing::info!(user = %claims.sub, told = out.sessions_told,
+                    "permissions re-read: an update arrived while the session was connecting");
+            }
+            Err(e) => tracing::warn!(user = %claims.sub, error = %e,
+                "permission re-read after connect failed; the heartbeat refresh will correct it"),
+        }
     }
 
     /// The current sync status (state, degraded since, last full sync, counters).
@@ -225,6 +264,7 @@ async fn standalone_loop(gw: Arc<Gateway>) {
         let mut changed = 0;
         match recs {
             Ok(recs) => {
+                sync.bump();
                 let now = Instant::now();
                 let mut hub = gw.hub.lock();
                 for r in recs {
@@ -401,6 +441,7 @@ async fn resync(
     if let Err(e) = &written {
         tracing::error!(error = %e, "writing permissions to the SQLite copy failed");
     }
+    sync.bump();
     let now = Instant::now();
     let mut changed = 0;
     {
@@ -482,6 +523,7 @@ async fn handle_update(
     {
         tracing::error!(error = %e, %user, "writing a membership update to the SQLite copy failed");
     }
+    sync.bump();
     let (out, has_session) = {
         let mut hub = gw.hub.lock();
         let has = !hub.registry().by_user(&user).is_empty();

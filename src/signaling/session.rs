@@ -36,12 +36,21 @@ struct Session {
     strikes: MessageStrikes,
 }
 
+/// The channels a connecting session may use, as read at connect, and the permission sync
+/// [`generation`](crate::permissions::PermissionSync::generation) read just before.
+pub struct Permitted {
+    /// Permitted channel ids.
+    pub channels: Vec<String>,
+    /// The sync generation before the read.
+    pub generation: u64,
+}
+
 /// Runs a session to its end: registers it, sends the channel list, serves requests, and on
 /// exit leaves every channel (releasing floors) and closes the peer connection.
 pub async fn run(
     gw: Arc<Gateway>,
     claims: Claims,
-    permitted: Vec<String>,
+    permitted: Permitted,
     remote: SocketAddr,
     socket: WebSocket,
 ) {
@@ -60,7 +69,7 @@ pub async fn run(
     };
     {
         let mut hub = gw.hub.lock();
-        hub.register(info, permitted, slots, tx.clone());
+        hub.register(info, permitted.channels, slots, tx.clone());
         let list = hub.channel_list(id);
         let mut params = json!({"connId": id, "userId": claims.sub, "name": claims.name,
                                 "role": claims.role, "event": claims.event,
@@ -72,9 +81,19 @@ pub async fn run(
             id,
             Outbound::Frame(notification_frame("channel.list", params)),
         );
+        for b in hub.active_broadcasts(&claims.event) {
+            hub.send(
+                id,
+                Outbound::Frame(notification_frame("broadcast.started", b)),
+            );
+        }
     }
     tracing::info!(conn = id, user = %claims.sub, role = %claims.role, event = %claims.event,
                    %remote, "session connected");
+    if gw.perm_sync.generation() != permitted.generation {
+        let (gw, claims) = (Arc::clone(&gw), claims.clone());
+        tokio::spawn(async move { gw.perm_sync.recheck_after_register(&gw, &claims).await });
+    }
 
     let (mut sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(async move {

@@ -181,6 +181,24 @@ impl Hub {
         true
     }
 
+    /// The `broadcast.started` params of every broadcast active in `event`, for a session
+    /// that connects while one is on (it would otherwise see no banner until the next one).
+    pub fn active_broadcasts(&self, event: &str) -> Vec<Value> {
+        self.broadcasts
+            .iter()
+            .filter(|(_, b)| b.event == event)
+            .map(|(id, b)| {
+                let (user, name) = self
+                    .registry
+                    .get(*id)
+                    .map(|i| (i.user_id.clone(), i.name.clone()))
+                    .unwrap_or_default();
+                json!({"by": {"connId": id, "userId": user, "name": name},
+                       "channels": b.channels})
+            })
+            .collect()
+    }
+
     /// Whether `id` is broadcasting.
     pub fn is_broadcasting(&self, id: ConnId) -> bool {
         self.broadcasts.contains_key(&id)
