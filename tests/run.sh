@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The radiogate test command (README "Run the tests"): installs what a fresh Debian machine
-# lacks, then checks formatting and lints and runs every test in the workspace.
+# lacks, then checks formatting and lints, runs every test in the workspace, then the Pi
+# checks (tests/pi.sh: cross builds, .deb packages, qemu-user runs, systemd-analyze verify).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup-debian.sh
@@ -11,3 +12,4 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+tests/pi.sh
