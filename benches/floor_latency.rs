@@ -4,7 +4,9 @@
 //! Starts the release gateway, connects 500 signaling sessions (5 channels of 100 members),
 //! then one member of channel c0 requests and releases the floor 2000 times. Latency is the
 //! WebSocket round trip measured by the client: `floor.request` frame written to the reply
-//! frame read (the server's grant also fans out `floor.taken` to the 99 other members).
+//! frame read (the server's grant also fans out `floor.taken` to the 99 other members). Then
+//! the gateway's own figure from `/healthz` `floorRequestLatency` (request frame read to reply
+//! queued: the server-side part, without the client's and the kernel's share).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -62,5 +64,14 @@ async fn main() {
         percentile(&lat, 0.99),
         lat[lat.len() - 1],
         rss
+    );
+    // The gateway's own measurement (request frame read to reply queued; no socket I/O).
+    let (code, body) = gw.http_get("/healthz").await;
+    assert_eq!(code, 200, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).expect("healthz JSON");
+    let f = &h["floorRequestLatency"];
+    println!(
+        "server-side floor request handling, {} requests: p50 {} us, p99 {} us (10 us buckets)",
+        f["count"], f["p50Us"], f["p99Us"]
     );
 }

@@ -34,6 +34,10 @@ pub enum ConfigError {
     /// e.g. `radio[0].ptt.device`.
     #[error(transparent)]
     Port(#[from] crate::radio::PortConfigError),
+    /// The file has no settings at all (empty, or only comments): refused rather than run on
+    /// the defaults, which is what a truncated or half-written file would otherwise do.
+    #[error("{0} has no settings (empty or only comments); `radiogate print-config` prints a complete one")]
+    Empty(PathBuf),
     /// A value is out of range or inconsistent with another key.
     #[error("{key}: {reason}")]
     Invalid {
@@ -332,12 +336,16 @@ impl Config {
     /// Reads, parses and validates a file.
     ///
     /// # Errors
-    /// As [`Config::from_toml`], plus [`ConfigError::Read`] when the file cannot be read.
+    /// As [`Config::from_toml`], plus [`ConfigError::Read`] when the file cannot be read and
+    /// [`ConfigError::Empty`] when it has no settings at all.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
+        if toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.is_empty()) {
+            return Err(ConfigError::Empty(path.to_path_buf()));
+        }
         Self::from_toml(&text)
     }
 
@@ -529,8 +537,18 @@ mod tests {
     }
 
     #[test]
-    fn empty_file_is_the_default() {
+    fn empty_text_is_the_default_but_an_empty_file_is_refused() {
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("radiogate.toml");
+        for text in ["", "# only a comment\n\n"] {
+            std::fs::write(&p, text).unwrap();
+            let err = Config::load(&p).unwrap_err();
+            assert!(matches!(err, ConfigError::Empty(_)), "{err}");
+            assert!(err.to_string().contains("has no settings"), "{err}");
+        }
+        std::fs::write(&p, "[floor]\n").unwrap();
+        assert_eq!(Config::load(&p).unwrap(), Config::default());
     }
 
     #[test]

@@ -218,11 +218,14 @@ async fn run(cfg: Config) -> Result<(), String> {
         radiogate::ops::systemd::stopping();
         token.cancel();
     });
-    // systemd: READY=1 once the listener is up, watchdog pings while alive.
-    tokio::spawn(radiogate::ops::systemd::watchdog(Arc::clone(&gw)));
-    gw.serve(radiogate::ops::systemd::ready)
-        .await
-        .map_err(|e| e.to_string())
+    // systemd: READY=1 once the listener is up, then watchdog pings while alive.
+    let watched = Arc::clone(&gw);
+    gw.serve(move |addr| {
+        radiogate::ops::systemd::ready(addr);
+        tokio::spawn(radiogate::ops::systemd::watchdog(watched));
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn wait_for_signal() {

@@ -47,6 +47,7 @@ async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "counters": hub.counters(),
         "auditDropped": gw.audit.dropped(),
         "forwardLatency": crate::sfu::stats::FORWARD_LATENCY.summary(),
+        "floorRequestLatency": crate::signaling::stats::FLOOR_REQUEST_LATENCY.summary(),
         "permissionSync": sync,
         "radio": gw.radio.status_json(),
     }))

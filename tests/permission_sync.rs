@@ -515,7 +515,7 @@ fn make_certs(dir: &std::path::Path) {
 async fn tls_with_acl_user_and_private_ca() {
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
-    let tls_port = RedisServer::free_port();
+    let tls_port = common::free_port();
     let p = |f: &str| certs.path().join(f).display().to_string();
     let redis = RedisServer::start_with(&[
         "--tls-port".into(),

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::radio::{free_port, rig_ptt, start_rig, PttWatch};
+use common::free_port;
+use common::radio::{rig_ptt, start_rig, PttWatch};
 use common::rtc_client::{correlation, decode_opus, encode_opus, envelope, speech_pcm, RtcClient};
 use common::{connect, token, Gateway, WsClient, WAIT};
 use radiogate::access::role::Role;

@@ -109,12 +109,22 @@ async fn channel_voice_keys_the_radio_and_squelch_sends_to_the_channel() {
     let _ = feeder.await;
     line.set(false);
     b_ws.notification("floor.idle").await;
+    // The port publishes its status once per loop step, which can be just after the hub told
+    // bob: wait (bounded) for the snapshot to show the release.
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            let s = gw.port("s1");
+            !s.keyed && !s.sending && !s.squelch_open
+        })
+        .await,
+        "{:?}",
+        gw.port("s1")
+    );
     let st = gw.port("s1");
     assert_eq!(st.counters.key_ups, 1);
     // 2 s fed, less what came in the squelch-ignore window after the unkey (<= 300 ms) and the
     // squelch tail (100 ms).
     assert!(st.counters.frames_sent >= 75, "{:?}", st.counters);
-    assert!(!st.keyed && !st.sending);
     let pk = b.packets();
     let rx: Vec<Vec<u8>> = pk.iter().map(|p| p.payload.clone()).collect();
     let heard = envelope(&decode_opus(&rx));
@@ -209,24 +219,41 @@ async fn time_out_timer_unkeys_and_counts() {
         .await
         .expect("released");
     assert!(wait_until(Duration::from_secs(3), || !gw.port("tot1").locked_out).await);
-    let health = reqwest_healthz(&gw.addr).await;
+    let health: serde_json::Value =
+        serde_json::from_str(&http_get(&gw.addr, "/healthz").await).expect("healthz JSON");
     assert_eq!(health["radio"]["ports"][0]["counters"]["timeOuts"], 1);
     assert_eq!(health["radio"]["ports"][0]["name"], "tot1");
+    // The same in /metrics, one sample per port.
+    let metrics = http_get(&gw.addr, "/metrics").await;
+    let l = r#"{port="tot1",kind="radio",channel="c1"}"#;
+    for want in [
+        "radiogate_radio_ports 1".to_string(),
+        format!("radiogate_radio_port_joined{l} 1"),
+        format!("radiogate_radio_port_locked_out{l} 0"),
+        format!("radiogate_radio_port_tot_expired_total{l} 1"),
+        format!("radiogate_radio_port_key_ups_total{l} 1"),
+        format!("radiogate_radio_port_devices_down{l} 0"),
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == want),
+            "missing {want:?} in\n{metrics}"
+        );
+    }
 }
 
-async fn reqwest_healthz(addr: &str) -> serde_json::Value {
+/// GET `path` on the in-process gateway, returning the body.
+async fn http_get(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
     s.write_all(
-        format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .await
     .expect("write");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.expect("read");
     let text = String::from_utf8_lossy(&buf).to_string();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    serde_json::from_str(body).expect("healthz JSON")
+    text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -221,6 +221,14 @@ async fn metrics_are_prometheus_text() {
         .unwrap();
     // Registered once the channel list arrives.
     c.notification("channel.list").await;
+    // Two timed floor requests (the holder asking again is granted again: idempotent).
+    c.call("channel.join", json!({"channelId": "ops"}))
+        .await
+        .unwrap();
+    c.call("floor.request", json!({"channelId": "ops"}))
+        .await
+        .unwrap();
+    let _ = c.call("floor.request", json!({"channelId": "ops"})).await;
     let (status, body) = gw.http_get("/metrics").await;
     assert_eq!(status, 200);
     for want in [
@@ -236,6 +244,9 @@ async fn metrics_are_prometheus_text() {
         "radiogate_permission_sync_state{state=\"standalone\"} 1",
         "radiogate_radio_ports ",
         "radiogate_build_info{version=",
+        "radiogate_floors_granted_total 2",
+        "radiogate_floor_requests_timed_total 2",
+        "radiogate_floor_request_latency_seconds{quantile=\"0.99\"} ",
     ] {
         assert!(body.contains(want), "missing {want:?} in\n{body}");
     }

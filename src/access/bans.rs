@@ -6,7 +6,6 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 /// Errors of the ban list.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +41,11 @@ impl BanList {
     /// # Errors
     /// [`BanError::Sqlite`] if the database cannot be opened or read.
     pub fn open(path: &Path) -> Result<Self, BanError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let conn = crate::ops::state::open_connection(path)?;
+        // Bans are rare and a lost one lets a suspended user back in after a power cut: this
+        // connection's commits are synced to the card before the admin is told (FULL), where
+        // the permission store and audit log settle for NORMAL.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS bans (
                 user_id TEXT PRIMARY KEY, reason TEXT NOT NULL, by TEXT NOT NULL,

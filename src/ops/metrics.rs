@@ -195,17 +195,188 @@ fn hub_section(gw: &Gateway, out: &mut String) {
         "RTP packets whose forwarding latency was measured.",
         lat.count,
     );
+    let floor = crate::signaling::stats::FLOOR_REQUEST_LATENCY.summary();
+    family(
+        out,
+        "radiogate_floor_request_latency_seconds",
+        "Floor request handling since start (request frame read to reply queued), 10 us buckets.",
+        "gauge",
+        &[
+            ("quantile=\"0.5\"", format!("{}", floor.p50_us as f64 / 1e6)),
+            (
+                "quantile=\"0.99\"",
+                format!("{}", floor.p99_us as f64 / 1e6),
+            ),
+        ],
+    );
+    counter(
+        out,
+        "radiogate_floor_requests_timed_total",
+        "floor.request and floor.priority_request frames whose handling was timed.",
+        floor.count,
+    );
 }
 
-/// Radio and console ports. The radio bridge adds one sample per configured port here
-/// (labels `port="NAME"`), e.g. `radiogate_radio_port_keyed`, `radiogate_radio_port_receiving`
-/// and `radiogate_radio_port_tot_expired_total`; until then only the port count (0).
-pub fn radio_ports(_gw: &Gateway, out: &mut String) {
+/// Radio and console ports: the port count, then one sample per port (label
+/// `port="NAME",kind="radio|console",channel="ID"`) of its state (joined, keyed, squelch open or
+/// button pressed, sending, locked out after a time-out, devices down) and its counters since
+/// start (key-ups, seconds keyed, time-outs, floors denied and revoked, 20 ms frames sent,
+/// channel voice packets received and lost, errors, playout samples dropped).
+pub fn radio_ports(gw: &Gateway, out: &mut String) {
+    let ports = gw.radio.status();
     gauge(
         out,
         "radiogate_radio_ports",
         "Configured radio and console ports.",
-        0,
+        ports.len(),
+    );
+    if ports.is_empty() {
+        return;
+    }
+    let labels: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            format!(
+                "port=\"{}\",kind=\"{}\",channel=\"{}\"",
+                label_value(&p.name),
+                p.kind,
+                label_value(&p.channel)
+            )
+        })
+        .collect();
+    let per_port = |out: &mut String,
+                    name: &str,
+                    help: &str,
+                    kind: &str,
+                    v: &dyn Fn(&crate::radio::driver::PortStatus) -> String| {
+        let samples: Vec<(&String, String)> = labels
+            .iter()
+            .zip(ports.iter())
+            .map(|(l, p)| (l, v(p)))
+            .collect();
+        family(out, name, help, kind, &samples);
+    };
+    let flag = |b: bool| u8::from(b).to_string();
+    per_port(
+        out,
+        "radiogate_radio_port_joined",
+        "1 while the port is a member of its channel.",
+        "gauge",
+        &|p| flag(p.joined),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_keyed",
+        "1 while the port's PTT is keyed.",
+        "gauge",
+        &|p| flag(p.keyed),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_receiving",
+        "1 while the squelch (COS) is open or the console button pressed.",
+        "gauge",
+        &|p| flag(p.squelch_open),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_sending",
+        "1 while the port holds the floor and sends to its channel.",
+        "gauge",
+        &|p| flag(p.sending),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_locked_out",
+        "1 while the transmitter is locked out after a time-out.",
+        "gauge",
+        &|p| flag(p.locked_out),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_devices_down",
+        "Devices of the port that are down (reconnecting); a sound card still starting is not counted.",
+        "gauge",
+        &|p| {
+            p.devices
+                .iter()
+                .filter(|d| d.state == "down")
+                .count()
+                .to_string()
+        },
+    );
+    let c = |f: fn(&crate::radio::driver::PortCounters) -> u64| {
+        move |p: &crate::radio::driver::PortStatus| f(&p.counters).to_string()
+    };
+    per_port(
+        out,
+        "radiogate_radio_port_key_ups_total",
+        "Times the PTT was keyed.",
+        "counter",
+        &c(|c| c.key_ups),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_keyed_seconds_total",
+        "Time keyed, seconds.",
+        "counter",
+        &|p| format!("{}", p.counters.keyed_ms as f64 / 1000.0),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_tot_expired_total",
+        "Transmit time-outs (time-out timer).",
+        "counter",
+        &c(|c| c.time_outs),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_floor_denied_total",
+        "Floor requests of the port denied.",
+        "counter",
+        &c(|c| c.floor_denied),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_floor_revoked_total",
+        "Floors of the port revoked.",
+        "counter",
+        &c(|c| c.floor_revoked),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_frames_sent_total",
+        "20 ms audio frames sent to the channel.",
+        "counter",
+        &c(|c| c.frames_sent),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_packets_received_total",
+        "Channel voice RTP packets decoded for the radio.",
+        "counter",
+        &c(|c| c.packets_received),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_packets_lost_total",
+        "Channel voice packets missing (sequence gaps), concealed.",
+        "counter",
+        &c(|c| c.packets_lost),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_errors_total",
+        "Device and codec errors.",
+        "counter",
+        &c(|c| c.errors),
+    );
+    per_port(
+        out,
+        "radiogate_radio_port_playout_dropped_samples_total",
+        "Samples to play dropped (card not running or queue over its cap).",
+        "counter",
+        &c(|c| c.playout_dropped),
     );
 }
 

@@ -17,8 +17,8 @@ use radiogate_hal::ptt::{SimPtt, SimPttHandle};
 use radiogate_hal::serial::{SerialDevice, SerialLine, SerialPtt};
 use radiogate_hal::vox::{Vox, VoxConfig};
 use radiogate_hal::{
-    AudioError, AudioSink, AudioSource, Backoff, LineError, LineInput, ModemLine, Polarity,
-    PttError, PttOutput, ReconnectingLine, ReconnectingPtt,
+    AudioSink, AudioSource, Backoff, LineError, LineInput, ModemLine, Polarity, PttError,
+    PttOutput, ReconnectingLine, ReconnectingPtt,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -275,32 +275,18 @@ pub fn build(
             let snk = SimSink::new();
             handles.source = Some(src.handle());
             handles.sink = Some(snk.handle());
-            let mut src = Some(src);
-            let mut snk = Some(snk);
+            // Reopening (after an error, or `reset` dropping queued playback at a time-out)
+            // gives a new handle on the same record, as a real card reopens the same device.
             (
                 Some(ReconnectingSource::new(
                     "simulated capture",
                     backoff,
-                    move || {
-                        src.take()
-                            .map(|s| Box::new(s) as Box<dyn AudioSource>)
-                            .ok_or_else(|| AudioError::Unsupported {
-                                name: "sim".into(),
-                                detail: "reopening".into(),
-                            })
-                    },
+                    move || Ok(Box::new(src.clone()) as Box<dyn AudioSource>),
                 )),
                 Some(ReconnectingSink::new(
                     "simulated playback",
                     backoff,
-                    move || {
-                        snk.take()
-                            .map(|s| Box::new(s) as Box<dyn AudioSink>)
-                            .ok_or_else(|| AudioError::Unsupported {
-                                name: "sim".into(),
-                                detail: "reopening".into(),
-                            })
-                    },
+                    move || Ok(Box::new(snk.clone()) as Box<dyn AudioSink>),
                 )),
             )
         }

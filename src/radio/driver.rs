@@ -678,8 +678,12 @@ impl<'a> Driver<'a> {
 
     fn step(&mut self, now: Instant) {
         self.ensure_joined(now);
-        // Hub notifications.
+        // Hub notifications. Channel voice the hub forwarded before a notification is already
+        // queued when the notification is read: handle it first, so that the last packets of
+        // a talk are played before the `floor.idle` that followed them (not taken for a new
+        // transmission after it, which would key the radio again after a time-out lockout).
         while let Ok(m) = self.out_rx.try_recv() {
+            self.drain_media(now);
             match m {
                 Outbound::Frame(text) => {
                     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -706,10 +710,7 @@ impl<'a> Driver<'a> {
                 }
             }
         }
-        // Channel voice.
-        while let Ok(d) = self.media_rx.try_recv() {
-            self.channel_packet(now, d);
-        }
+        self.drain_media(now);
         // Captured audio, VOX, then the squelch / button.
         let mut n = 0;
         if let Some(src) = self.dev.source.as_mut() {
@@ -764,6 +765,13 @@ impl<'a> Driver<'a> {
                     self.error(msg);
                 }
             }
+        }
+    }
+
+    /// Handles every channel voice packet queued so far.
+    fn drain_media(&mut self, now: Instant) {
+        while let Ok(d) = self.media_rx.try_recv() {
+            self.channel_packet(now, d);
         }
     }
 

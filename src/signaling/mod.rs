@@ -7,3 +7,4 @@ pub mod methods;
 pub mod protocol;
 pub mod registry;
 pub mod session;
+pub mod stats;

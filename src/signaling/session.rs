@@ -239,6 +239,7 @@ impl Session {
 
     /// Handles one text frame; returns false when the session must close (rate limit).
     async fn handle_text(&mut self, text: &str) -> bool {
+        let received = Instant::now();
         let max = self.gw.cfg.limits.message_strikes;
         match self.strikes.verdict(self.limiter.check().is_ok(), max) {
             MessageVerdict::Allow => {}
@@ -278,6 +279,7 @@ impl Session {
             }
         };
         let id = req.id.clone();
+        let timed = super::stats::is_floor_request(&req.method);
         let outcome = match methods::check(&req.method, self.claims.role) {
             Access::NotFound => Err(RpcError::new(
                 ErrorCode::MethodNotFound,
@@ -307,6 +309,9 @@ impl Session {
             (Some(id), Err(e)) => self.reply_error(&id, &e),
             (None, Err(e)) => self.reply_error(&Value::Null, &e),
             (None, Ok(_)) => {}
+        }
+        if timed {
+            super::stats::FLOOR_REQUEST_LATENCY.record(received.elapsed());
         }
         true
     }

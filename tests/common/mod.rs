@@ -3,9 +3,13 @@
 //! (webrtc-rs) sending Opus-encoded speech.
 #![allow(dead_code)]
 
+#[path = "../../hal/tests/common/ports.rs"]
+mod ports;
 pub mod radio;
 pub mod redis_server;
 pub mod rtc_client;
+#[allow(unused_imports)] // not every test binary starts a peer
+pub use ports::free_port;
 
 use futures_util::{SinkExt, StreamExt};
 use radiogate::access::role::Role;
@@ -132,8 +136,12 @@ impl Gateway {
              [sfu]\nudp_bind_ip = \"127.0.0.1\"\n{extra}",
             state.display()
         );
+        // Written aside and renamed into place: a restart rewrites the file while other
+        // processes of the test (the `radiogate permissions` CLI) may be reading it.
         let cfg_path = dir.path().join("radiogate.toml");
-        std::fs::write(&cfg_path, cfg).expect("write config");
+        let tmp = dir.path().join("radiogate.toml.new");
+        std::fs::write(&tmp, cfg).expect("write config");
+        std::fs::rename(&tmp, &cfg_path).expect("rename config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_radiogate"))
             .args(["run", "--config"])
             .arg(&cfg_path)

@@ -1,6 +1,7 @@
 //! Radio-port test helpers: the gateway in-process (so the tests reach the simulated devices of
 //! `type = "sim"` ports), real-time audio feeders and bounded condition waits.
 
+use super::free_port;
 use super::rtc_client::speech_pcm;
 use super::SECRET;
 use radiogate::app::Gateway;
@@ -137,14 +138,6 @@ impl Drop for Rig {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback TCP port nobody listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Starts rigctld and waits (bounded) until it answers `t`.

@@ -1,7 +1,7 @@
 //! A real `redis-server` on a free loopback port for the permission-sync tests (killed with
 //! SIGKILL to simulate an uplink outage, restarted on the same port), and gateway helpers.
 
-use super::{Gateway, WAIT};
+use super::{free_port, Gateway, WAIT};
 use serde_json::Value;
 
 use std::process::{Child, Command, Stdio};
@@ -15,11 +15,6 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     extra: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 impl RedisServer {
@@ -38,11 +33,6 @@ impl RedisServer {
         };
         s.spawn().await;
         s
-    }
-
-    /// A free loopback port (for a TLS port).
-    pub fn free_port() -> u16 {
-        free_port()
     }
 
     async fn spawn(&mut self) {

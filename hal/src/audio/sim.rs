@@ -9,8 +9,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A source whose samples (48 kHz mono) are pushed through a [`SimSourceHandle`].
-#[derive(Debug, Default)]
+/// A source whose samples (48 kHz mono) are pushed through a [`SimSourceHandle`]. A clone
+/// reads the same queue (a reopened device).
+#[derive(Debug, Default, Clone)]
 pub struct SimSource {
     queue: Arc<Mutex<VecDeque<f32>>>,
 }
@@ -55,8 +56,9 @@ impl AudioSource for SimSource {
     }
 }
 
-/// A sink that records everything written to it (48 kHz mono).
-#[derive(Debug, Default)]
+/// A sink that records everything written to it (48 kHz mono). A clone writes to the same
+/// record (a reopened device).
+#[derive(Debug, Default, Clone)]
 pub struct SimSink {
     played: Arc<Mutex<Vec<f32>>>,
 }

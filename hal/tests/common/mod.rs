@@ -5,6 +5,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod ports;
+#[allow(unused_imports)] // not every test binary starts a peer
+pub use ports::free_port;
+
 /// A child process killed (by its own pid) when dropped.
 pub struct Peer(pub Child);
 
@@ -32,23 +36,6 @@ pub fn require(prog: &str, package: &str) {
         have(prog),
         "{prog} is not installed: run tests/setup-debian.sh (Debian package {package})"
     );
-}
-
-/// A loopback TCP port nobody listens on right now, never the same twice in this process (so
-/// tests running in parallel do not start peers on the same port).
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind 127.0.0.1:0");
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
 }
 
 /// Polls `cond` every 10 ms until it returns `Some` or `timeout` passes.
