@@ -1,6 +1,7 @@
 //! Loopback ports for peers a test starts itself (rigctld, redis-server). Shared by the hal
 //! crate's tests and the gateway's (`tests/common/mod.rs` includes this file by path).
 
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
 /// Lowest and one past the highest port handed out: below Linux's default ephemeral range
@@ -24,10 +25,21 @@ pub fn free_port() -> u16 {
         } else {
             port + 1
         };
-        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+        if bindable(candidate) {
             *next = Some(port);
             return candidate;
         }
     }
     panic!("no free loopback port in {}..{}", RANGE.0, RANGE.1);
+}
+
+/// Whether a TCP socket can bind 127.0.0.1:`port`. The probe socket is bound but never
+/// listens: a listening probe could be kept open past its close by a child process another
+/// test forks at that moment (until the child's exec), accept the connection a test makes to
+/// the port "where nothing runs yet" and then reset it.
+fn bindable(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .and_then(|s| s.bind(&addr.into()))
+        .is_ok()
 }
