@@ -83,9 +83,9 @@ fn load(config: Option<&PathBuf>) -> Result<Config, String> {
     }
 }
 
-fn init_logging() {
+fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
     // The journal (structured) under systemd, readable lines on a terminal.
-    radiogate::ops::init_logging();
+    radiogate::ops::init_logging()
 }
 
 fn main() -> ExitCode {
@@ -183,7 +183,8 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Run { config } => {
-            init_logging();
+            // Held until `main` returns: dropping it flushes the queued log lines.
+            let _log = init_logging();
             let cfg = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {

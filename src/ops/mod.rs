@@ -36,11 +36,19 @@ pub fn stderr_is_journal() -> bool {
     std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
+/// Lines the stderr log writer queues before it drops (and counts) new ones.
+pub const LOG_QUEUE_LINES: usize = 16_384;
+
 /// Logging for `radiogate run`: under systemd (stderr is the journal) structured journal
 /// entries (each tracing field a journal field, e.g. `F_ADDR=`, with the priority from the
-/// level); otherwise human-readable lines on stderr (coloured on a terminal).
+/// level); otherwise human-readable lines on stderr (coloured on a terminal), written by a
+/// background thread through a queue of [`LOG_QUEUE_LINES`] lines, so a slow or blocked
+/// reader of stderr never delays floor control (lines beyond the queue are dropped).
 /// `RADIOGATE_LOG` sets the filter; `RADIOGATE_LOG_FORMAT=journal|text` overrides the choice.
-pub fn init_logging() {
+///
+/// Returns the writer's guard for the text format: keep it until exit; dropping it flushes
+/// the queue.
+pub fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
@@ -57,12 +65,18 @@ pub fn init_logging() {
                 .with(filter)
                 .with(layer.with_syslog_identifier("radiogate".into()))
                 .init();
-            return;
+            return None;
         }
     }
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("radiogate-log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    Some(guard)
 }
