@@ -80,8 +80,34 @@ impl PermissionSync {
         self.applied.load(Ordering::SeqCst)
     }
 
-    fn bump(&self) {
+    /// Applies each `(event, user, channels)` to the user's live sessions
+    /// ([`crate::signaling::hub::Hub::apply_permissions`]), after bumping
+    /// [`Self::generation`]: every path that changes live sessions' permissions goes through
+    /// here, so a connecting session can tell it may have missed one. Returns how many users'
+    /// sessions were told of a change.
+    fn apply_to_sessions<'a>(
+        &self,
+        gw: &Gateway,
+        rows: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
+    ) -> usize {
         self.applied.fetch_add(1, Ordering::SeqCst);
+        let now = Instant::now();
+        let mut hub = gw.hub.lock();
+        let mut changed = 0;
+        for (event, user, chs) in rows {
+            if hub.apply_permissions(event, user, chs, now).sessions_told > 0 {
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// When the next heartbeat refresh is due (the policy's, else one refresh interval on).
+    fn next_refresh(&self) -> Instant {
+        self.policy
+            .lock()
+            .next_refresh(Instant::now())
+            .unwrap_or_else(|| Instant::now() + self.cfg.refresh_interval())
     }
 
     /// Re-reads the channels of a just-registered session's user (as at connect) and applies
@@ -91,13 +117,11 @@ impl PermissionSync {
     pub async fn recheck_after_register(&self, gw: &Gateway, claims: &Claims) {
         match self.permitted_at_connect(&gw.store, claims).await {
             Ok(chs) => {
-                let out = gw.hub.lock().apply_permissions(
-                    &claims.event,
-                    &claims.sub,
-                    &chs,
-                    Instant::now(),
+                let changed = self.apply_to_sessions(
+                    gw,
+                    [(claims.event.as_str(), claims.sub.as_str(), chs.as_slice())],
                 );
-                tracing::info!(user = %claims.sub, told = out.sessions_told,
+                tracing::info!(user = %claims.sub, changed,
                     "permissions re-read: an update arrived while the session was connecting");
             }
             Err(e) => tracing::warn!(user = %claims.sub, error = %e,
@@ -238,11 +262,7 @@ pub async fn run(gw: Arc<Gateway>) {
 async fn standalone_loop(gw: Arc<Gateway>) {
     let sync = Arc::clone(&gw.perm_sync);
     loop {
-        let next = sync
-            .policy
-            .lock()
-            .next_refresh(Instant::now())
-            .unwrap_or_else(|| Instant::now() + sync.cfg.refresh_interval());
+        let next = sync.next_refresh();
         tokio::select! {
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {}
             _ = gw.shutdown.cancelled() => return,
@@ -261,24 +281,17 @@ async fn standalone_loop(gw: Arc<Gateway>) {
             Ok(out)
         })
         .await;
-        let mut changed = 0;
-        match recs {
-            Ok(recs) => {
-                sync.bump();
-                let now = Instant::now();
-                let mut hub = gw.hub.lock();
-                for r in recs {
-                    if hub
-                        .apply_permissions(&r.event, &r.user, &r.channels, now)
-                        .sessions_told
-                        > 0
-                    {
-                        changed += 1;
-                    }
-                }
+        let changed = match recs {
+            Ok(recs) => sync.apply_to_sessions(
+                &gw,
+                recs.iter()
+                    .map(|r| (r.event.as_str(), r.user.as_str(), r.channels.as_slice())),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "permission refresh from SQLite failed");
+                0
             }
-            Err(e) => tracing::error!(error = %e, "permission refresh from SQLite failed"),
-        }
+        };
         let mut p = sync.policy.lock();
         p.count_refresh_changes(changed);
         p.on_resync_done(
@@ -372,11 +385,7 @@ async fn connected(
         return Ended::Lost(e.to_string());
     }
     loop {
-        let next = sync
-            .policy
-            .lock()
-            .next_refresh(Instant::now())
-            .unwrap_or_else(|| Instant::now() + sync.cfg.refresh_interval());
+        let next = sync.next_refresh();
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(m) => {
@@ -441,17 +450,11 @@ async fn resync(
     if let Err(e) = &written {
         tracing::error!(error = %e, "writing permissions to the SQLite copy failed");
     }
-    sync.bump();
-    let now = Instant::now();
-    let mut changed = 0;
-    {
-        let mut hub = gw.hub.lock();
-        for (event, user, chs) in rows.iter() {
-            if hub.apply_permissions(event, user, chs, now).sessions_told > 0 {
-                changed += 1;
-            }
-        }
-    }
+    let changed = sync.apply_to_sessions(
+        gw,
+        rows.iter()
+            .map(|(event, user, chs)| (event.as_str(), user.as_str(), chs.as_slice())),
+    );
     let took = t0.elapsed();
     if scope == ResyncScope::Known {
         tracing::info!(
@@ -523,19 +526,13 @@ async fn handle_update(
     {
         tracing::error!(error = %e, %user, "writing a membership update to the SQLite copy failed");
     }
-    sync.bump();
-    let (out, has_session) = {
-        let mut hub = gw.hub.lock();
-        let has = !hub.registry().by_user(&user).is_empty();
-        (
-            hub.apply_permissions(&event, &user, &channels, Instant::now()),
-            has,
-        )
-    };
+    let has_session = !gw.hub.lock().registry().by_user(&user).is_empty();
+    let changed =
+        sync.apply_to_sessions(gw, [(event.as_str(), user.as_str(), channels.as_slice())]);
     if !has_session {
         tracing::info!(%user, %event, "membership update for a user with no session here; recorded in the SQLite copy");
     }
-    tracing::debug!(%user, %event, told = out.sessions_told, "membership update applied");
+    tracing::debug!(%user, %event, changed, "membership update applied");
     sync.policy.lock().count_update(true);
     Ok(())
 }
