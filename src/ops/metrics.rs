@@ -48,6 +48,35 @@ pub fn family<L: AsRef<str>>(
     }
 }
 
+/// Writes a latency histogram's summary: `name{quantile="0.5"|"0.99"}` in seconds (a gauge
+/// family) and its sample count as the counter `count_name`.
+pub fn latency(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    count_name: &str,
+    count_help: &str,
+    summary: crate::sfu::stats::LatencySummary,
+) {
+    family(
+        out,
+        name,
+        help,
+        "gauge",
+        &[
+            (
+                "quantile=\"0.5\"",
+                format!("{}", summary.p50_us as f64 / 1e6),
+            ),
+            (
+                "quantile=\"0.99\"",
+                format!("{}", summary.p99_us as f64 / 1e6),
+            ),
+        ],
+    );
+    counter(out, count_name, count_help, summary.count);
+}
+
 /// Escapes a label value (backslash, double quote, newline).
 pub fn label_value(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -178,42 +207,21 @@ fn hub_section(gw: &Gateway, out: &mut String) {
         "RTP packets from members not holding the floor (not forwarded).",
         c.packets_unauthorised,
     );
-    let lat = crate::sfu::stats::FORWARD_LATENCY.summary();
-    family(
+    latency(
         out,
         "radiogate_forward_latency_seconds",
         "SFU forwarding latency since start (uplink RTP to listener sender), 10 us buckets.",
-        "gauge",
-        &[
-            ("quantile=\"0.5\"", format!("{}", lat.p50_us as f64 / 1e6)),
-            ("quantile=\"0.99\"", format!("{}", lat.p99_us as f64 / 1e6)),
-        ],
-    );
-    counter(
-        out,
         "radiogate_forward_latency_samples_total",
         "RTP packets whose forwarding latency was measured.",
-        lat.count,
+        crate::sfu::stats::FORWARD_LATENCY.summary(),
     );
-    let floor = crate::signaling::stats::FLOOR_REQUEST_LATENCY.summary();
-    family(
+    latency(
         out,
         "radiogate_floor_request_latency_seconds",
         "Floor request handling since start (request frame read to reply queued), 10 us buckets.",
-        "gauge",
-        &[
-            ("quantile=\"0.5\"", format!("{}", floor.p50_us as f64 / 1e6)),
-            (
-                "quantile=\"0.99\"",
-                format!("{}", floor.p99_us as f64 / 1e6),
-            ),
-        ],
-    );
-    counter(
-        out,
         "radiogate_floor_requests_timed_total",
         "floor.request and floor.priority_request frames whose handling was timed.",
-        floor.count,
+        crate::signaling::stats::FLOOR_REQUEST_LATENCY.summary(),
     );
 }
 

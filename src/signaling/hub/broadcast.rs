@@ -130,7 +130,7 @@ impl Hub {
         self.notify_event(
             &info.event,
             "broadcast.started",
-            json!({"by": {"connId": id, "userId": info.user_id, "name": info.name},
+            json!({"by": self.broadcaster(id),
                    "channels": channels}),
         );
         self.broadcasts.insert(
@@ -161,11 +161,6 @@ impl Hub {
         for ch in &b.temporary {
             let _ = self.leave(id, ch, now);
         }
-        let (user, name) = self
-            .registry
-            .get(id)
-            .map(|i| (i.user_id.clone(), i.name.clone()))
-            .unwrap_or_default();
         self.audit(
             self.entry_for(id, Action::BroadcastStop)
                 .outcome(reason)
@@ -176,7 +171,7 @@ impl Hub {
         self.notify_event(
             &b.event,
             "broadcast.stopped",
-            json!({"by": {"connId": id, "userId": user, "name": name}, "reason": reason}),
+            json!({"by": self.broadcaster(id), "reason": reason}),
         );
         true
     }
@@ -187,16 +182,19 @@ impl Hub {
         self.broadcasts
             .iter()
             .filter(|(_, b)| b.event == event)
-            .map(|(id, b)| {
-                let (user, name) = self
-                    .registry
-                    .get(*id)
-                    .map(|i| (i.user_id.clone(), i.name.clone()))
-                    .unwrap_or_default();
-                json!({"by": {"connId": id, "userId": user, "name": name},
-                       "channels": b.channels})
-            })
+            .map(|(id, b)| json!({"by": self.broadcaster(*id), "channels": b.channels}))
             .collect()
+    }
+
+    /// The `by` object of the broadcast notifications: `{connId, userId, name}` of `id`
+    /// (empty strings once it left the registry).
+    fn broadcaster(&self, id: ConnId) -> Value {
+        let (user, name) = self
+            .registry
+            .get(id)
+            .map(|i| (i.user_id.clone(), i.name.clone()))
+            .unwrap_or_default();
+        json!({"connId": id, "userId": user, "name": name})
     }
 
     /// Whether `id` is broadcasting.
