@@ -66,6 +66,16 @@ pub struct UserRecord {
     pub updated_at_ms: u64,
 }
 
+/// Associates `channel` with `event` (replacing an association with another event).
+fn associate(tx: &Connection, channel: &str, event: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO channel_events (channel_id, event_id) VALUES (?1, ?2)
+         ON CONFLICT (channel_id) DO UPDATE SET event_id = ?2",
+        params![channel, event],
+    )?;
+    Ok(())
+}
+
 fn channels_of(tx: &Connection, event: &str, user: &str) -> Result<Vec<String>, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT channel_id FROM user_channels WHERE event_id = ?1 AND user_id = ?2 ORDER BY channel_id",
@@ -139,11 +149,7 @@ impl SqliteStore {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (ch, ev) in assoc {
-            tx.execute(
-                "INSERT INTO channel_events (channel_id, event_id) VALUES (?1, ?2)
-                 ON CONFLICT (channel_id) DO UPDATE SET event_id = ?2",
-                params![ch, ev],
-            )?;
+            associate(&tx, ch, ev)?;
         }
         let mut changed = 0;
         for (event, user, channels) in users {
@@ -254,11 +260,7 @@ impl SqliteStore {
             params![event],
         )?;
         for ch in channels {
-            tx.execute(
-                "INSERT INTO channel_events (channel_id, event_id) VALUES (?1, ?2)
-                 ON CONFLICT (channel_id) DO UPDATE SET event_id = ?2",
-                params![ch, event],
-            )?;
+            associate(&tx, ch, event)?;
         }
         tx.commit()?;
         Ok(())
