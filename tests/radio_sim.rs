@@ -220,11 +220,11 @@ async fn time_out_timer_unkeys_and_counts() {
         .expect("released");
     assert!(wait_until(Duration::from_secs(3), || !gw.port("tot1").locked_out).await);
     let health: serde_json::Value =
-        serde_json::from_str(&http_get(&gw.addr, "/healthz").await).expect("healthz JSON");
+        serde_json::from_str(&gw.http_get("/healthz").await.1).expect("healthz JSON");
     assert_eq!(health["radio"]["ports"][0]["counters"]["timeOuts"], 1);
     assert_eq!(health["radio"]["ports"][0]["name"], "tot1");
     // The same in /metrics, one sample per port.
-    let metrics = http_get(&gw.addr, "/metrics").await;
+    let metrics = gw.http_get("/metrics").await.1;
     let l = r#"{port="tot1",kind="radio",channel="c1"}"#;
     for want in [
         "radiogate_radio_ports 1".to_string(),
@@ -239,21 +239,6 @@ async fn time_out_timer_unkeys_and_counts() {
             "missing {want:?} in\n{metrics}"
         );
     }
-}
-
-/// GET `path` on the in-process gateway, returning the body.
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf).to_string();
-    text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

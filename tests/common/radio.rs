@@ -62,6 +62,11 @@ impl InProcess {
             .expect("connect")
     }
 
+    /// HTTP GET on this gateway, returning (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        super::http_get(&self.addr, path).await
+    }
+
     /// The status of the port named `name`.
     pub fn port(&self, name: &str) -> radiogate::radio::PortStatus {
         self.gw
