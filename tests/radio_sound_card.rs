@@ -22,7 +22,7 @@ use radiogate::access::role::Role;
 use radiogate_hal::audio::{CardOptions, CpalSink, CpalSource};
 use radiogate_hal::{AudioSink, AudioSource};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,44 +60,8 @@ impl Drop for Pulse {
 }
 
 fn start_pulse(dir: &std::path::Path) -> (Pulse, Vec<(&'static str, String)>) {
-    let socket = dir.join("native");
-    let child = Command::new("pulseaudio")
-        .args([
-            "--daemonize=no",
-            "--exit-idle-time=-1",
-            "-n",
-            "--use-pid-file=no",
-            "--disable-shm=yes",
-        ])
-        .arg(format!(
-            "--load=module-native-protocol-unix socket={} auth-anonymous=1",
-            socket.display()
-        ))
-        .arg("--load=module-null-sink sink_name=rg_tx")
-        .arg("--load=module-null-sink sink_name=rg_rx")
-        .env("XDG_RUNTIME_DIR", dir)
-        .env("HOME", dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pulseaudio is not installed: run tests/setup-debian.sh");
+    let (child, server) = common::spawn_pulse(dir, &["rg_tx", "rg_rx"]);
     let pulse = Pulse(child);
-    let server = format!("unix:{}", socket.display());
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let up = Command::new("pactl")
-            .args(["list", "short", "sinks"])
-            .env("PULSE_SERVER", &server)
-            .output()
-            .is_ok_and(|o| {
-                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rg_rx")
-            });
-        if up {
-            break;
-        }
-        assert!(Instant::now() < end, "pulseaudio did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     std::fs::write(dir.join(".asoundrc"), ASOUNDRC).expect("asoundrc");
     let env = vec![
         ("HOME", dir.display().to_string()),

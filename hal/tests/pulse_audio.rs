@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require, wait_for, Peer};
+use common::{require, spawn_pulse, wait_for, Peer};
 use radiogate_hal::audio::{list_devices, CardOptions, CpalSink, CpalSource};
 use radiogate_hal::{AudioSink, AudioSource, RATE};
 
@@ -47,41 +46,8 @@ fn start_pulse(dir: &std::path::Path) -> Peer {
             || std::path::Path::new("/usr/lib/arm-linux-gnueabihf/alsa-lib/libasound_module_pcm_pulse.so").exists(),
         "the ALSA pulse plugin is missing: run tests/setup-debian.sh (Debian package libasound2-plugins)"
     );
-    let socket = dir.join("native");
-    let child = Command::new("pulseaudio")
-        .args([
-            "--daemonize=no",
-            "--exit-idle-time=-1",
-            "-n",
-            "--use-pid-file=no",
-            "--disable-shm=yes",
-            "--log-target=stderr",
-        ])
-        .arg(format!(
-            "--load=module-native-protocol-unix socket={} auth-anonymous=1",
-            socket.display()
-        ))
-        .arg("--load=module-null-sink sink_name=rg_radio_tx")
-        .arg("--load=module-null-sink sink_name=rg_radio_rx")
-        .env("XDG_RUNTIME_DIR", dir)
-        .env("HOME", dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pulseaudio");
+    let (child, server) = spawn_pulse(dir, &["rg_radio_tx", "rg_radio_rx"]);
     let peer = Peer(child);
-    let server = format!("unix:{}", socket.display());
-    wait_for(Duration::from_secs(15), || {
-        Command::new("pactl")
-            .args(["list", "short", "sinks"])
-            .env("PULSE_SERVER", &server)
-            .output()
-            .ok()
-            .filter(|o| {
-                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rg_radio_rx")
-            })
-    })
-    .expect("pulseaudio with null sinks did not come up within 15 s");
     std::fs::write(dir.join(".asoundrc"), ASOUNDRC).expect("write .asoundrc");
     // This test binary holds only this test, so changing the process environment is safe.
     std::env::set_var("HOME", dir);

@@ -2,32 +2,16 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, require, wait_for, Peer};
+use common::{free_port, require, spawn_rigctld, wait_for, Peer};
 use radiogate_hal::cat::RigctldPtt;
 use radiogate_hal::reconnect::{Backoff, ReconnectingPtt};
 use radiogate_hal::{DeviceState, PttOutput};
 
 fn start_rigctld(port: u16) -> Peer {
     require("rigctld", "libhamlib-utils");
-    let child = Command::new("rigctld")
-        .args([
-            "-m",
-            "1",
-            "-P",
-            "RIG",
-            "-t",
-            &port.to_string(),
-            "-T",
-            "127.0.0.1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rigctld");
-    Peer(child)
+    Peer(spawn_rigctld(port))
 }
 
 /// Reads the dummy rig's PTT with `t` on its own connection (without keying or unkeying).

@@ -3,6 +3,10 @@
 //! (webrtc-rs) sending Opus-encoded speech.
 #![allow(dead_code)]
 
+#[path = "../../hal/tests/common/peers.rs"]
+mod peers;
+#[allow(unused_imports)] // not every test binary starts a peer
+pub use peers::{spawn_pulse, spawn_rigctld};
 #[path = "../../hal/tests/common/ports.rs"]
 mod ports;
 pub mod radio;

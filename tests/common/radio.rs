@@ -7,7 +7,7 @@ use super::SECRET;
 use radiogate::app::Gateway;
 use radiogate::config::Config;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -148,21 +148,7 @@ impl Drop for Rig {
 /// Starts rigctld and waits (bounded) until it answers `t`.
 pub fn start_rig() -> Rig {
     let port = free_port();
-    let child = Command::new("rigctld")
-        .args([
-            "-m",
-            "1",
-            "-P",
-            "RIG",
-            "-t",
-            &port.to_string(),
-            "-T",
-            "127.0.0.1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rigctld is not installed: run tests/setup-debian.sh (libhamlib-utils)");
+    let child = super::spawn_rigctld(port);
     let rig = Rig {
         child,
         addr: format!("127.0.0.1:{port}"),

@@ -1,11 +1,15 @@
-//! Helpers for the real-peer tests: free ports, child processes killed on drop, bounded waits.
+//! Helpers for the real-peer tests: free ports and the peers (rigctld, PulseAudio; shared with
+//! the gateway tests by path), child processes killed on drop, bounded waits.
 
 #![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod peers;
 mod ports;
+#[allow(unused_imports)] // not every test binary starts a peer
+pub use peers::{spawn_pulse, spawn_rigctld};
 #[allow(unused_imports)] // not every test binary starts a peer
 pub use ports::free_port;
 
