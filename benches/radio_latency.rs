@@ -40,11 +40,7 @@ async fn member(gw: &InProcess, user: &str) -> (WsClient, RtcClient) {
     let mut ws = gw
         .connect(&token(user, Role::General, "ev1", &["c1"]))
         .await;
-    ws.notification("channel.list").await;
-    let rtc = RtcClient::connect(&mut ws, 1).await;
-    ws.call("channel.join", json!({"channelId": "c1"}))
-        .await
-        .expect("join");
+    let rtc = RtcClient::join(&mut ws, "c1").await;
     (ws, rtc)
 }
 

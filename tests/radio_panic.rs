@@ -24,11 +24,7 @@ async fn a_panic_elsewhere_unkeys_the_radio() {
     let mut ws = gw
         .connect(&token("alice", Role::General, "ev1", &["c1"]))
         .await;
-    ws.notification("channel.list").await;
-    let mut alice = RtcClient::connect(&mut ws, 1).await;
-    ws.call("channel.join", json!({"channelId": "c1"}))
-        .await
-        .expect("join");
+    let mut alice = RtcClient::join(&mut ws, "c1").await;
     ws.call("floor.request", json!({"channelId": "c1"}))
         .await
         .expect("granted");

@@ -23,11 +23,7 @@ fn radio(name: &str, channel: &str, extra: &str) -> String {
 
 async fn member(gw: &InProcess, user: &str, role: Role, channel: &str) -> (WsClient, RtcClient) {
     let mut ws = gw.connect(&token(user, role, "ev1", &[channel])).await;
-    ws.notification("channel.list").await;
-    let rtc = RtcClient::connect(&mut ws, 1).await;
-    ws.call("channel.join", json!({"channelId": channel}))
-        .await
-        .expect("join");
+    let rtc = RtcClient::join(&mut ws, channel).await;
     (ws, rtc)
 }
 

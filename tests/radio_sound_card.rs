@@ -159,11 +159,7 @@ async fn member(gw: &Gateway, user: &str) -> (WsClient, RtcClient) {
     let mut ws = connect(gw, &token(user, Role::General, "ev1", &["c1"]))
         .await
         .expect("connect");
-    ws.notification("channel.list").await;
-    let rtc = RtcClient::connect(&mut ws, 1).await;
-    ws.call("channel.join", json!({"channelId": "c1"}))
-        .await
-        .expect("join");
+    let rtc = RtcClient::join(&mut ws, "c1").await;
     (ws, rtc)
 }
 

@@ -109,6 +109,17 @@ pub struct RtcClient {
 }
 
 impl RtcClient {
+    /// Makes the session on `ws` a WebRTC member of `channel`: waits for its `channel.list`,
+    /// negotiates a peer connection with one downlink slot and joins the channel.
+    pub async fn join(ws: &mut WsClient, channel: &str) -> Self {
+        ws.notification("channel.list").await;
+        let rtc = Self::connect(ws, 1).await;
+        ws.call("channel.join", json!({"channelId": channel}))
+            .await
+            .expect("join");
+        rtc
+    }
+
     /// Negotiates a peer connection with `slots` audio m-lines over `ws` and waits until it is
     /// connected.
     pub async fn connect(ws: &mut WsClient, slots: usize) -> Self {
