@@ -115,37 +115,20 @@ async fn channel_voice_keys_the_rig_for_the_voice_plus_hang_time() {
     assert_eq!(rig_ptt(&rig.addr), Some(false));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_while_keyed_unkeys_before_exit() {
-    let rig = start_rig();
-    let dir = tempfile::tempdir().unwrap();
-    let mut gw = Gateway::start(&radio_toml(&rig.addr, &dir.path().join("tx.wav")));
-    radio_ready(&gw).await;
-    let (mut ws, mut rtc) = talker(&gw).await;
-    let frames = encode_opus(&speech_pcm());
-    ws.call("floor.request", json!({"channelId": "c1"}))
-        .await
-        .expect("granted");
-    rtc.talk(&frames[..25]).await;
-    assert_eq!(
-        rig_ptt(&rig.addr),
-        Some(true),
-        "keyed while the voice plays"
-    );
-    gw.sigterm();
-    // Keep talking while the gateway shuts down.
-    let exited = tokio::select! {
-        st = tokio::task::spawn_blocking(move || { let s = gw.wait_exit(WAIT); (gw, s) }) => st.expect("join"),
-        _ = rtc.talk(&frames[25..]) => panic!("the gateway did not exit during the talk"),
-    };
-    assert!(exited.1.is_some_and(|s| s.success()), "clean exit");
-    assert_eq!(rig_ptt(&rig.addr), Some(false), "unkeyed before exit");
-    assert!(exited.0.logged("radio ports stopped and unkeyed"));
+/// A gateway with the CAT radio on `rig`, keyed by alice's voice on c1. Every part must be
+/// kept until the test's end: dropping alice's session releases the floor, dropping `dir`
+/// removes the WAV playback's directory.
+struct Keyed {
+    gw: Gateway,
+    ws: WsClient,
+    rtc: RtcClient,
+    frames: Vec<Vec<u8>>,
+    dir: tempfile::TempDir,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_while_keyed_then_unkey_command_unkeys() {
-    let rig = start_rig();
+/// Starts the gateway with the CAT radio on `rig` (audio to a WAV file), has alice take the
+/// floor of c1 and send 0.5 s of speech, and checks that the rig is keyed.
+async fn keyed_by_alice(rig: &common::radio::Rig) -> Keyed {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(&radio_toml(&rig.addr, &dir.path().join("tx.wav")));
     radio_ready(&gw).await;
@@ -160,6 +143,47 @@ async fn sigkill_while_keyed_then_unkey_command_unkeys() {
         Some(true),
         "keyed while the voice plays"
     );
+    Keyed {
+        gw,
+        ws,
+        rtc,
+        frames,
+        dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_keyed_unkeys_before_exit() {
+    let rig = start_rig();
+    let Keyed {
+        mut gw,
+        ws: _ws,
+        mut rtc,
+        frames,
+        dir: _dir,
+    } = keyed_by_alice(&rig).await;
+    gw.sigterm();
+    // Keep talking while the gateway shuts down.
+    let exited = tokio::select! {
+        st = tokio::task::spawn_blocking(move || { let s = gw.wait_exit(WAIT); (gw, s) }) => st.expect("join"),
+        _ = rtc.talk(&frames[25..]) => panic!("the gateway did not exit during the talk"),
+    };
+    assert!(exited.1.is_some_and(|s| s.success()), "clean exit");
+    assert_eq!(rig_ptt(&rig.addr), Some(false), "unkeyed before exit");
+    assert!(exited.0.logged("radio ports stopped and unkeyed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_keyed_then_unkey_command_unkeys() {
+    let rig = start_rig();
+    // Alice's session stays open (and keeps the floor) until the kill.
+    let Keyed {
+        gw,
+        ws: _ws,
+        rtc: _rtc,
+        frames: _,
+        dir: _dir,
+    } = keyed_by_alice(&rig).await;
     let status = Command::new("kill")
         .args(["-KILL", &gw.pid().to_string()])
         .status()
