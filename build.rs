@@ -14,6 +14,29 @@ fn git(args: &[&str]) -> Option<String> {
     Some(String::from_utf8(out.stdout).ok()?.trim().to_string())
 }
 
+/// Declares the files whose change means HEAD moved: HEAD itself, packed-refs, and the
+/// directory holding the branch's loose ref (a commit rewrites or creates a file there).
+/// Only paths that exist are declared: cargo reruns a build script on every build when a
+/// declared path is missing, which recompiled the crate and relinked every test binary on
+/// each `cargo build` (issue 17).
+fn declare_ref_paths() {
+    let mut paths = Vec::new();
+    for p in ["HEAD", "packed-refs"] {
+        paths.extend(git(&["rev-parse", "--git-path", p]));
+    }
+    if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(path) = git(&["rev-parse", "--git-path", &r]) {
+            paths.extend(Path::new(&path).parent().map(|d| d.display().to_string()));
+            paths.push(path);
+        }
+    }
+    for p in paths {
+        if Path::new(&p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-env-changed=RADIOGATE_GIT_REV");
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
@@ -24,19 +47,7 @@ fn main() {
         Path::new(t).canonicalize().ok() == Path::new(&manifest).canonicalize().ok()
     });
     let rev = if ours {
-        git(&["rev-parse", "--short=12", "HEAD"]).inspect(|_| {
-            // Rebuild when HEAD moves: HEAD itself, the branch it points to, packed refs.
-            for p in ["HEAD", "packed-refs"] {
-                if let Some(path) = git(&["rev-parse", "--git-path", p]) {
-                    println!("cargo:rerun-if-changed={path}");
-                }
-            }
-            if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-                if let Some(path) = git(&["rev-parse", "--git-path", &r]) {
-                    println!("cargo:rerun-if-changed={path}");
-                }
-            }
-        })
+        git(&["rev-parse", "--short=12", "HEAD"]).inspect(|_| declare_ref_paths())
     } else {
         None
     };
