@@ -6,17 +6,17 @@ use crate::access::token::{KeyMaterial, TokenVerifier};
 use crate::audit::Audit;
 use crate::config::{Algorithm, Config};
 use crate::floor::FloorConfig;
+use crate::hub::{Hub, Limits};
 use crate::permissions::SqliteStore;
 use crate::sfu::Sfu;
-use crate::signaling::hub::Hub;
 use crate::signaling::protocol::close;
+use crate::signaling::switchboard::Switchboard;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -60,8 +60,8 @@ pub enum AppError {
 pub struct Gateway {
     /// The validated configuration.
     pub cfg: Config,
-    /// Channels, floors, registry.
-    pub hub: Arc<Mutex<Hub>>,
+    /// Channels, floors, registry: the pure hub behind its shell.
+    pub hub: Arc<Switchboard>,
     /// The SQLite permission store (standalone source and local copy).
     pub store: Arc<SqliteStore>,
     /// Permission sync from the control plane's Redis (or standalone refresh), its status.
@@ -74,8 +74,6 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Session tasks, waited for at shutdown.
     pub sessions: TaskTracker,
-    /// Wakes the floor timer task after a grant (a new time-out timer deadline).
-    pub floor_wake: Notify,
     /// When the gateway started.
     pub started: Instant,
     /// The audit log.
@@ -198,12 +196,15 @@ impl Gateway {
         let bans = BanList::open(&db)?;
         let perm_sync = Arc::new(crate::permissions::PermissionSync::new(&cfg.redis)?);
         let hub = Hub::new(
-            cfg.channels,
+            Limits {
+                max_channels_per_user: cfg.channels.max_channels_per_user,
+                max_users_per_channel: cfg.channels.max_users_per_channel,
+            },
             FloorConfig {
                 time_out_timer: cfg.time_out_timer(),
             },
-        )
-        .with_audit(audit.clone());
+        );
+        let hub = Switchboard::new(hub, Some(audit.clone()));
         let per_minute = std::num::NonZeroU32::new(cfg.limits.connections_per_minute)
             .unwrap_or(std::num::NonZeroU32::MIN);
         let auth_backoff = AuthBackoff::new(AuthBackoffConfig {
@@ -214,13 +215,12 @@ impl Gateway {
             radio: crate::radio::Radios::new(&cfg.radio, &cfg.console),
             sfu: Sfu::new(cfg.sfu.clone()),
             cfg,
-            hub: Arc::new(Mutex::new(hub)),
+            hub: Arc::new(hub),
             store,
             perm_sync,
             verifier,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
-            floor_wake: Notify::new(),
             started: Instant::now(),
             audit,
             bans,
@@ -343,7 +343,7 @@ async fn floor_timer(gw: Arc<Gateway>) {
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = tokio::time::sleep_until(wait) => {}
-            _ = gw.floor_wake.notified() => {}
+            _ = gw.hub.wake().notified() => {}
             _ = gw.shutdown.cancelled() => return,
         }
     }

@@ -2,9 +2,12 @@
 //!
 //! One process on a Raspberry Pi-class box runs WebSocket signaling with JWT roles, per-channel
 //! push-to-talk floor control and a WebRTC audio SFU (see docs/PROTOCOL.md and
-//! ../shared/DESIGN.md). Layout: [`floor`] is the pure floor-control core; [`access`] verifies
-//! tokens; [`permissions`] is the SQLite permission store; [`signaling`] holds the protocol,
-//! sessions, registry and hub; [`sfu`] the WebRTC peers and RTP rewriting; [`app`] and
+//! ../shared/DESIGN.md). Layout: PURE cores (time passed in, no I/O, tested with virtual time):
+//! [`floor`] per-channel floor control and [`hub`] channels, membership, floors, broadcasts and
+//! routes; the radio port timing machines in [`radio`]. Shells: [`signaling`] holds the
+//! protocol, sessions and the switchboard that carries out the hub's decisions; [`sfu`] the
+//! WebRTC peers, RTP rewriting and the lock-free route table; [`access`] verifies
+//! tokens; [`permissions`] is the SQLite permission store; [`app`] and
 //! [`server`] the lifecycle and HTTP routes; [`config`] the TOML configuration; [`web`] the
 //! embedded browser client and HTTPS; [`ops`] metrics, systemd, logging and state checks.
 
@@ -13,6 +16,7 @@ pub mod app;
 pub mod audit;
 pub mod config;
 pub mod floor;
+pub mod hub;
 pub mod ops;
 pub mod permissions;
 pub mod radio;

@@ -36,6 +36,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 
 async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
     let sync = gw.perm_sync.status();
+    let counters = gw.hub.counters();
     let hub = gw.hub.lock();
     Json(json!({
         "status": "ok",
@@ -44,7 +45,7 @@ async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "sessions": hub.registry().len(),
         "channels": hub.channel_count(),
         "floorsTaken": hub.floors_taken(),
-        "counters": hub.counters(),
+        "counters": counters,
         "auditDropped": gw.audit.dropped(),
         "forwardLatency": crate::sfu::stats::FORWARD_LATENCY.summary(),
         "floorRequestLatency": crate::signaling::stats::FLOOR_REQUEST_LATENCY.summary(),

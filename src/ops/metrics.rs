@@ -140,6 +140,7 @@ fn hub_section(gw: &Gateway, out: &mut String) {
             hub.counters(),
         )
     };
+    let f = gw.hub.routes().counters();
     gauge(
         out,
         "radiogate_sessions",
@@ -187,25 +188,25 @@ fn hub_section(gw: &Gateway, out: &mut String) {
         out,
         "radiogate_rtp_packets_forwarded_total",
         "RTP packets queued to listeners.",
-        c.packets_forwarded,
+        f.packets_forwarded,
     );
     counter(
         out,
         "radiogate_rtp_bytes_forwarded_total",
         "RTP payload bytes queued to listeners.",
-        c.bytes_forwarded,
+        f.bytes_forwarded,
     );
     counter(
         out,
         "radiogate_rtp_packets_dropped_total",
         "RTP packets dropped because a listener's queue was full.",
-        c.packets_dropped,
+        f.packets_dropped,
     );
     counter(
         out,
         "radiogate_rtp_packets_unauthorised_total",
         "RTP packets from members not holding the floor (not forwarded).",
-        c.packets_unauthorised,
+        f.packets_unauthorised,
     );
     latency(
         out,

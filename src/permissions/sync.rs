@@ -81,7 +81,7 @@ impl PermissionSync {
     }
 
     /// Applies each `(event, user, channels)` to the user's live sessions
-    /// ([`crate::signaling::hub::Hub::apply_permissions`]), after bumping
+    /// ([`crate::hub::Hub::apply_permissions`]), after bumping
     /// [`Self::generation`]: every path that changes live sessions' permissions goes through
     /// here, so a connecting session can tell it may have missed one. Returns how many users'
     /// sessions were told of a change.

@@ -20,8 +20,9 @@ use super::devices::{self, Devices};
 use super::port::{Action, PortEvent, RadioPort, UnkeyReason, FRAME_SAMPLES};
 use crate::app::Gateway;
 use crate::floor::Priority;
+use crate::hub::Notification;
 use crate::permissions::PermissionStore;
-use crate::sfu::{Downlink, MediaLink, DOWNLINK_QUEUE};
+use crate::sfu::{Downlink, DOWNLINK_QUEUE};
 use crate::signaling::registry::{ConnId, ConnectionInfo, Outbound};
 use parking_lot::Mutex;
 use radiogate_hal::{AudioSink, AudioSource, Backoff, DeviceState, LineInput, PttOutput};
@@ -638,12 +639,7 @@ impl<'a> Driver<'a> {
                     1,
                     self.out_tx.clone(),
                 );
-                hub.attach_media(
-                    c,
-                    MediaLink {
-                        tx: self.media_tx.clone(),
-                    },
-                );
+                hub.attach_media(c, self.media_tx.clone());
                 self.conn = Some(c);
                 c
             }
@@ -656,7 +652,7 @@ impl<'a> Driver<'a> {
             }
             Err(e) => {
                 drop(hub);
-                self.error(format!("join {}: {}", self.id.channel, e.message));
+                self.error(format!("join {}: {}", self.id.channel, e));
             }
         }
     }
@@ -685,11 +681,10 @@ impl<'a> Driver<'a> {
         while let Ok(m) = self.out_rx.try_recv() {
             self.drain_media(now);
             match m {
-                Outbound::Frame(text) => {
-                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    let acts = match v["method"].as_str() {
-                        Some("floor.idle") => self.logic.idle(now),
-                        Some("floor.revoke") => {
+                Outbound::Note(r) => {
+                    let acts = match &r.note {
+                        Notification::FloorIdle { .. } => self.logic.idle(now),
+                        Notification::FloorRevoke { .. } => {
                             self.counters.floor_revoked += 1;
                             self.logic.revoked(now)
                         }
@@ -697,6 +692,7 @@ impl<'a> Driver<'a> {
                     };
                     self.exec(now, acts);
                 }
+                Outbound::Frame(_) => {}
                 Outbound::Close(code, reason) => {
                     if !self.stopping() {
                         tracing::warn!(port = %self.name, code, %reason, "radio port disconnected by the gateway; it stays off its channel until restart");
@@ -860,19 +856,17 @@ impl<'a> Driver<'a> {
                             self.priority,
                             now,
                         ),
-                        None => Err(crate::signaling::protocol::RpcError::new(
-                            crate::signaling::protocol::ErrorCode::NotAMember,
-                            "the port has not joined its channel",
-                        )),
+                        None => Err(crate::hub::HubError::NotAMember {
+                            channel: self.id.channel.clone(),
+                        }),
                     };
                     match res {
                         Ok(_) => {
-                            self.gw.floor_wake.notify_one();
                             self.rtp_out.marker = true;
                             tracing::info!(port = %self.name, channel = %self.id.channel, "floor granted to the radio");
                             queue.extend(self.logic.granted(now));
                         }
-                        Err(e) => queue.extend(self.logic.denied(now, &e.message)),
+                        Err(e) => queue.extend(self.logic.denied(now, &e.to_string())),
                     }
                 }
                 Action::ReleaseFloor => {
@@ -938,7 +932,7 @@ impl<'a> Driver<'a> {
         };
         self.rtp_out.seq = self.rtp_out.seq.wrapping_add(1);
         self.rtp_out.ts = self.rtp_out.ts.wrapping_add(FRAME_SAMPLES as u32);
-        self.gw.hub.lock().forward(conn, &pkt, now);
+        self.gw.hub.routes().forward(conn, &pkt, now);
         self.counters.frames_sent += 1;
         if let Some(t) = self.squelch_at.take() {
             self.latency.squelch_to_first_packet_ms =

@@ -13,14 +13,14 @@
 
 mod peer;
 pub mod rewrite;
+pub mod routes;
 pub mod stats;
 
-pub use peer::{MediaPeer, PeerSetup};
+pub use peer::{MediaPeer, OnClosed, PeerSetup};
 
 use crate::config::SfuConfig;
 use parking_lot::Mutex;
 use std::net::{IpAddr, UdpSocket};
-use tokio::sync::mpsc;
 
 /// Capacity of a listener's downlink queue, packets (about 2.5 s of one 20 ms stream). When it
 /// is full the packet is dropped for that listener only.
@@ -37,13 +37,6 @@ pub struct Downlink {
     pub packet: rtc::rtp::Packet,
     /// When the uplink packet was taken from the talker's track (for [`stats::FORWARD_LATENCY`]).
     pub received_at: std::time::Instant,
-}
-
-/// The hub's handle on a session's media: where to queue its downlink packets.
-#[derive(Debug, Clone)]
-pub struct MediaLink {
-    /// The listener's downlink queue.
-    pub tx: mpsc::Sender<Downlink>,
 }
 
 /// Errors from the SFU.

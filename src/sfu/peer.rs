@@ -3,10 +3,9 @@
 //! slot tracks.
 
 use super::rewrite::{SlotStream, SpurtKey};
-use super::{audio_mlines, opus_payload_type, Downlink, MediaLink, Sfu, SfuError, DOWNLINK_QUEUE};
-use crate::signaling::hub::Hub;
-use crate::signaling::registry::ConnId;
-use parking_lot::Mutex;
+use super::routes::Routes;
+use super::{audio_mlines, opus_payload_type, Downlink, Sfu, SfuError, DOWNLINK_QUEUE};
+use crate::hub::ConnId;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
@@ -38,9 +37,15 @@ pub struct PeerSetup {
     pub offer_sdp: String,
     /// SSRC of each downlink slot, in slot order (fixed for the session).
     pub slot_ssrcs: Vec<u32>,
-    /// The hub the uplink is forwarded through.
-    pub hub: Arc<Mutex<Hub>>,
+    /// The route table the uplink is forwarded through (read lock-free per packet).
+    pub routes: Routes,
+    /// Called with the peer's downlink queue when the peer connection fails or closes (the
+    /// shell detaches it from the routes if it is still the attached one).
+    pub on_closed: OnClosed,
 }
+
+/// See [`PeerSetup::on_closed`].
+pub type OnClosed = Arc<dyn Fn(&mpsc::Sender<Downlink>) + Send + Sync>;
 
 /// A live peer connection and its downlink writer.
 pub struct MediaPeer {
@@ -48,11 +53,15 @@ pub struct MediaPeer {
     writer: tokio::task::JoinHandle<()>,
     /// Number of slots negotiated (audio m-lines in the offer, at most the slot count).
     pub slots: usize,
+    /// The downlink queue: attach it to the hub's routes to be heard.
+    pub downlink: mpsc::Sender<Downlink>,
 }
 
 struct Handler {
     conn_id: ConnId,
-    hub: Arc<Mutex<Hub>>,
+    routes: Routes,
+    on_closed: OnClosed,
+    downlink: mpsc::Sender<Downlink>,
     gathered: mpsc::Sender<()>,
 }
 
@@ -70,7 +79,7 @@ impl PeerConnectionEventHandler for Handler {
             state,
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
         ) {
-            self.hub.lock().detach_media(self.conn_id);
+            (self.on_closed)(&self.downlink);
         }
     }
 
@@ -78,13 +87,13 @@ impl PeerConnectionEventHandler for Handler {
         if track.kind().await != RtpCodecKind::Audio {
             return;
         }
-        let (conn, hub) = (self.conn_id, Arc::clone(&self.hub));
+        let (conn, routes) = (self.conn_id, self.routes.clone());
         tokio::spawn(async move {
             while let Some(evt) = track.poll().await {
                 match evt {
                     TrackRemoteEvent::OnRtpPacket(p) => {
                         let at = Instant::now();
-                        hub.lock().forward(conn, &p, at);
+                        routes.forward(conn, &p, at);
                     }
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
@@ -143,9 +152,12 @@ impl MediaPeer {
             setting = setting.with_nat_1to1_ips(ips, RTCIceCandidateType::Host);
         }
         let (gtx, mut grx) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
         let handler = Arc::new(Handler {
             conn_id: setup.conn_id,
-            hub: Arc::clone(&setup.hub),
+            routes: setup.routes.clone(),
+            on_closed: Arc::clone(&setup.on_closed),
+            downlink: tx.clone(),
             gathered: gtx,
         });
         let pc = PeerConnectionBuilder::new()
@@ -163,17 +175,20 @@ impl MediaPeer {
             Ok((tracks, answer)) => {
                 let pt = opus_payload_type(&answer)
                     .ok_or_else(|| SfuError::BadOffer("no Opus in the negotiated answer".into()))?;
-                let (tx, rx) = mpsc::channel(DOWNLINK_QUEUE);
                 let streams = setup.slot_ssrcs[..slots]
                     .iter()
                     .map(|ssrc| SlotStream::new(*ssrc, pt, rand::random(), rand::random()))
                     .collect();
                 let writer = tokio::spawn(downlink_writer(setup.conn_id, rx, tracks, streams));
-                setup
-                    .hub
-                    .lock()
-                    .attach_media(setup.conn_id, MediaLink { tx });
-                Ok((Self { pc, writer, slots }, answer))
+                Ok((
+                    Self {
+                        pc,
+                        writer,
+                        slots,
+                        downlink: tx,
+                    },
+                    answer,
+                ))
             }
             Err(e) => {
                 let _ = pc.close().await;

@@ -2,7 +2,7 @@
 //! force-disconnect (by user, device or connection; close code 4003), bans and the audit log.
 //! The permission matrix (`methods.rs`) lets only ADMIN reach these.
 
-use super::protocol::{params, ErrorCode, Incoming, RpcError};
+use super::protocol::{close, params, ErrorCode, Incoming, RpcError};
 use super::registry::ConnId;
 use crate::access::bans::Ban;
 use crate::access::token::Claims;
@@ -47,7 +47,8 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
     let entry = |action| Entry::new(admin.sub.clone(), action).who(admin.role, admin.event.clone());
     match req.method.as_str() {
         "admin.status" => {
-            let hub = gw.hub.lock().status();
+            let mut hub = serde_json::to_value(gw.hub.lock().status()).map_err(internal)?;
+            hub["counters"] = json!(gw.hub.counters());
             Ok(json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptimeSecs": gw.started.elapsed().as_secs(),
@@ -64,7 +65,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
             let reason = p
                 .reason
                 .unwrap_or_else(|| "Disconnected by an administrator".into());
-            let hub = gw.hub.lock();
+            let mut hub = gw.hub.lock();
             let (ids, target) = match (p.user_id, p.device_id, p.conn_id) {
                 (Some(u), None, None) => (hub.registry().by_user(&u), u),
                 (None, Some(d), None) => (hub.registry().by_device(&d), format!("device:{d}")),
@@ -76,7 +77,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                     ))
                 }
             };
-            let n = hub.force_disconnect(&ids, &reason);
+            let n = hub.force_disconnect(&ids, close::FORCED, &reason);
             drop(hub);
             gw.audit.record(
                 entry(Action::ForceDisconnect)
@@ -88,9 +89,9 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
         "device.revoke" => {
             let p: DeviceParams = params(&req.params)?;
             let reason = p.reason.unwrap_or_else(|| "Device revoked".into());
-            let hub = gw.hub.lock();
+            let mut hub = gw.hub.lock();
             let ids = hub.registry().by_device(&p.device_id);
-            let n = hub.force_disconnect(&ids, &reason);
+            let n = hub.force_disconnect(&ids, close::FORCED, &reason);
             drop(hub);
             gw.audit.record(
                 entry(Action::ForceDisconnect)
@@ -117,9 +118,13 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                 .await
                 .map_err(internal)?
                 .map_err(internal)?;
-            let hub = gw.hub.lock();
+            let mut hub = gw.hub.lock();
             let ids = hub.registry().by_user(&p.user_id);
-            let n = hub.force_disconnect(&ids, &format!("Account is suspended: {reason}"));
+            let n = hub.force_disconnect(
+                &ids,
+                close::FORCED,
+                &format!("Account is suspended: {reason}"),
+            );
             drop(hub);
             gw.audit.record(
                 entry(Action::Ban)

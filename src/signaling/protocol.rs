@@ -255,6 +255,34 @@ pub struct CandidateParams {
     pub sdp_m_line_index: Option<u16>,
 }
 
+impl From<crate::hub::HubError> for RpcError {
+    /// The JSON-RPC error of a hub refusal (docs/PROTOCOL.md error codes and `data`).
+    fn from(e: crate::hub::HubError) -> Self {
+        use crate::hub::HubError as H;
+        let msg = e.to_string();
+        match e {
+            H::NotRegistered => RpcError::new(ErrorCode::Internal, msg),
+            H::PermissionDenied { channel } => RpcError::new(ErrorCode::PermissionDenied, msg)
+                .with_data(serde_json::json!({"channelId": channel})),
+            H::TooManyChannels { limit, .. } => RpcError::new(ErrorCode::TooManyChannels, msg)
+                .with_data(serde_json::json!({"limit": limit})),
+            H::ChannelFull { channel, limit } => RpcError::new(ErrorCode::ChannelFull, msg)
+                .with_data(serde_json::json!({"channelId": channel, "limit": limit})),
+            H::NotAMember { channel } => RpcError::new(ErrorCode::NotAMember, msg)
+                .with_data(serde_json::json!({"channelId": channel})),
+            H::FloorBusy {
+                channel, holder, ..
+            } => RpcError::new(ErrorCode::FloorBusy, msg)
+                .with_data(serde_json::json!({"channelId": channel, "talker": holder})),
+            H::BroadcastNotArmed => RpcError::new(ErrorCode::BroadcastRefused, msg),
+            H::HoldTooShort { held_ms, hold_ms } => RpcError::new(ErrorCode::BroadcastRefused, msg)
+                .with_data(serde_json::json!({"heldMs": held_ms, "holdMs": hold_ms})),
+            H::BroadcastActive { by } => RpcError::new(ErrorCode::BroadcastRefused, msg)
+                .with_data(serde_json::json!({"by": by})),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,13 +70,9 @@ pub async fn run(
     {
         let mut hub = gw.hub.lock();
         hub.register(info, permitted.channels, slots, tx.clone());
-        let list = hub.channel_list(id);
-        let mut params = json!({"connId": id, "userId": claims.sub, "name": claims.name,
-                                "role": claims.role, "event": claims.event,
-                                "slots": slots});
-        if let (Value::Object(p), Value::Object(l)) = (&mut params, list) {
-            p.extend(l);
-        }
+        let params = json!({"connId": id, "userId": claims.sub, "name": claims.name,
+                            "role": claims.role, "event": claims.event,
+                            "slots": slots, "channels": hub.channel_list(id)});
         hub.send(
             id,
             Outbound::Frame(notification_frame("channel.list", params)),
@@ -84,7 +80,7 @@ pub async fn run(
         for b in hub.active_broadcasts(&claims.event) {
             hub.send(
                 id,
-                Outbound::Frame(notification_frame("broadcast.started", b)),
+                Outbound::Frame(notification_frame("broadcast.started", json!(b))),
             );
         }
     }
@@ -101,6 +97,11 @@ pub async fn run(
             match msg {
                 Outbound::Frame(text) => {
                     if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Outbound::Note(note) => {
+                    if sink.send(Message::Text(note.text.clone())).await.is_err() {
                         break;
                     }
                 }
@@ -324,7 +325,7 @@ impl Session {
         let now = Instant::now();
         match req.method.as_str() {
             "session.ping" => Ok(json!({"pong": true})),
-            "channel.list" => Ok(self.gw.hub.lock().channel_list(self.id)),
+            "channel.list" => Ok(json!({"channels": self.gw.hub.lock().channel_list(self.id)})),
             "channel.join" => {
                 let p: ChannelParams = protocol::params(&req.params)?;
                 let gw = Arc::clone(&self.gw);
@@ -338,7 +339,7 @@ impl Session {
                     .hub
                     .lock()
                     .join(self.id, &p.channel_id, event.as_deref());
-                let j = match joined {
+                let j = match joined.map_err(RpcError::from) {
                     Ok(j) => j,
                     Err(e) => {
                         self.gw.audit.record(
@@ -358,7 +359,7 @@ impl Session {
                     "slot": j.slot,
                     "ssrc": j.slot.and_then(|s| self.slot_ssrcs.get(s)),
                     "members": j.members,
-                    "talker": j.talker.map(|(c, u, n)| json!({"connId": c, "userId": u, "name": n})),
+                    "talker": j.talker,
                 }))
             }
             "channel.leave" => {
@@ -383,7 +384,6 @@ impl Session {
                     .hub
                     .lock()
                     .floor_request(self.id, &p.channel_id, priority, now)?;
-                self.gw.floor_wake.notify_one();
                 tracing::info!(conn = self.id, channel = %p.channel_id, "floor granted");
                 Ok(json!({"channelId": p.channel_id, "granted": true, "expiresInMs": ms}))
             }
@@ -395,7 +395,10 @@ impl Session {
                     .floor_release(self.id, &p.channel_id, now)?;
                 Ok(json!({"channelId": p.channel_id, "released": true}))
             }
-            "broadcast.arm" => Ok(self.gw.hub.lock().broadcast_arm(self.id, self.hold(), now)),
+            "broadcast.arm" => {
+                self.gw.hub.lock().broadcast_arm(self.id, now);
+                Ok(json!({"armed": true, "holdMs": self.hold().as_millis() as u64}))
+            }
             "broadcast.start" => {
                 let gw = Arc::clone(&self.gw);
                 let event = self.claims.event.clone();
@@ -409,8 +412,7 @@ impl Session {
                     .hub
                     .lock()
                     .broadcast_start(self.id, &channels, hold, now)?;
-                self.gw.floor_wake.notify_one();
-                Ok(res)
+                Ok(json!(res))
             }
             "broadcast.stop" => {
                 let was = self.gw.hub.lock().broadcast_stop(self.id, "stopped", now);
@@ -419,18 +421,24 @@ impl Session {
             "webrtc.offer" => {
                 let p: OfferParams = protocol::params(&req.params)?;
                 if let Some(old) = self.media.take() {
-                    self.gw.hub.lock().detach_media(self.id);
+                    self.gw.hub.lock().detach_media(self.id, &old.downlink);
                     old.close().await;
                 }
+                let (hub, id) = (Arc::clone(&self.gw.hub), self.id);
                 let setup = PeerSetup {
                     conn_id: self.id,
                     offer_sdp: p.sdp,
                     slot_ssrcs: self.slot_ssrcs.clone(),
-                    hub: Arc::clone(&self.gw.hub),
+                    routes: self.gw.hub.routes().clone(),
+                    on_closed: Arc::new(move |tx| hub.lock().detach_media(id, tx)),
                 };
                 let (peer, answer) = MediaPeer::negotiate(&self.gw.sfu, setup)
                     .await
                     .map_err(|e| RpcError::new(ErrorCode::MediaError, e.to_string()))?;
+                self.gw
+                    .hub
+                    .lock()
+                    .attach_media(self.id, peer.downlink.clone());
                 let slots: Vec<Value> = self.slot_ssrcs[..peer.slots]
                     .iter()
                     .enumerate()

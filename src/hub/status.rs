@@ -1,0 +1,109 @@
+//! Read-only views of the hub for the admin status, `/healthz` and the channel list sent on
+//! connect. Typed; the signaling shell serializes them.
+
+use super::{ConnId, Hub, HubCounters, TalkerRef};
+use crate::access::role::Role;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One channel of a participant's channel list (`channel.list` entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelEntry {
+    /// The channel id.
+    pub channel_id: String,
+    /// Whether the participant has joined it.
+    pub joined: bool,
+    /// Its downlink slot, if joined and one was free.
+    pub slot: Option<usize>,
+    /// The floor holder, if any.
+    pub talker: Option<TalkerRef>,
+}
+
+/// One channel in the admin status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStatus {
+    /// The channel id.
+    pub channel_id: String,
+    /// Its event.
+    pub event: String,
+    /// Its members, by connection id.
+    pub members: Vec<TalkerRef>,
+    /// The floor holder, if any.
+    pub talker: Option<TalkerRef>,
+}
+
+/// The hub part of `admin.status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HubStatus {
+    /// Registered participants.
+    pub connections: usize,
+    /// Participants per role name (`"ADMIN"`, `"DISPATCH"`, `"GENERAL"`).
+    pub connections_by_role: BTreeMap<String, usize>,
+    /// Channels with members, sorted by id.
+    pub channels: Vec<ChannelStatus>,
+    /// Connection ids of the participants broadcasting.
+    pub broadcasts: Vec<ConnId>,
+    /// Floor counters.
+    pub counters: HubCounters,
+}
+
+impl Hub {
+    /// The channel list of a participant: every permitted channel, sorted.
+    pub fn channel_list(&self, id: ConnId) -> Vec<ChannelEntry> {
+        let Some(s) = self.sessions.get(&id) else {
+            return Vec::new();
+        };
+        s.permitted
+            .iter()
+            .map(|c| {
+                let joined = s.joined.get(c);
+                ChannelEntry {
+                    channel_id: c.clone(),
+                    joined: joined.is_some(),
+                    slot: joined.copied().flatten(),
+                    talker: self.holder_ref(c),
+                }
+            })
+            .collect()
+    }
+
+    fn holder_ref(&self, channel: &str) -> Option<TalkerRef> {
+        self.channels
+            .get(channel)
+            .and_then(|c| c.floor.holder())
+            .map(|t| self.talker_ref(t.id, &t.name))
+    }
+
+    /// Participants by role, channels with members and floor holders, broadcasts, counters.
+    pub fn status(&self) -> HubStatus {
+        let mut channels: Vec<ChannelStatus> = self
+            .channels
+            .iter()
+            .map(|(name, c)| ChannelStatus {
+                channel_id: name.clone(),
+                event: c.event.clone(),
+                members: c
+                    .members
+                    .iter()
+                    .filter(|m| self.registry.get(**m).is_some())
+                    .map(|m| self.participant_ref(*m))
+                    .collect(),
+                talker: self.holder_ref(name),
+            })
+            .collect();
+        channels.sort_by(|a, b| a.channel_id.cmp(&b.channel_id));
+        HubStatus {
+            connections: self.registry.len(),
+            connections_by_role: Role::ALL
+                .iter()
+                .map(|r| (r.to_string(), self.registry.count_by_role(*r)))
+                .collect(),
+            channels,
+            broadcasts: self.broadcasters(),
+            counters: self.counters,
+        }
+    }
+}
