@@ -17,6 +17,7 @@ pub mod audit;
 pub mod config;
 pub mod floor;
 pub mod hub;
+pub mod media;
 pub mod ops;
 pub mod permissions;
 pub mod radio;
