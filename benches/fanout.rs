@@ -258,10 +258,9 @@ async fn listen(
             }
         }
         pending_recv = None;
-        let deadline = p
-            .pc
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let deadline =
+            p.pc.poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep_until(deadline.into()) => {
@@ -322,10 +321,9 @@ async fn talk(
             }
         }
         while p.pc.poll_read().is_some() {}
-        let deadline = p
-            .pc
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let deadline =
+            p.pc.poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
             _ = stop.changed() => return,
             n = &mut go, if !going => {
