@@ -467,12 +467,16 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         (t.copies, std::mem::take(&mut t.latency_ns))
     };
     lat.sort_unstable();
+    let (_, health) = gw.http_get("/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap_or_default();
+    let c = &health["counters"];
     let expected = (n * packets) as u64;
     let cpu_s = cpu as f64 / 100.0; // USER_HZ
     println!(
         "N={n:5}: copies {copies}/{expected} (loss {:.2}%), {:.0} copies/s, gateway CPU {:.2} s \
          = {:.1} us/copy, latency p50 {:.3} ms p99 {:.3} ms ({} samples, 1 in {sample}), \
-         RSS idle {idle_rss} KiB, loaded {loaded_rss} KiB ({:.0} KiB/peer), set-up {:.1} s",
+         RSS idle {idle_rss} KiB, loaded {loaded_rss} KiB ({:.0} KiB/peer), set-up {:.1} s; \
+         gateway counters: forwarded {} dropped {} unauthorised {}",
         100.0 * (expected.saturating_sub(copies)) as f64 / expected as f64,
         copies as f64 / window.as_secs_f64(),
         cpu_s,
@@ -482,6 +486,9 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         lat.len(),
         loaded_rss.saturating_sub(idle_rss) as f64 / (n + 1) as f64,
         setup.as_secs_f64(),
+        c["packetsForwarded"],
+        c["packetsDropped"],
+        c["packetsUnauthorised"],
     );
     let _ = stop_tx.send(true);
     for ws in &listeners {

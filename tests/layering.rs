@@ -124,3 +124,22 @@ fn the_media_path_does_not_reach_into_signaling_or_the_gateway() {
         bad.join("\n")
     );
 }
+
+#[test]
+fn the_media_engine_does_not_reach_into_signaling_the_hub_or_the_gateway() {
+    let bad = violations(
+        "src/media",
+        &[
+            "crate::signaling",
+            "crate::app",
+            "crate::server",
+            "crate::hub",
+            "tokio::spawn",
+        ],
+    );
+    assert!(
+        bad.is_empty(),
+        "the media engine reaches out:\n{}",
+        bad.join("\n")
+    );
+}

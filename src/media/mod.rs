@@ -347,6 +347,10 @@ impl MediaEngine {
 mod tests {
     use super::*;
 
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
     fn cfg(bind: &str, advertise: &[&str]) -> SfuConfig {
         SfuConfig {
             udp_bind_ip: bind.parse().unwrap(),
@@ -359,15 +363,9 @@ mod tests {
     #[test]
     fn advertised_ips_replace_the_host_candidates() {
         let got = candidate_addrs(&cfg("0.0.0.0", &["10.1.2.3", "192.0.2.7"]), 5000);
-        assert_eq!(
-            got,
-            vec![
-                "10.1.2.3:5000".parse().unwrap(),
-                "192.0.2.7:5000".parse().unwrap()
-            ]
-        );
+        assert_eq!(got, vec![addr("10.1.2.3:5000"), addr("192.0.2.7:5000")]);
         let got = candidate_addrs(&cfg("127.0.0.1", &[]), 5001);
-        assert_eq!(got, vec!["127.0.0.1:5001".parse().unwrap()]);
+        assert_eq!(got, vec![addr("127.0.0.1:5001")]);
         let any = candidate_addrs(&cfg("0.0.0.0", &[]), 5002);
         assert!(
             !any.is_empty()
