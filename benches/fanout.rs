@@ -15,12 +15,15 @@
 //! and DTLS are connected; after that it feeds STUN, DTLS and RTCP but only counts RTP
 //! datagrams, passing one in K to `rtc` (SRTP unprotect, so the sample is authenticated) to
 //! read the send time the talker put in the payload. The talker sends 100-byte Opus-sized RTP
-//! payloads paced at 20 ms, the first 8 bytes its send time (ns since this process's epoch).
+//! payloads paced at 20 ms, the first 8 bytes its send time (wall clock, ns since the Unix
+//! epoch, taken before its SRTP and send).
 //!
 //! Reported per N: copies delivered (RTP datagrams counted by the listeners during the send
 //! window plus 200 ms), loss %, gateway CPU (utime+stime from /proc/PID/stat, taken at the
 //! first packet sent and 200 ms after the last) per copy delivered (µs), added latency
-//! p50/p99 (talker send to listener socket receive, from the sampled packets only), gateway
+//! p50/p99 (talker send to the kernel's receive timestamp on the listener socket,
+//! `SO_TIMESTAMPNS`, so the load generator's own turn-around does not count; sampled packets
+//! only), gateway
 //! RSS idle (before any peer) and per connected peer ((loaded − idle) / (N + 1), KiB, from
 //! /proc/PID/status VmRSS).
 
@@ -51,7 +54,6 @@ use serde_json::json;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
@@ -62,10 +64,12 @@ const PAYLOAD: usize = 100;
 const CONCURRENCY: usize = 16;
 /// Time after the last packet in which copies still count, and CPU is still charged.
 const DRAIN: Duration = Duration::from_millis(200);
-static EPOCH: OnceLock<Instant> = OnceLock::new();
 
-fn now_ns() -> u64 {
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+/// Wall-clock time, ns since the Unix epoch (the clock of the kernel's receive timestamps).
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -116,6 +120,8 @@ impl Peer {
     /// not send NACKs or receiver reports that would load the gateway.
     async fn new(mic_ssrc: Option<u32>) -> (Self, Option<rtc::rtp_transceiver::RTCRtpSenderId>) {
         let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+            .expect("SO_TIMESTAMPNS");
         let local = sock.local_addr().expect("local addr");
         let mut me = MediaEngine::default();
         me.register_codec(
@@ -232,7 +238,6 @@ async fn listen(
     let mut is_connected = false;
     let mut seen = phase;
     let mut buf = vec![0u8; 2048];
-    let mut pending_recv: Option<Instant> = None;
     loop {
         p.flush();
         while let Some(e) = p.pc.poll_event() {
@@ -245,19 +250,7 @@ async fn listen(
                 }
             }
         }
-        while let Some(TaggedRTCMessage { message, .. }) = p.pc.poll_read() {
-            if let (RTCMessage::RtpPacket(_, pkt), Some(at)) = (message, pending_recv) {
-                if pkt.payload.len() >= 8 {
-                    let sent = u64::from_le_bytes(pkt.payload[..8].try_into().expect("8 bytes"));
-                    let recv = at.duration_since(*EPOCH.get().expect("epoch")).as_nanos() as u64;
-                    let mut t = tally.borrow_mut();
-                    if t.counting {
-                        t.latency_ns.push(recv.saturating_sub(sent));
-                    }
-                }
-            }
-        }
-        pending_recv = None;
+        while p.pc.poll_read().is_some() {}
         let deadline =
             p.pc.poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
@@ -266,28 +259,79 @@ async fn listen(
             _ = tokio::time::sleep_until(deadline.into()) => {
                 let _ = p.pc.handle_timeout(Instant::now());
             }
-            r = p.sock.recv_from(&mut buf) => {
-                let Ok((n, from)) = r else { continue };
-                let now = Instant::now();
-                let d = &buf[..n];
-                let rtp = n >= 12 && (128..192).contains(&d[0]) && !(192..=223).contains(&d[1]);
-                if is_connected && rtp {
+            r = p.sock.readable() => {
+                if r.is_err() {
+                    continue;
+                }
+                loop {
+                    let got = p
+                        .sock
+                        .try_io(tokio::io::Interest::READABLE, || recv_stamped(&p.sock, &mut buf));
+                    let Ok((n, from, kernel_ns)) = got else { break };
+                    let now = Instant::now();
+                    let d = &buf[..n];
+                    let rtp = n >= 12 && (128..192).contains(&d[0]) && !(192..=223).contains(&d[1]);
+                    if !(is_connected && rtp) {
+                        p.feed(d, from, now);
+                        continue;
+                    }
                     seen += 1;
                     let mut t = tally.borrow_mut();
                     if t.counting {
                         t.copies += 1;
                     }
                     drop(t);
-                    if seen % sample == 0 {
-                        pending_recv = Some(now);
-                        p.feed(d, from, now);
+                    if seen % sample != 0 {
+                        continue;
                     }
-                } else {
                     p.feed(d, from, now);
+                    while let Some(TaggedRTCMessage { message, .. }) = p.pc.poll_read() {
+                        let RTCMessage::RtpPacket(_, pkt) = message else { continue };
+                        if pkt.payload.len() < 8 {
+                            continue;
+                        }
+                        let sent = u64::from_le_bytes(pkt.payload[..8].try_into().expect("8 bytes"));
+                        let mut t = tally.borrow_mut();
+                        if t.counting {
+                            t.latency_ns.push(kernel_ns.saturating_sub(sent));
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// Reads one datagram with its kernel receive time (`SO_TIMESTAMPNS`, ns since the Unix
+/// epoch; the time of the read if the kernel gave none).
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, u64)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let msg = recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .map_err(std::io::Error::from)?;
+    let mut at = wall_ns();
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                at = ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64;
+            }
+        }
+    }
+    let from = msg
+        .address
+        .and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::from((v4.ip(), v4.port())))
+        })
+        .ok_or_else(|| std::io::Error::other("no IPv4 source address"))?;
+    Ok((msg.bytes, from, at))
 }
 
 /// Drives the talker: `rtc` for everything it receives; sends `packets` RTP packets paced at
@@ -333,7 +377,7 @@ async fn talk(
             }
             _ = tick.tick(), if going && left > 0 => {
                 let mut payload = vec![0u8; PAYLOAD];
-                payload[..8].copy_from_slice(&now_ns().to_le_bytes());
+                payload[..8].copy_from_slice(&wall_ns().to_le_bytes());
                 let pkt = rtc::rtp::Packet {
                     header: rtc::rtp::header::Header {
                         version: 2,
@@ -524,7 +568,6 @@ fn main() {
     set.set(1).expect("cpu 1");
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
         .expect("pin the load generator to CPU 1");
-    let _ = EPOCH.get_or_init(Instant::now);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
