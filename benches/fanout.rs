@@ -281,7 +281,7 @@ async fn listen(
                         t.copies += 1;
                     }
                     drop(t);
-                    if seen % sample != 0 {
+                    if !seen.is_multiple_of(sample) {
                         continue;
                     }
                     p.feed(d, from, now);
