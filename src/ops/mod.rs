@@ -53,7 +53,9 @@ pub fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RADIOGATE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn,rtc=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(
+            "info,webrtc=warn,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_srtp=warn,rtc_sctp=warn,rtc_interceptor=warn",
+        ));
     let journal = match std::env::var("RADIOGATE_LOG_FORMAT").as_deref() {
         Ok("journal") => true,
         Ok("text") => false,
