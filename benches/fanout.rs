@@ -14,6 +14,9 @@
 //! CPU seconds per 1000 forwarded packets (utime+stime from /proc over the talk), gateway RSS
 //! idle and per connected peer.
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -11,6 +11,9 @@
 //! [`server`] the lifecycle and HTTP routes; [`config`] the TOML configuration; [`web`] the
 //! embedded browser client and HTTPS; [`ops`] metrics, systemd, logging and state checks.
 
+// No unsafe code in the radiogate crate, and no allow can bring it back (Cargo.toml lints).
+#![forbid(unsafe_code)]
+
 pub mod access;
 pub mod app;
 pub mod audit;

@@ -5,8 +5,9 @@
 //! wrong-algorithm or `alg: none` token gets `401` with a plain-text reason, and is logged.
 
 use crate::access::token::{Claims, TokenError};
-use crate::app::{unix_now, Gateway};
+use crate::app::Gateway;
 use crate::audit::{Action, Entry};
+use crate::ops::clock::unix_secs;
 use crate::permissions::PermissionStore;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -112,7 +113,7 @@ async fn ws(
     }
     let claims: Claims = match bearer(&headers, &query)
         .ok_or(TokenError::Missing)
-        .and_then(|t| gw.verifier.verify(&t, unix_now()))
+        .and_then(|t| gw.verifier.verify(&t, unix_secs()))
     {
         Ok(c) => c,
         Err(e) => {

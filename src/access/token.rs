@@ -22,7 +22,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -464,16 +464,6 @@ impl TokenMinter {
         jsonwebtoken::encode(&Header::new(self.alg), claims, &self.key)
             .map_err(|e| key_error("signing", &e))
     }
-}
-
-/// The current time in seconds since the Unix epoch (UTC), for passing to
-/// [`TokenVerifier::verify`] and filling `iat`/`exp`. Returns 0 if the system
-/// clock is before 1970.
-pub fn now_unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Error from [`parse_ttl`].

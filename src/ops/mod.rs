@@ -1,8 +1,10 @@
 //! Operations on the Pi: the Prometheus `/metrics` endpoint ([`metrics`]), systemd readiness
 //! and watchdog ([`systemd`]), journal or terminal logging ([`init_logging`]), the version
 //! string with the git revision ([`VERSION`]) and the state directory's checks at start
-//! ([`state`]: one gateway per state directory, database integrity).
+//! ([`state`]: one gateway per state directory, database integrity), and the wall clock
+//! ([`clock`]).
 
+pub mod clock;
 pub mod metrics;
 pub mod state;
 pub mod systemd;

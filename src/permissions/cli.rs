@@ -106,7 +106,7 @@ fn run_inner(args: PermissionsArgs) -> Result<(), String> {
             );
         }
     };
-    let now = crate::signaling::registry::ConnectionInfo::epoch_ms(std::time::SystemTime::now());
+    let now = crate::ops::clock::unix_ms();
     match args.cmd {
         PermissionsCmd::List { event, user } => {
             let recs = store

@@ -12,13 +12,14 @@ use super::{Source, SqliteStore, StoreError};
 use crate::access::token::Claims;
 use crate::app::Gateway;
 use crate::config::RedisConfig;
+use crate::ops::clock::unix_ms as wall_ms;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Errors of the sync driver and the connect-time lookup.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +33,6 @@ pub enum SyncError {
     /// A blocking task panicked or was cancelled.
     #[error("permission sync task: {0}")]
     Task(String),
-}
-
-/// Milliseconds since the Unix epoch, now.
-fn wall_ms() -> u64 {
-    crate::signaling::registry::ConnectionInfo::epoch_ms(SystemTime::now())
 }
 
 /// Shared permission-sync state: the policy (status), the Redis source and its command

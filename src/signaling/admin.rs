@@ -109,9 +109,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                 user_id: p.user_id.clone(),
                 reason: reason.clone(),
                 by: admin.sub.clone(),
-                at_ms: crate::signaling::registry::ConnectionInfo::epoch_ms(
-                    std::time::SystemTime::now(),
-                ),
+                at_ms: crate::ops::clock::epoch_ms(std::time::SystemTime::now()),
             };
             let g = Arc::clone(gw);
             tokio::task::spawn_blocking(move || g.bans.ban(ban))
