@@ -10,7 +10,7 @@ use crate::hub::{Hub, Limits};
 use crate::permissions::SqliteStore;
 use crate::sfu::Sfu;
 use crate::signaling::protocol::close;
-use crate::signaling::switchboard::Switchboard;
+use crate::switchboard::Switchboard;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,7 @@ pub enum AppError {
     Sync(#[from] crate::permissions::SyncError),
     /// The state directory is in use by another gateway, or its database is damaged.
     #[error(transparent)]
-    State(#[from] crate::ops::state::StateError),
+    State(#[from] crate::state::StateError),
 }
 
 /// Everything the sessions share.
@@ -85,10 +85,10 @@ pub struct Gateway {
     /// Failed authentications per remote address.
     pub auth_backoff: Mutex<AuthBackoff>,
     /// Radio and console ports (`[[radio]]`, `[[console]]`), started by [`Gateway::serve`].
-    pub radio: crate::radio::Radios,
+    pub radio: crate::bridge::Radios,
     next_conn: AtomicU64,
-    /// The state directory's lock, held while the gateway lives (ops::state).
-    _dir_lock: crate::ops::state::DirLock,
+    /// The state directory's lock, held while the gateway lives (state).
+    _dir_lock: crate::state::DirLock,
 }
 
 /// Seconds since the Unix epoch.
@@ -188,8 +188,8 @@ impl Gateway {
     pub fn new(cfg: Config) -> Result<Arc<Self>, AppError> {
         let dir = state_dir(&cfg)?;
         let db = dir.join("radiogate.db");
-        let dir_lock = crate::ops::state::lock_dir(&dir)?;
-        crate::ops::state::check_database(&db)?;
+        let dir_lock = crate::state::lock_dir(&dir)?;
+        crate::state::check_database(&db)?;
         let store = Arc::new(SqliteStore::open(&db)?);
         let verifier = TokenVerifier::new(&key_material(&cfg)?, cfg.auth.leeway_secs)?;
         let audit = Audit::open(&db, cfg.audit.retention)?;
@@ -212,7 +212,7 @@ impl Gateway {
             window: Duration::from_secs(cfg.limits.auth_failure_window_secs),
         });
         Ok(Arc::new(Self {
-            radio: crate::radio::Radios::new(&cfg.radio, &cfg.console),
+            radio: crate::bridge::Radios::new(&cfg.radio, &cfg.console),
             sfu: Sfu::new(cfg.sfu.clone()),
             cfg,
             hub: Arc::new(hub),

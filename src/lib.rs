@@ -17,6 +17,8 @@
 pub mod access;
 pub mod app;
 pub mod audit;
+pub mod bridge;
+pub mod clock;
 pub mod config;
 pub mod floor;
 pub mod hub;
@@ -26,4 +28,6 @@ pub mod radio;
 pub mod server;
 pub mod sfu;
 pub mod signaling;
+pub mod state;
+pub mod switchboard;
 pub mod web;

@@ -117,7 +117,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let (lines, ok) = radiogate::radio::unkey_all(&cfg.radio);
+            let (lines, ok) = radiogate::bridge::unkey_all(&cfg.radio);
             for l in &lines {
                 println!("{l}");
             }
@@ -147,7 +147,7 @@ fn main() -> ExitCode {
                     .map_err(|e| format!("--ttl: {e}"))?;
                 let key = key_material(&cfg).map_err(|e| e.to_string())?;
                 let minter = TokenMinter::new(&key).map_err(|e| e.to_string())?;
-                let now = radiogate::ops::clock::unix_secs();
+                let now = radiogate::clock::unix_secs();
                 minter
                     .mint(&Claims {
                         sub: user,

@@ -7,7 +7,7 @@
 use crate::access::token::{Claims, TokenError};
 use crate::app::Gateway;
 use crate::audit::{Action, Entry};
-use crate::ops::clock::unix_secs;
+use crate::clock::unix_secs;
 use crate::permissions::PermissionStore;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;

@@ -116,7 +116,7 @@ async fn force_disconnect_by_user_and_by_device() {
         .await
         .unwrap();
     let dev_tok = |n: &str| {
-        let now = radiogate::ops::clock::unix_secs();
+        let now = radiogate::clock::unix_secs();
         radiogate::access::token::TokenMinter::new(&radiogate::access::token::KeyMaterial::Hs256 {
             secret: common::SECRET.as_bytes().to_vec(),
         })

@@ -682,7 +682,7 @@ fn error_display_and_codes() {
 
 #[test]
 fn now_is_plausible() {
-    assert!(crate::ops::clock::unix_secs() > NOW - 365 * 86_400);
+    assert!(crate::clock::unix_secs() > NOW - 365 * 86_400);
 }
 
 // ---------------------------------------------------------------- TTL

@@ -8,7 +8,7 @@
 //! the next timer is due is [`Hub::next_deadline`]. No tokio, no channels, no JSON rendering,
 //! no clock reads: tests drive it with virtual time (`tests.rs`, `proptests.rs`).
 //!
-//! Ownership: one lock guards the hub (`signaling::switchboard`), with no I/O inside it: a
+//! Ownership: one lock guards the hub (`crate::switchboard`), with no I/O inside it: a
 //! command takes microseconds, and its outputs are pushed onto in-memory queues (session
 //! outbound queues, the audit queue) before the lock is released, which keeps each session's
 //! notifications in decision order. A task owning the hub behind a command channel would add

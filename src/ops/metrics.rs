@@ -257,7 +257,7 @@ pub fn radio_ports(gw: &Gateway, out: &mut String) {
                     name: &str,
                     help: &str,
                     kind: &str,
-                    v: &dyn Fn(&crate::radio::driver::PortStatus) -> String| {
+                    v: &dyn Fn(&crate::bridge::PortStatus) -> String| {
         let samples: Vec<(&String, String)> = labels
             .iter()
             .zip(ports.iter())
@@ -314,8 +314,8 @@ pub fn radio_ports(gw: &Gateway, out: &mut String) {
                 .to_string()
         },
     );
-    let c = |f: fn(&crate::radio::driver::PortCounters) -> u64| {
-        move |p: &crate::radio::driver::PortStatus| f(&p.counters).to_string()
+    let c = |f: fn(&crate::bridge::PortCounters) -> u64| {
+        move |p: &crate::bridge::PortStatus| f(&p.counters).to_string()
     };
     per_port(
         out,

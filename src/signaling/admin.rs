@@ -3,11 +3,11 @@
 //! The permission matrix (`methods.rs`) lets only ADMIN reach these.
 
 use super::protocol::{close, params, ErrorCode, Incoming, RpcError};
-use super::registry::ConnId;
 use crate::access::bans::Ban;
 use crate::access::token::Claims;
 use crate::app::Gateway;
 use crate::audit::{Action, AuditQuery, Entry};
+use crate::hub::ConnId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -109,7 +109,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                 user_id: p.user_id.clone(),
                 reason: reason.clone(),
                 by: admin.sub.clone(),
-                at_ms: crate::ops::clock::epoch_ms(std::time::SystemTime::now()),
+                at_ms: crate::clock::epoch_ms(std::time::SystemTime::now()),
             };
             let g = Arc::clone(gw);
             tokio::task::spawn_blocking(move || g.bans.ban(ban))

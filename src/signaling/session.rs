@@ -9,14 +9,15 @@ use super::protocol::{
     self, close, error_frame, notification_frame, result_frame, CandidateParams, ChannelParams,
     ErrorCode, Incoming, OfferParams, RpcError,
 };
-use super::registry::{ConnId, ConnectionInfo, Outbound};
 use crate::access::limits::{session_limiter, MessageStrikes, MessageVerdict, SessionLimiter};
 use crate::access::token::Claims;
 use crate::app::Gateway;
 use crate::audit::{Action, Entry};
 use crate::floor::Priority;
+use crate::hub::{ConnId, ConnectionInfo};
 use crate::permissions::PermissionStore;
 use crate::sfu::{MediaPeer, PeerSetup};
+use crate::switchboard::Outbound;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

@@ -262,7 +262,7 @@ pub fn token(user: &str, role: Role, event: &str, channels: &[&str]) -> String {
 
 /// Mints an HS256 token valid for `ttl_secs` (negative: already expired).
 pub fn token_with(user: &str, role: Role, event: &str, channels: &[&str], ttl_secs: i64) -> String {
-    let now = radiogate::ops::clock::unix_secs();
+    let now = radiogate::clock::unix_secs();
     let minter = TokenMinter::new(&KeyMaterial::Hs256 {
         secret: SECRET.as_bytes().to_vec(),
     })

@@ -68,7 +68,7 @@ impl InProcess {
     }
 
     /// The status of the port named `name`.
-    pub fn port(&self, name: &str) -> radiogate::radio::PortStatus {
+    pub fn port(&self, name: &str) -> radiogate::bridge::PortStatus {
         self.gw
             .radio
             .status()

@@ -1,4 +1,4 @@
-//! The port driver: one thread per radio or console port owning its hal devices, its timing
+//! SHELL. The radio bridge: one thread per radio or console port owning its hal devices, its timing
 //! state machine ([`RadioPort`] or [`ConsolePort`]), an Opus encoder and decoder and its hub
 //! participant, turning the state machine's [`Action`]s into I/O.
 //!
@@ -14,16 +14,17 @@
 //! ([`install_panic_hook`]) makes every port unkey (or unkeys directly when a port does not
 //! answer); `radiogate unkey` ([`unkey_all`]) covers a killed process.
 
-use super::config::{ConsoleConfig, Identity, PttConfig, RadioConfig};
-use super::console::ConsolePort;
-use super::devices::{self, Devices};
-use super::port::{Action, PortEvent, RadioPort, UnkeyReason, FRAME_SAMPLES};
 use crate::app::Gateway;
 use crate::floor::Priority;
 use crate::hub::Notification;
+use crate::hub::{ConnId, ConnectionInfo};
 use crate::permissions::PermissionStore;
+use crate::radio::config::{ConsoleConfig, Identity, PttConfig, RadioConfig};
+use crate::radio::console::ConsolePort;
+use crate::radio::devices::{self, Devices};
+use crate::radio::port::{Action, PortEvent, RadioPort, UnkeyReason, FRAME_SAMPLES};
 use crate::sfu::{Downlink, DOWNLINK_QUEUE};
-use crate::signaling::registry::{ConnId, ConnectionInfo, Outbound};
+use crate::switchboard::Outbound;
 use parking_lot::Mutex;
 use radiogate_hal::{AudioSink, AudioSource, Backoff, DeviceState, LineInput, PttOutput};
 use serde::Serialize;

@@ -1,4 +1,5 @@
-//! SHELL around the pure [`Hub`]: one lock guards the hub together with the participants'
+//! SHELL around the pure [`Hub`] (between it and the participants' shells: signaling
+//! sessions, radio and console ports, the permission sync): one lock guards the hub together with the participants'
 //! outbound queues and media links; every command's outputs are carried out before the lock
 //! is released (pushed onto in-memory queues: no syscalls, no awaits), so each participant
 //! sees notifications in decision order. See the hub's module docs for why a lock and not a
@@ -9,12 +10,15 @@
 //! sends closes, stamps and records audit entries, republishes the media route table if the
 //! routes changed, and wakes the floor timer if the next deadline moved.
 
-use super::notify::Rendered;
-use super::registry::{Outbound, OutboundTx};
+pub mod notify;
+pub mod outbound;
+
 use crate::audit::Audit;
 use crate::hub::{ConnId, ConnectionInfo, Hub, Output};
 use crate::sfu::routes::{RouteTable, Routes, Target};
 use crate::sfu::Downlink;
+pub use notify::Rendered;
+pub use outbound::{Outbound, OutboundTx};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
