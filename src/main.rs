@@ -223,10 +223,10 @@ async fn run(cfg: Config) -> Result<(), String> {
         token.cancel();
     });
     // systemd: READY=1 once the listener is up, then watchdog pings while alive.
-    let watched = Arc::clone(&gw);
+    let (hub, shutdown) = (Arc::clone(&gw.hub), gw.shutdown.clone());
     gw.serve(move |addr| {
         radiogate::ops::systemd::ready(addr);
-        tokio::spawn(radiogate::ops::systemd::watchdog(watched));
+        tokio::spawn(radiogate::ops::systemd::watchdog(hub, shutdown));
     })
     .await
     .map_err(|e| e.to_string())

@@ -22,6 +22,7 @@ pub use outbound::{Outbound, OutboundTx};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, Notify};
@@ -37,6 +38,7 @@ struct Shell {
 /// The hub, its participants' queues and the published route table.
 pub struct Switchboard {
     inner: Mutex<Shell>,
+    next_conn: AtomicU64,
     audit: Option<Audit>,
     routes: Routes,
     wake: Notify,
@@ -70,10 +72,16 @@ impl Switchboard {
                 media_dirty: false,
                 deadline: None,
             }),
+            next_conn: AtomicU64::new(1),
             audit,
             routes: Routes::default(),
             wake: Notify::new(),
         }
+    }
+
+    /// A fresh participant id (connection ids start at 1, unique for the process).
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Locks the hub.
