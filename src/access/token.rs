@@ -253,7 +253,7 @@ impl TokenVerifier {
                 if secret.is_empty() {
                     return Err(TokenError::Key("HS256 secret is empty".into()));
                 }
-                DecodingKey::from_secret(secret)
+                DecodingKey::from_secret(secret).map_err(|e| key_error("HS256 secret", &e))?
             }
             KeyMaterial::Rs256 { public_pem, .. } => {
                 let k = DecodingKey::from_rsa_pem(public_pem.as_bytes())
@@ -416,7 +416,7 @@ impl TokenMinter {
                 if secret.is_empty() {
                     return Err(TokenError::Key("HS256 secret is empty".into()));
                 }
-                EncodingKey::from_secret(secret)
+                EncodingKey::from_secret(secret).map_err(|e| key_error("HS256 secret", &e))?
             }
             KeyMaterial::Rs256 { private_pem, .. } => {
                 let pem = private_pem.as_ref().ok_or(TokenError::NoSigningKey)?;
