@@ -34,7 +34,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -648,7 +648,7 @@ impl<'a> Driver<'a> {
                         role: self.id.role,
                         event: self.id.event.clone(),
                         remote_addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                        connected_at_ms: ConnectionInfo::epoch_ms(SystemTime::now()),
+                        connected_at_ms: crate::clock::unix_ms(),
                     },
                     vec![self.id.channel.clone()],
                     1,

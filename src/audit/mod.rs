@@ -117,7 +117,7 @@ impl Entry {
     /// An entry stamped now with empty role/event/target, outcome `"ok"` and no details.
     pub fn new(actor: impl Into<String>, action: Action) -> Self {
         Self {
-            ts_ms: crate::clock::epoch_ms(std::time::SystemTime::now()),
+            ts_ms: crate::clock::unix_ms(),
             actor: actor.into(),
             role: String::new(),
             event: String::new(),

@@ -632,9 +632,16 @@ impl Hub {
         }
     }
 
-    /// Asks each of `ids` that is registered to close with `code` and `reason`; returns how
-    /// many were.
-    pub fn force_disconnect(&mut self, ids: &[ConnId], code: u16, reason: &str) -> usize {
+    /// Asks each of `ids` that is registered to close with `code` and `reason`, and removes it
+    /// at once (its floors released, its broadcast stopped, its channels left), so that what
+    /// the admin sees next no longer lists it; returns how many were registered.
+    pub fn force_disconnect(
+        &mut self,
+        ids: &[ConnId],
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) -> usize {
         let mut n = 0;
         for id in ids {
             if self.registry.get(*id).is_some() {
@@ -643,6 +650,7 @@ impl Hub {
                     code,
                     reason: reason.to_string(),
                 });
+                self.unregister(*id, now);
                 n += 1;
             }
         }

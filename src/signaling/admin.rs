@@ -98,7 +98,7 @@ pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Resul
                     ))
                 }
             };
-            let n = hub.force_disconnect(&ids, close::FORCED, &reason);
+            let n = hub.force_disconnect(&ids, close::FORCED, &reason, Instant::now());
             drop(hub);
             gw.audit.record(
                 entry(Action::ForceDisconnect)
@@ -112,7 +112,7 @@ pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Resul
             let reason = p.reason.unwrap_or_else(|| "Device revoked".into());
             let mut hub = gw.hub.lock();
             let ids = hub.registry().by_device(&p.device_id);
-            let n = hub.force_disconnect(&ids, close::FORCED, &reason);
+            let n = hub.force_disconnect(&ids, close::FORCED, &reason, Instant::now());
             drop(hub);
             gw.audit.record(
                 entry(Action::ForceDisconnect)
@@ -130,7 +130,7 @@ pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Resul
                 user_id: p.user_id.clone(),
                 reason: reason.clone(),
                 by: admin.sub.clone(),
-                at_ms: crate::clock::epoch_ms(std::time::SystemTime::now()),
+                at_ms: crate::clock::unix_ms(),
             };
             let g = Arc::clone(gw);
             tokio::task::spawn_blocking(move || g.bans.ban(ban))
@@ -143,6 +143,7 @@ pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Resul
                 &ids,
                 close::FORCED,
                 &format!("Account is suspended: {reason}"),
+                Instant::now(),
             );
             drop(hub);
             gw.audit.record(

@@ -26,7 +26,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// State of one session beyond what the hub keeps.
@@ -106,7 +106,7 @@ pub async fn run(
         role: claims.role,
         event: claims.event.clone(),
         remote_addr: remote,
-        connected_at_ms: ConnectionInfo::epoch_ms(SystemTime::now()),
+        connected_at_ms: crate::clock::unix_ms(),
     };
     {
         let mut hub = gw.hub.lock();

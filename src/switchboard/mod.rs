@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 struct Shell {
@@ -194,7 +194,7 @@ impl HubGuard<'_> {
                     if let Some(a) = &self.board.audit {
                         if e.ts_ms == 0 {
                             if wall_ms == 0 {
-                                wall_ms = ConnectionInfo::epoch_ms(SystemTime::now());
+                                wall_ms = crate::clock::unix_ms();
                             }
                             e.ts_ms = wall_ms;
                         }
