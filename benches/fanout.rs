@@ -1,18 +1,28 @@
-//! Benchmark (b): one talker to N listeners (N = 10, 100, 500) through the gateway on loopback.
+//! Benchmark (b): the gateway's own cost of fanning one talker out to N listeners.
 //!
-//! Run: `cargo bench --bench fanout` (or `cargo bench --bench fanout -- 10 100` for some N).
-//! For each N: starts the release gateway, connects N listener peers and one talker
-//! (webrtc-rs, one slot each), all in channel c1; the talker takes the floor and sends 500
-//! RTP packets paced at 20 ms (10 s of a 20 ms Opus stream; the payload carries its send time).
-//! Reported: packets forwarded per second (listener deliveries / talk time); the gateway's
-//! forwarding latency p50/p99 from its own histogram (`/healthz` `forwardLatency`: uplink packet
-//! out of webrtc-rs's receive path to the rewritten copy handed to each listener's sender, i.e.
-//! without SRTP encryption and the UDP send); one-way end-to-end latency talker -> gateway ->
-//! listener p50/p99 measured by the clients (includes both clients' SRTP stacks and scheduling of
-//! N+1 client peers sharing the 2 cores with the gateway, so it bounds the added latency from
-//! above); gateway
-//! CPU seconds per 1000 forwarded packets (utime+stime from /proc over the talk), gateway RSS
-//! idle and per connected peer.
+//! Run: `cargo bench --bench fanout` (N = 100, 500, 1000, 2000) or
+//! `cargo bench --bench fanout -- 100 500` for some N; `--packets P` sets the talk length
+//! (default 500 packets = 10 s at 20 ms), `--sample K` decrypts one RTP packet in K per
+//! listener (default: N / 20, at least 1, so about 1,000 decrypted packets per second in all).
+//!
+//! Set-up, per N: the release gateway is started and pinned to CPU 0 (`taskset -a -p -c 0` on
+//! the process right after start, threads created later inherit it); this process pins itself
+//! to CPU 1 (`sched_setaffinity`) before it creates any thread, so the load generator never
+//! competes with the gateway for its core. N listeners and one talker join channel `c1` over
+//! the real signaling protocol (WebSocket, `webrtc.offer` with one slot, `channel.join`).
+//! Every peer is a sans-IO `rtc` peer connection with its own UDP socket, all driven from one
+//! thread (a current-thread tokio runtime). A listener feeds its datagrams to `rtc` until ICE
+//! and DTLS are connected; after that it feeds STUN, DTLS and RTCP but only counts RTP
+//! datagrams, passing one in K to `rtc` (SRTP unprotect, so the sample is authenticated) to
+//! read the send time the talker put in the payload. The talker sends 100-byte Opus-sized RTP
+//! payloads paced at 20 ms, the first 8 bytes its send time (ns since this process's epoch).
+//!
+//! Reported per N: copies delivered (RTP datagrams counted by the listeners during the send
+//! window plus 200 ms), loss %, gateway CPU (utime+stime from /proc/PID/stat, taken at the
+//! first packet sent and 200 ms after the last) per copy delivered (µs), added latency
+//! p50/p99 (talker send to listener socket receive, from the sampled packets only), gateway
+//! RSS idle (before any peer) and per connected peer ((loaded − idle) / (N + 1), KiB, from
+//! /proc/PID/status VmRSS).
 
 // Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,117 +30,512 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::rtc_client::RtcClient;
+use bytes::BytesMut;
 use common::{connect, token, Gateway, WsClient};
+use futures_util::StreamExt;
 use radiogate::access::role::Role;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use serde_json::json;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{oneshot, watch};
 
-const PACKETS: usize = 500;
+/// Bytes of Opus payload per packet (a 20 ms voice frame at ~40 kbit/s).
+const PAYLOAD: usize = 100;
+/// Peers negotiating at once.
+const CONCURRENCY: usize = 16;
+/// Time after the last packet in which copies still count, and CPU is still charged.
+const DRAIN: Duration = Duration::from_millis(200);
 static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn now_ns() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     let after = &stat[stat.rfind(')').expect("comm") + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64
 }
 
-async fn peer(gw: &Gateway, user: &str) -> (WsClient, RtcClient) {
-    let mut ws = connect(gw, &token(user, Role::General, "ev1", &["c1"]))
+fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// What every listener adds to, shared on the one load thread.
+#[derive(Default)]
+struct Tally {
+    /// RTP datagrams counted while `counting`.
+    copies: u64,
+    /// Send-to-receive latency of the sampled packets, ns.
+    latency_ns: Vec<u64>,
+    /// Whether the send window is open.
+    counting: bool,
+}
+
+/// A sans-IO peer with its socket.
+struct Peer {
+    pc: RTCPeerConnection,
+    sock: UdpSocket,
+    local: SocketAddr,
+}
+
+impl Peer {
+    /// A peer offering one audio m-line: `sendrecv` with a microphone track of `mic_ssrc` (the
+    /// talker) or `recvonly` (a listener). No interceptors: a listener that skips packets must
+    /// not send NACKs or receiver reports that would load the gateway.
+    async fn new(mic_ssrc: Option<u32>) -> (Self, Option<rtc::rtp_transceiver::RTCRtpSenderId>) {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let local = sock.local_addr().expect("local addr");
+        let mut me = MediaEngine::default();
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus(),
+                payload_type: 111,
+            },
+            RtpCodecKind::Audio,
+        )
+        .expect("codec");
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(me)
+            .build(Instant::now())
+            .expect("peer connection");
+        let sender = match mic_ssrc {
+            Some(ssrc) => Some(
+                pc.add_track(MediaStreamTrack::new(
+                    "mic".into(),
+                    "mic".into(),
+                    "mic".into(),
+                    RtpCodecKind::Audio,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: opus(),
+                        ..Default::default()
+                    }],
+                ))
+                .expect("add track"),
+            ),
+            None => {
+                pc.add_transceiver_from_kind(
+                    RtpCodecKind::Audio,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
+                .expect("transceiver");
+                None
+            }
+        };
+        let cand = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local.ip().to_string(),
+                port: local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .expect("candidate");
+        pc.add_local_candidate(RTCIceCandidate::from(&cand).to_json().expect("json"))
+            .expect("local candidate");
+        (Self { pc, sock, local }, sender)
+    }
+
+    fn feed(&mut self, data: &[u8], from: SocketAddr, now: Instant) {
+        let _ = self.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        });
+    }
+
+    fn flush(&mut self) {
+        while let Some(m) = self.pc.poll_write() {
+            let _ = self.sock.try_send_to(&m.message, m.transport.peer_addr);
+        }
+    }
+}
+
+/// Negotiates `peer` over `ws` (offer, answer) and returns the answer's slot SSRCs.
+async fn negotiate(ws: &mut WsClient, peer: &mut Peer) {
+    let offer = peer.pc.create_offer(None).expect("offer");
+    peer.pc
+        .set_local_description(Instant::now(), offer.clone())
+        .expect("local description");
+    let res = ws
+        .call("webrtc.offer", json!({"sdp": offer.sdp}))
+        .await
+        .expect("webrtc.offer accepted");
+    let sdp = res["sdp"].as_str().expect("answer sdp").to_string();
+    peer.pc
+        .set_remote_description(
+            Instant::now(),
+            RTCSessionDescription::answer(sdp).expect("answer"),
+        )
+        .expect("remote description");
+}
+
+/// Drives a listener until `stop`: ICE/DTLS through `rtc`, then counts RTP and decrypts one
+/// datagram in `sample`.
+async fn listen(
+    mut p: Peer,
+    connected: oneshot::Sender<()>,
+    tally: Rc<RefCell<Tally>>,
+    sample: u64,
+    phase: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connected = Some(connected);
+    let mut is_connected = false;
+    let mut seen = phase;
+    let mut buf = vec![0u8; 2048];
+    let mut pending_recv: Option<Instant> = None;
+    loop {
+        p.flush();
+        while let Some(e) = p.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = e {
+                if s == RTCPeerConnectionState::Connected {
+                    is_connected = true;
+                    if let Some(c) = connected.take() {
+                        let _ = c.send(());
+                    }
+                }
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = p.pc.poll_read() {
+            if let (RTCMessage::RtpPacket(_, pkt), Some(at)) = (message, pending_recv) {
+                if pkt.payload.len() >= 8 {
+                    let sent = u64::from_le_bytes(pkt.payload[..8].try_into().expect("8 bytes"));
+                    let recv = at.duration_since(*EPOCH.get().expect("epoch")).as_nanos() as u64;
+                    let mut t = tally.borrow_mut();
+                    if t.counting {
+                        t.latency_ns.push(recv.saturating_sub(sent));
+                    }
+                }
+            }
+        }
+        pending_recv = None;
+        let deadline =
+            p.pc.poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let _ = p.pc.handle_timeout(Instant::now());
+            }
+            r = p.sock.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let now = Instant::now();
+                let d = &buf[..n];
+                let rtp = n >= 12 && (128..192).contains(&d[0]) && !(192..=223).contains(&d[1]);
+                if is_connected && rtp {
+                    seen += 1;
+                    let mut t = tally.borrow_mut();
+                    if t.counting {
+                        t.copies += 1;
+                    }
+                    drop(t);
+                    if seen.is_multiple_of(sample) {
+                        pending_recv = Some(now);
+                        p.feed(d, from, now);
+                    }
+                } else {
+                    p.feed(d, from, now);
+                }
+            }
+        }
+    }
+}
+
+/// Drives the talker: `rtc` for everything it receives; sends `packets` RTP packets paced at
+/// 20 ms when `go` fires, then reports the send window.
+async fn talk(
+    mut p: Peer,
+    sender: rtc::rtp_transceiver::RTCRtpSenderId,
+    ssrc: u32,
+    connected: oneshot::Sender<()>,
+    mut go: oneshot::Receiver<usize>,
+    done: oneshot::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connected = Some(connected);
+    let mut done = Some(done);
+    let mut buf = vec![0u8; 2048];
+    let mut left = 0usize;
+    let mut going = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let (mut seq, mut ts) = (rand::random::<u16>(), rand::random::<u32>());
+    loop {
+        p.flush();
+        while let Some(e) = p.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                RTCPeerConnectionState::Connected,
+            ) = e
+            {
+                if let Some(c) = connected.take() {
+                    let _ = c.send(());
+                }
+            }
+        }
+        while p.pc.poll_read().is_some() {}
+        let deadline =
+            p.pc.poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            _ = stop.changed() => return,
+            n = &mut go, if !going => {
+                left = n.unwrap_or(0);
+                going = true;
+                tick.reset_immediately();
+            }
+            _ = tick.tick(), if going && left > 0 => {
+                let mut payload = vec![0u8; PAYLOAD];
+                payload[..8].copy_from_slice(&now_ns().to_le_bytes());
+                let pkt = rtc::rtp::Packet {
+                    header: rtc::rtp::header::Header {
+                        version: 2,
+                        payload_type: 111,
+                        sequence_number: seq,
+                        timestamp: ts,
+                        ssrc,
+                        ..Default::default()
+                    },
+                    payload: bytes::Bytes::from(payload),
+                };
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(960);
+                if let Some(mut s) = p.pc.rtp_sender(sender) {
+                    let _ = s.write_rtp(Instant::now(), pkt);
+                }
+                p.flush();
+                left -= 1;
+                if left == 0 {
+                    if let Some(d) = done.take() {
+                        let _ = d.send(());
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let _ = p.pc.handle_timeout(Instant::now());
+            }
+            r = p.sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    p.feed(&buf[..n], from, Instant::now());
+                }
+            }
+        }
+    }
+}
+
+async fn join_listener(
+    gw: &Gateway,
+    i: usize,
+    tally: Rc<RefCell<Tally>>,
+    sample: u64,
+    stop: watch::Receiver<bool>,
+) -> WsClient {
+    let mut ws = connect(gw, &token(&format!("l{i}"), Role::General, "ev1", &["c1"]))
         .await
         .expect("connect");
-    let rtc = RtcClient::join(&mut ws, "c1").await;
-    (ws, rtc)
+    ws.notification("channel.list").await;
+    let (mut peer, _) = Peer::new(None).await;
+    negotiate(&mut ws, &mut peer).await;
+    let (ctx, crx) = oneshot::channel();
+    tokio::task::spawn_local(listen(peer, ctx, tally, sample, i as u64 % sample, stop));
+    tokio::time::timeout(common::WAIT, crx)
+        .await
+        .expect("listener connected in time")
+        .expect("listener task");
+    ws.call("channel.join", json!({"channelId": "c1"}))
+        .await
+        .expect("join");
+    ws
 }
 
-async fn run(n: usize) {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    let gw = Gateway::start(
-        "[channels]\nmax_users_per_channel = 1000\n[floor]\ntime_out_timer_ms = 600000\n",
-    );
+async fn run(n: usize, packets: usize, sample: Option<u64>) {
+    let sample = sample.unwrap_or((n as u64 / 20).max(1));
+    let max = n + 10;
+    let gw = Gateway::start(&format!(
+        "udp_port_min = 40000\nudp_port_max = {}\n\
+         [channels]\nmax_users_per_channel = {max}\n[floor]\ntime_out_timer_ms = 600000\n",
+        40000 + max + 100
+    ));
     let pid = gw.pid();
+    let pinned = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset")
+        .success();
+    assert!(pinned, "taskset could not pin the gateway to CPU 0");
+    // The gateway settles (SQLite, listeners) before the idle figure.
+    let (_, _) = gw.http_get("/healthz").await;
     let idle_rss = gw.rss_kib();
-    let mut listeners = Vec::with_capacity(n);
-    for i in 0..n {
-        listeners.push(peer(&gw, &format!("l{i}")).await);
-    }
-    let (mut t_ws, mut talker) = peer(&gw, "talker").await;
+    let tally = Rc::new(RefCell::new(Tally::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let t_setup = Instant::now();
+    let listeners: Vec<WsClient> = futures_util::stream::iter(0..n)
+        .map(|i| join_listener(&gw, i, Rc::clone(&tally), sample, stop_rx.clone()))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut t_ws = connect(&gw, &token("talker", Role::General, "ev1", &["c1"]))
+        .await
+        .expect("connect");
+    t_ws.notification("channel.list").await;
+    let ssrc = rand::random::<u32>() | 1;
+    let (mut tp, sender) = Peer::new(Some(ssrc)).await;
+    negotiate(&mut t_ws, &mut tp).await;
+    let (ctx, crx) = oneshot::channel();
+    let (go_tx, go_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::task::spawn_local(talk(
+        tp,
+        sender.expect("mic sender"),
+        ssrc,
+        ctx,
+        go_rx,
+        done_tx,
+        stop_rx.clone(),
+    ));
+    tokio::time::timeout(common::WAIT, crx)
+        .await
+        .expect("talker connected")
+        .expect("talker task");
+    t_ws.call("channel.join", json!({"channelId": "c1"}))
+        .await
+        .expect("join");
+    let setup = t_setup.elapsed();
     let loaded_rss = gw.rss_kib();
     t_ws.call("floor.request", json!({"channelId": "c1"}))
         .await
         .expect("granted");
+    tally.borrow_mut().counting = true;
     let cpu0 = cpu_ticks(pid);
     let t0 = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for _ in 0..PACKETS {
-        tick.tick().await;
-        let mut payload = vec![0u8; 60];
-        let sent = epoch.elapsed().as_nanos() as u64;
-        payload[..8].copy_from_slice(&sent.to_le_bytes());
-        talker.send_frame(&payload).await;
-    }
-    for (_, l) in &listeners {
-        l.wait_received(PACKETS, Duration::from_secs(2)).await;
-    }
-    let talk = t0.elapsed();
+    let _ = go_tx.send(packets);
+    let _ = done_rx.await;
+    tokio::time::sleep(DRAIN).await;
     let cpu = cpu_ticks(pid) - cpu0;
-    let (_, health) = gw.http_get("/healthz").await;
-    let health: serde_json::Value = serde_json::from_str(&health).expect("healthz");
-    let fwd = &health["forwardLatency"];
-    let mut lat = Vec::with_capacity(n * PACKETS);
-    let mut delivered = 0usize;
-    for (_, l) in &listeners {
-        for p in l.packets() {
-            let sent = u64::from_le_bytes(p.payload[..8].try_into().unwrap());
-            lat.push(p.at.duration_since(epoch + Duration::from_nanos(sent)));
-            delivered += 1;
-        }
-    }
+    let window = t0.elapsed();
+    let (copies, mut lat) = {
+        let mut t = tally.borrow_mut();
+        t.counting = false;
+        (t.copies, std::mem::take(&mut t.latency_ns))
+    };
     lat.sort_unstable();
-    let hz = 100.0; // USER_HZ on Linux
-    let cpu_s = cpu as f64 / hz;
+    let (_, health) = gw.http_get("/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap_or_default();
+    let c = &health["counters"];
+    let expected = (n * packets) as u64;
+    let cpu_s = cpu as f64 / 100.0; // USER_HZ
     println!(
-        "N={n:4}: delivered {delivered}/{} ({:.1}%), {:.0} packets/s forwarded, \
-         gateway forwarding p50 {} us p99 {} us ({} samples), end-to-end p50 {:.2} ms p99 {:.2} ms, \
-         CPU {:.3} s per 1000 packets, RSS idle {} KiB, loaded {} KiB ({:.0} KiB per peer)",
-        n * PACKETS,
-        100.0 * delivered as f64 / (n * PACKETS) as f64,
-        delivered as f64 / talk.as_secs_f64(),
-        fwd["p50Us"],
-        fwd["p99Us"],
-        fwd["count"],
-        percentile(&lat, 0.50).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
-        cpu_s * 1000.0 / delivered.max(1) as f64,
-        idle_rss,
-        loaded_rss,
-        (loaded_rss.saturating_sub(idle_rss)) as f64 / (n + 1) as f64,
+        "N={n:5}: copies {copies}/{expected} (loss {:.2}%), {:.0} copies/s, gateway CPU {:.2} s \
+         = {:.1} us/copy, latency p50 {:.3} ms p99 {:.3} ms ({} samples, 1 in {sample}), \
+         RSS idle {idle_rss} KiB, loaded {loaded_rss} KiB ({:.0} KiB/peer), set-up {:.1} s; \
+         gateway counters: forwarded {} dropped {} unauthorised {}",
+        100.0 * (expected.saturating_sub(copies)) as f64 / expected as f64,
+        copies as f64 / window.as_secs_f64(),
+        cpu_s,
+        cpu_s * 1e6 / copies.max(1) as f64,
+        percentile(&lat, 0.50) / 1e6,
+        percentile(&lat, 0.99) / 1e6,
+        lat.len(),
+        loaded_rss.saturating_sub(idle_rss) as f64 / (n + 1) as f64,
+        setup.as_secs_f64(),
+        c["packetsForwarded"],
+        c["packetsDropped"],
+        c["packetsUnauthorised"],
     );
-    for (ws, l) in listeners {
-        l.close().await;
+    let _ = stop_tx.send(true);
+    for ws in &listeners {
         ws.close();
     }
+    t_ws.close();
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    let ns: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let ns = if ns.is_empty() {
-        vec![10, 100, 500]
-    } else {
-        ns
-    };
-    for n in ns {
-        run(n).await;
+    let mut ns = Vec::new();
+    let (mut packets, mut sample) = (500usize, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--packets" => packets = it.next().and_then(|v| v.parse().ok()).expect("--packets P"),
+            "--sample" => sample = it.next().and_then(|v| v.parse().ok()),
+            _ => {
+                if let Ok(n) = a.parse() {
+                    ns.push(n);
+                }
+            }
+        }
     }
+    if ns.is_empty() {
+        ns = vec![100, 500, 1000, 2000];
+    }
+    // CPU 1 for the load generator, before any thread exists (they inherit it).
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).expect("cpu 1");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .expect("pin the load generator to CPU 1");
+    let _ = EPOCH.get_or_init(Instant::now);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        for n in ns {
+            run(n, packets, sample).await;
+        }
+    });
 }

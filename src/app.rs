@@ -10,8 +10,8 @@ use crate::audit::Audit;
 use crate::config::{Algorithm, Config};
 use crate::floor::FloorConfig;
 use crate::hub::{Hub, Limits};
+use crate::media::MediaEngine;
 use crate::permissions::SqliteStore;
-use crate::sfu::Sfu;
 use crate::signaling::protocol::close;
 use crate::switchboard::Switchboard;
 use parking_lot::Mutex;
@@ -47,6 +47,9 @@ pub enum AppError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The media engine could not start (no UDP port free in the range).
+    #[error("media engine: {0}")]
+    Media(#[from] crate::media::MediaError),
     /// The ban list could not be opened.
     #[error(transparent)]
     Bans(#[from] crate::access::bans::BanError),
@@ -62,6 +65,8 @@ pub enum AppError {
 pub struct Gateway {
     /// The validated configuration.
     pub cfg: Config,
+    /// The media engine (one thread, one UDP socket for every peer connection).
+    pub media: MediaEngine,
     /// Channels, floors, registry: the pure hub behind its shell.
     pub hub: Arc<Switchboard>,
     /// The SQLite permission store (standalone source and local copy).
@@ -70,8 +75,6 @@ pub struct Gateway {
     pub perm_sync: Arc<crate::permissions::PermissionSync>,
     /// Token verification at connect.
     pub verifier: TokenVerifier,
-    /// WebRTC settings and port allocation.
-    pub sfu: Arc<Sfu>,
     /// Cancelled on SIGINT/SIGTERM.
     pub shutdown: CancellationToken,
     /// Session tasks, waited for at shutdown.
@@ -206,7 +209,7 @@ impl Gateway {
         });
         Ok(Arc::new(Self {
             radio: Arc::new(crate::bridge::Radios::new(&cfg.radio, &cfg.console)),
-            sfu: Arc::new(Sfu::new(cfg.sfu.clone())),
+            media: MediaEngine::start(&cfg.sfu, hub.routes().clone())?,
             cfg,
             hub: Arc::new(hub),
             store,
@@ -259,7 +262,7 @@ impl Gateway {
             store: Arc::clone(&self.store),
             perm_sync: Arc::clone(&self.perm_sync),
             audit: self.audit.clone(),
-            sfu: Arc::clone(&self.sfu),
+            media: self.media.clone(),
             admin: Arc::new(admin),
         };
         crate::server::ServerCtx {
@@ -379,6 +382,9 @@ impl Gateway {
         }
         timer.abort();
         housekeeping.abort();
+        // Every session closed its peer connection; the media thread closes any left.
+        let media = self.media.clone();
+        let _ = tokio::task::spawn_blocking(move || media.stop()).await;
         if !self.audit.flush(Duration::from_secs(2)) {
             tracing::warn!("audit log not flushed at shutdown");
         }

@@ -654,7 +654,7 @@ impl<'a> Driver<'a> {
                     1,
                     self.out_tx.clone(),
                 );
-                hub.attach_media(c, self.media_tx.clone());
+                hub.attach_media(c, crate::sfu::routes::Sink::Queue(self.media_tx.clone()));
                 self.conn = Some(c);
                 c
             }

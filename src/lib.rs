@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod floor;
 pub mod hub;
+pub mod media;
 pub mod ops;
 pub mod permissions;
 pub mod radio;

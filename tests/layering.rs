@@ -226,3 +226,22 @@ fn only_app_wires_the_gateway() {
         "modules reaching into app (take a narrow handle instead): {into_app:?}"
     );
 }
+
+#[test]
+fn the_media_engine_does_not_reach_into_signaling_the_hub_or_the_gateway() {
+    let bad = violations(
+        "src/media",
+        &[
+            "crate::signaling",
+            "crate::app",
+            "crate::server",
+            "crate::hub",
+            "tokio::spawn",
+        ],
+    );
+    assert!(
+        bad.is_empty(),
+        "the media engine reaches out:\n{}",
+        bad.join("\n")
+    );
+}

@@ -153,3 +153,46 @@ async fn talker_disconnect_frees_the_floor_at_once() {
         .await
         .expect("floor free for bob");
 }
+
+/// The distinct host candidate addresses of an answer, as (IP, port).
+fn candidates(sdp: &str) -> Vec<(String, u16)> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            Some((f.get(4)?.to_string(), f.get(5)?.parse().ok()?))
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_peer_shares_the_one_media_port_in_the_range_with_the_advertised_address() {
+    // A range of 20 ports from a free one (other tests may hold ports near it).
+    let lo = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .min(65_000);
+    let hi = lo + 20;
+    let gw = Gateway::start(&format!(
+        "udp_port_min = {lo}\nudp_port_max = {hi}\nadvertise_ips = [\"127.0.0.1\"]\n"
+    ));
+    let (mut a_ws, mut a) = member(&gw, "alice", &["c1"]).await;
+    let (_b_ws, b) = member(&gw, "bob", &["c1"]).await;
+    let (ca, cb) = (candidates(&a.answer_sdp), candidates(&b.answer_sdp));
+    assert_eq!(ca.len(), 1, "one host candidate: {}", a.answer_sdp);
+    assert_eq!(ca, cb, "both peer connections on the one media socket");
+    let (ip, port) = &ca[0];
+    assert_eq!(ip, "127.0.0.1");
+    assert!((lo..=hi).contains(port), "port {port} in {lo}..={hi}");
+    // And media flows through it.
+    a_ws.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .expect("granted");
+    let frames = encode_opus(&speech_pcm());
+    a.talk(&frames[..25]).await;
+    assert!(b.wait_received(20, Duration::from_secs(3)).await >= 20);
+}

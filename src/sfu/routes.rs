@@ -2,9 +2,12 @@
 //! shell whenever floors, memberships or media links change, and read lock-free by every
 //! uplink (the per-packet path takes no lock shared with signaling).
 //!
-//! A packet from a talker is looked up by the talker's connection id and queued (`try_send`)
-//! on each listener's downlink queue with that listener's slot and the talk spurt's grant
-//! number; a full queue drops the packet for that listener only.
+//! A packet from a talker is looked up by the talker's connection id. Each listener is a
+//! [`Sink`]: a downlink queue (a radio port: the packet is queued with `try_send`, with that
+//! listener's slot and the talk spurt's grant number; a full queue drops it for that listener
+//! only) or a peer connection of the media engine (which keeps the listener's slot rewrite
+//! state and makes the copy on its own thread: the media engine reads this table itself for
+//! its own uplinks; an uplink from elsewhere is injected into it once per packet).
 
 use super::Downlink;
 use arc_swap::ArcSwap;
@@ -15,6 +18,38 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
+/// The media engine as seen by an uplink forwarded outside it (a radio port talking).
+pub trait Inject: Send + Sync + std::fmt::Debug {
+    /// Hands one uplink packet of `from` to the engine, which makes the copies for its own
+    /// peers among `from`'s listeners. False when its queue is full (the packet is dropped).
+    fn inject(&self, from: u64, packet: &rtc::rtp::Packet, received_at: Instant) -> bool;
+}
+
+/// Where a listener's copies go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// A downlink queue (radio ports, consoles).
+    Queue(mpsc::Sender<Downlink>),
+    /// A peer connection of the media engine, `peer` its id there.
+    Engine {
+        /// The engine's id of the listener's peer connection.
+        peer: u64,
+        /// The engine, for uplinks forwarded outside it.
+        engine: Arc<dyn Inject>,
+    },
+}
+
+impl Sink {
+    /// Whether `self` and `other` are the same sink (the same queue, or the same peer).
+    pub fn same(&self, other: &Sink) -> bool {
+        match (self, other) {
+            (Sink::Queue(a), Sink::Queue(b)) => a.same_channel(b),
+            (Sink::Engine { peer: a, .. }, Sink::Engine { peer: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
 /// One listener of a talker in the table.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -24,8 +59,8 @@ pub struct Target {
     pub slot: usize,
     /// The floor grant (talk spurt) number.
     pub grant: u64,
-    /// The listener's downlink queue.
-    pub tx: mpsc::Sender<Downlink>,
+    /// Where the listener's copies go.
+    pub sink: Sink,
 }
 
 /// Talkers (by connection id) and their listeners. Immutable once published.
@@ -66,7 +101,7 @@ pub struct ForwardStats {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ForwardCounters {
-    /// RTP packets queued to listeners.
+    /// RTP packets queued or sent to listeners.
     pub packets_forwarded: u64,
     /// RTP payload bytes queued to listeners.
     pub bytes_forwarded: u64,
@@ -94,38 +129,62 @@ impl Routes {
         self.table.load_full()
     }
 
-    /// Forwards one RTP packet from `from` to each of its listeners; returns the number of
-    /// copies queued. `received_at` is when the uplink packet was read (for the forwarding
-    /// latency histogram).
+    /// Forwards one RTP packet from `from` (an uplink outside the media engine: a radio port)
+    /// to each of its listeners: queue sinks get a [`Downlink`], and the media engine gets the
+    /// packet once if any listener is its peer (it counts its own copies). Returns the number
+    /// of copies queued here. `received_at` is when the uplink packet was read (for the
+    /// forwarding latency histogram).
     pub fn forward(&self, from: u64, packet: &rtc::rtp::Packet, received_at: Instant) -> usize {
         let table = self.table.load();
         let Some(targets) = table.targets(from) else {
-            self.stats.unauthorised.fetch_add(1, Ordering::Relaxed);
+            self.count_unauthorised();
             return 0;
         };
-        let mut queued = 0usize;
+        let mut queued = 0u64;
         let mut dropped = 0u64;
+        let mut engine: Option<&Arc<dyn Inject>> = None;
         for t in targets {
-            let d = Downlink {
-                slot: t.slot,
-                grant: t.grant,
-                packet: packet.clone(),
-                received_at,
-            };
-            if t.tx.try_send(d).is_ok() {
-                queued += 1;
-            } else {
+            match &t.sink {
+                Sink::Queue(tx) => {
+                    let d = Downlink {
+                        slot: t.slot,
+                        grant: t.grant,
+                        packet: packet.clone(),
+                        received_at,
+                    };
+                    if tx.try_send(d).is_ok() {
+                        queued += 1;
+                    } else {
+                        dropped += 1;
+                    }
+                }
+                Sink::Engine { engine: e, .. } => engine = Some(e),
+            }
+        }
+        if let Some(e) = engine {
+            if !e.inject(from, packet, received_at) {
                 dropped += 1;
             }
         }
+        self.count_forwarded(queued, queued * packet.payload.len() as u64, dropped);
+        queued as usize
+    }
+
+    /// Adds to the counters: copies sent or queued, their payload bytes, copies dropped.
+    pub fn count_forwarded(&self, copies: u64, bytes: u64, dropped: u64) {
         let s = &self.stats;
-        s.forwarded.fetch_add(queued as u64, Ordering::Relaxed);
-        s.bytes
-            .fetch_add((queued * packet.payload.len()) as u64, Ordering::Relaxed);
+        if copies > 0 {
+            s.forwarded.fetch_add(copies, Ordering::Relaxed);
+            s.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
         if dropped > 0 {
             s.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
-        queued
+    }
+
+    /// Counts one packet from a participant holding no floor.
+    pub fn count_unauthorised(&self) {
+        self.stats.unauthorised.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters since start.

@@ -15,10 +15,9 @@ use crate::audit::Audit;
 use crate::audit::{Action, Entry};
 use crate::floor::Priority;
 use crate::hub::{ConnId, ConnectionInfo};
+use crate::media::{MediaEngine, OnClosed, PeerId, RTCIceCandidateInit};
 use crate::permissions::PermissionStore;
 use crate::permissions::{PermissionSync, SqliteStore};
-use crate::sfu::Sfu;
-use crate::sfu::{MediaPeer, PeerSetup};
 use crate::switchboard::Outbound;
 use crate::switchboard::Switchboard;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -35,7 +34,7 @@ struct Session {
     id: ConnId,
     claims: Claims,
     slot_ssrcs: Vec<u32>,
-    media: Option<MediaPeer>,
+    media: Option<MediaLink>,
     limiter: SessionLimiter,
     strikes: MessageStrikes,
     /// The session's own outbound queue (replies go here without taking the hub lock);
@@ -71,10 +70,15 @@ pub struct SessionCtx {
     pub perm_sync: Arc<PermissionSync>,
     /// The audit log.
     pub audit: Audit,
-    /// WebRTC settings and port allocation.
-    pub sfu: Arc<Sfu>,
+    /// The media engine (every session's peer connection).
+    pub media: MediaEngine,
     /// What the admin methods use.
     pub admin: Arc<super::admin::AdminCtx>,
+}
+
+/// The session's peer connection in the media engine.
+struct MediaLink {
+    peer: PeerId,
 }
 
 /// The channels a connecting session may use, as read at connect, and the permission sync
@@ -227,8 +231,8 @@ pub async fn run(
     };
     // Unregister first so no more media or notifications are routed to this session.
     gw.hub.lock().unregister(id, Instant::now());
-    if let Some(peer) = session.media.take() {
-        peer.close().await;
+    if let Some(link) = session.media.take() {
+        gw.media.close(link.peer);
     }
     drop(tx);
     session.out = None;
@@ -469,46 +473,51 @@ impl Session {
             }
             "webrtc.offer" => {
                 let p: OfferParams = protocol::params(&req.params)?;
+                let media: &MediaEngine = &self.gw.media;
                 if let Some(old) = self.media.take() {
-                    self.gw.hub.lock().detach_media(self.id, &old.downlink);
-                    old.close().await;
+                    self.gw
+                        .hub
+                        .lock()
+                        .detach_media(self.id, &media.sink(old.peer));
+                    media.close(old.peer);
                 }
-                let (hub, id) = (Arc::clone(&self.gw.hub), self.id);
-                let setup = PeerSetup {
-                    conn_id: self.id,
-                    offer_sdp: p.sdp,
-                    slot_ssrcs: self.slot_ssrcs.clone(),
-                    routes: self.gw.hub.routes().clone(),
-                    on_closed: Arc::new(move |tx| hub.lock().detach_media(id, tx)),
-                };
-                let (peer, answer) = MediaPeer::negotiate(&self.gw.sfu, setup)
+                let (hub, id, engine) = (Arc::clone(&self.gw.hub), self.id, media.clone());
+                let on_closed: OnClosed =
+                    Arc::new(move |peer| hub.lock().detach_media(id, &engine.sink(peer)));
+                let answer = media
+                    .offer(self.id, p.sdp, self.slot_ssrcs.clone(), on_closed)
                     .await
                     .map_err(|e| RpcError::new(ErrorCode::MediaError, e.to_string()))?;
                 self.gw
                     .hub
                     .lock()
-                    .attach_media(self.id, peer.downlink.clone());
-                let slots: Vec<Value> = self.slot_ssrcs[..peer.slots]
+                    .attach_media(self.id, media.sink(answer.peer));
+                let slots: Vec<Value> = self.slot_ssrcs[..answer.slots]
                     .iter()
                     .enumerate()
                     .map(|(i, s)| json!({"slot": i, "ssrc": s}))
                     .collect();
-                self.media = Some(peer);
-                Ok(json!({"type": "answer", "sdp": answer, "slots": slots}))
+                self.media = Some(MediaLink { peer: answer.peer });
+                Ok(json!({"type": "answer", "sdp": answer.sdp, "slots": slots}))
             }
             "webrtc.candidate" => {
                 let p: CandidateParams = protocol::params(&req.params)?;
-                let peer = self.media.as_ref().ok_or_else(|| {
+                let link = self.media.as_ref().ok_or_else(|| {
                     RpcError::new(ErrorCode::MediaError, "send webrtc.offer first")
                 })?;
-                peer.add_candidate(webrtc::peer_connection::RTCIceCandidateInit {
-                    candidate: p.candidate,
-                    sdp_mid: p.sdp_mid,
-                    sdp_mline_index: p.sdp_m_line_index,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| RpcError::new(ErrorCode::MediaError, e.to_string()))?;
+                self.gw
+                    .media
+                    .add_candidate(
+                        link.peer,
+                        RTCIceCandidateInit {
+                            candidate: p.candidate,
+                            sdp_mid: p.sdp_mid,
+                            sdp_mline_index: p.sdp_m_line_index,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| RpcError::new(ErrorCode::MediaError, e.to_string()))?;
                 Ok(json!({"added": true}))
             }
             other => Err(RpcError::new(

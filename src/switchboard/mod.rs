@@ -15,8 +15,7 @@ pub mod outbound;
 
 use crate::audit::Audit;
 use crate::hub::{ConnId, ConnectionInfo, Hub, Output};
-use crate::sfu::routes::{RouteTable, Routes, Target};
-use crate::sfu::Downlink;
+use crate::sfu::routes::{RouteTable, Routes, Sink, Target};
 pub use notify::Rendered;
 pub use outbound::{Outbound, OutboundTx};
 use parking_lot::{Mutex, MutexGuard};
@@ -25,12 +24,12 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 struct Shell {
     core: Hub,
     outbound: HashMap<ConnId, OutboundTx>,
-    media: HashMap<ConnId, mpsc::Sender<Downlink>>,
+    media: HashMap<ConnId, Sink>,
     media_dirty: bool,
     deadline: Option<Instant>,
 }
@@ -144,21 +143,16 @@ impl HubGuard<'_> {
         info
     }
 
-    /// Attaches a participant's downlink queue (its media is up).
-    pub fn attach_media(&mut self, id: ConnId, tx: mpsc::Sender<Downlink>) {
-        self.shell.media.insert(id, tx);
+    /// Attaches a participant's downlink sink (its media is up).
+    pub fn attach_media(&mut self, id: ConnId, sink: Sink) {
+        self.shell.media.insert(id, sink);
         self.shell.media_dirty = true;
     }
 
-    /// Detaches a participant's downlink queue if it is still `tx` (a replaced peer
+    /// Detaches a participant's downlink sink if it is still `sink` (a replaced peer
     /// connection closing late must not detach its successor).
-    pub fn detach_media(&mut self, id: ConnId, tx: &mpsc::Sender<Downlink>) {
-        if self
-            .shell
-            .media
-            .get(&id)
-            .is_some_and(|cur| cur.same_channel(tx))
-        {
+    pub fn detach_media(&mut self, id: ConnId, sink: &Sink) {
+        if self.shell.media.get(&id).is_some_and(|cur| cur.same(sink)) {
             self.shell.media.remove(&id);
             self.shell.media_dirty = true;
         }
@@ -212,11 +206,11 @@ impl HubGuard<'_> {
                     let targets = routes
                         .into_iter()
                         .filter_map(|r| {
-                            shell.media.get(&r.listener).map(|tx| Target {
+                            shell.media.get(&r.listener).map(|sink| Target {
                                 listener: r.listener,
                                 slot: r.slot,
                                 grant: r.grant,
-                                tx: tx.clone(),
+                                sink: sink.clone(),
                             })
                         })
                         .collect();

@@ -106,6 +106,8 @@ pub struct RtcClient {
     pub inbox: Arc<Inbox>,
     /// Slot SSRCs from the server's answer, in slot order.
     pub slot_ssrcs: Vec<u32>,
+    /// The server's SDP answer.
+    pub answer_sdp: String,
 }
 
 impl RtcClient {
@@ -203,11 +205,10 @@ impl RtcClient {
             .iter()
             .map(|s| s["ssrc"].as_u64().unwrap() as u32)
             .collect();
-        pc.set_remote_description(
-            RTCSessionDescription::answer(res["sdp"].as_str().unwrap().to_string()).unwrap(),
-        )
-        .await
-        .unwrap();
+        let answer_sdp = res["sdp"].as_str().unwrap().to_string();
+        pc.set_remote_description(RTCSessionDescription::answer(answer_sdp.clone()).unwrap())
+            .await
+            .unwrap();
         tokio::time::timeout(WAIT, crx.recv())
             .await
             .expect("peer connection connected");
@@ -219,6 +220,7 @@ impl RtcClient {
             ts: rand::random(),
             inbox,
             slot_ssrcs,
+            answer_sdp,
         }
     }
 

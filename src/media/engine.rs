@@ -1,0 +1,549 @@
+//! SHELL: the media thread. Owns every session's sans-IO `rtc` peer connection and the one UDP
+//! socket; demultiplexes datagrams by remote address and, for an address not seen yet, by
+//! the ICE ufrag in a STUN request's USERNAME; forwards each decrypted uplink RTP packet
+//! through the route table (read lock-free), rewriting and SRTP-protecting one copy per
+//! listener and sending the copies in `sendmmsg` batches.
+
+use super::demux::{self, Kind};
+use super::socket::Batch;
+use super::{Answer, Control, Forward, MediaError, OnClosed, PeerId};
+use crate::sfu::rewrite::{SlotStream, SpurtKey};
+use crate::sfu::routes::{Routes, Sink};
+use crate::sfu::{audio_mlines, opus_payload_type, Downlink};
+use bytes::BytesMut;
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+/// Longest the thread sleeps without a deadline, ms.
+const IDLE_WAIT_MS: u16 = 1000;
+/// Datagrams read per wake-up before timers and commands get a turn.
+const READ_BUDGET: usize = 512;
+/// Remote addresses remembered per peer connection (ICE may try several).
+const MAX_ADDRS: usize = 8;
+/// Largest datagram read, bytes.
+const MTU: usize = 1500;
+
+/// One downlink slot of a peer connection: its sender and its continuous stream.
+struct Slot {
+    sender: RTCRtpSenderId,
+    stream: SlotStream,
+}
+
+/// One session's peer connection.
+struct Peer {
+    conn: u64,
+    pc: RTCPeerConnection,
+    ufrag: String,
+    slots: Vec<Slot>,
+    addrs: Vec<SocketAddr>,
+    connected: bool,
+    deadline: Option<Instant>,
+    on_closed: OnClosed,
+}
+
+/// The media thread's state.
+pub(super) struct Engine {
+    sock: UdpSocket,
+    /// The address given to `rtc` as the local end of every datagram (the first host
+    /// candidate: `rtc` matches it against its local candidates).
+    local: SocketAddr,
+    /// Host candidates put in every answer.
+    candidates: Vec<SocketAddr>,
+    routes: Routes,
+    control: Receiver<Control>,
+    forward: Receiver<Forward>,
+    waker: UnixDatagram,
+    peers: HashMap<PeerId, Peer>,
+    by_addr: HashMap<SocketAddr, PeerId>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_conn: HashMap<u64, PeerId>,
+    batch: Batch,
+    uplink: Vec<rtc::rtp::Packet>,
+    /// SRTP protection profiles offered in DTLS (empty: `rtc`'s default, AES-GCM first).
+    srtp_profiles: Vec<SrtpProtectionProfile>,
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn rerr(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Rtc(e.to_string())
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// What the media thread starts with.
+pub(super) struct Parts {
+    pub sock: UdpSocket,
+    pub local: SocketAddr,
+    pub candidates: Vec<SocketAddr>,
+    pub routes: Routes,
+    pub control: Receiver<Control>,
+    pub forward: Receiver<Forward>,
+    pub waker: UnixDatagram,
+    pub srtp_profiles: Vec<SrtpProtectionProfile>,
+}
+
+impl Engine {
+    /// The engine with no peer connection yet.
+    pub fn new(p: Parts) -> Self {
+        Self {
+            sock: p.sock,
+            local: p.local,
+            candidates: p.candidates,
+            routes: p.routes,
+            control: p.control,
+            forward: p.forward,
+            waker: p.waker,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_conn: HashMap::new(),
+            batch: Batch::default(),
+            uplink: Vec::new(),
+            srtp_profiles: p.srtp_profiles,
+        }
+    }
+
+    /// Runs until [`Control::Stop`] or every handle is gone.
+    pub fn run(mut self) {
+        let mut buf = vec![0u8; MTU];
+        let mut due: Vec<PeerId> = Vec::new();
+        loop {
+            let now = Instant::now();
+            let next = self.peers.values().filter_map(|p| p.deadline).min();
+            let wait_ms = next.map_or(IDLE_WAIT_MS, |d| {
+                let ms = d.saturating_duration_since(now).as_micros().div_ceil(1000);
+                ms.min(IDLE_WAIT_MS as u128) as u16
+            });
+            if wait_ms > 0 && !self.wait(wait_ms) {
+                continue;
+            }
+            if !self.commands() {
+                break;
+            }
+            for _ in 0..READ_BUDGET {
+                match self.sock.recv_from(&mut buf) {
+                    Ok((n, from)) => self.datagram(&buf[..n], from),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "media socket read");
+                        break;
+                    }
+                }
+                if self.batch.len() >= super::socket::BATCH / 2 {
+                    self.batch.flush(&self.sock);
+                }
+            }
+            let now = Instant::now();
+            due.clear();
+            due.extend(
+                self.peers
+                    .iter()
+                    .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
+                    .map(|(id, _)| *id),
+            );
+            for id in &due {
+                if let Some(p) = self.peers.get_mut(id) {
+                    let _ = p.pc.handle_timeout(now);
+                }
+                self.service(*id);
+            }
+            self.batch.flush(&self.sock);
+        }
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.remove(id, false);
+        }
+        self.batch.flush(&self.sock);
+    }
+
+    /// Waits for the socket or the waker to be readable, or `ms` to pass. Returns false on an
+    /// interrupted wait (the loop recomputes its deadline).
+    fn wait(&self, ms: u16) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [
+            PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
+        ];
+        !matches!(
+            poll(&mut fds, PollTimeout::from(ms)),
+            Err(nix::errno::Errno::EINTR)
+        )
+    }
+
+    /// Carries out queued commands; false when the engine must stop.
+    fn commands(&mut self) -> bool {
+        let mut scratch = [0u8; 64];
+        while self.waker.recv(&mut scratch).is_ok() {}
+        loop {
+            match self.control.try_recv() {
+                Ok(Control::Offer {
+                    peer,
+                    conn,
+                    sdp,
+                    slot_ssrcs,
+                    on_closed,
+                    reply,
+                }) => {
+                    let res = self.answer(peer, conn, &sdp, &slot_ssrcs, on_closed);
+                    if res.is_ok() {
+                        self.service(peer);
+                    }
+                    let _ = reply.send(res);
+                }
+                Ok(Control::Candidate {
+                    peer,
+                    candidate,
+                    reply,
+                }) => {
+                    let res = match self.peers.get_mut(&peer) {
+                        Some(p) => p.pc.add_remote_candidate(candidate).map_err(rerr),
+                        None => Err(MediaError::NoPeer),
+                    };
+                    self.service(peer);
+                    let _ = reply.send(res);
+                }
+                Ok(Control::Close { peer }) => self.remove(peer, false),
+                Ok(Control::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        while let Ok(f) = self.forward.try_recv() {
+            self.fan_out(f.from, &f.packet, f.received_at, true);
+        }
+        true
+    }
+
+    /// Builds the peer connection for an offer and returns the answer.
+    fn answer(
+        &mut self,
+        id: PeerId,
+        conn: u64,
+        offer: &str,
+        slot_ssrcs: &[u32],
+        on_closed: OnClosed,
+    ) -> Result<Answer, MediaError> {
+        let wanted = audio_mlines(offer);
+        if wanted == 0 {
+            return Err(MediaError::BadOffer("no audio m-line".into()));
+        }
+        let slots = wanted.min(slot_ssrcs.len());
+        let mut media = MediaEngine::default();
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: opus_codec(),
+                    payload_type: 111,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(rerr)?;
+        let ufrag = loop {
+            let u = random_token(16);
+            if !self.by_ufrag.contains_key(&u) {
+                break u;
+            }
+        };
+        let mut setting =
+            SettingEngineBuilder::new().with_ice_credentials(ufrag.clone(), random_token(24));
+        if !self.srtp_profiles.is_empty() {
+            setting = setting.with_srtp_protection_profiles(self.srtp_profiles.clone());
+        }
+        let setting = setting.build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media)
+            .with_setting_engine(setting)
+            .with_interceptor_registry(configure_rtcp_reports(rtc::interceptor::Registry::new()))
+            .build(Instant::now())
+            .map_err(rerr)?;
+        let desc = RTCSessionDescription::offer(offer.to_string())
+            .map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        pc.set_remote_description(Instant::now(), desc)
+            .map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        let mut senders = Vec::with_capacity(slots);
+        for (i, ssrc) in slot_ssrcs[..slots].iter().enumerate() {
+            let track = MediaStreamTrack::new(
+                format!("radiogate-{conn}"),
+                format!("slot-{i}"),
+                format!("slot-{i}"),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(*ssrc),
+                        ..Default::default()
+                    },
+                    codec: opus_codec(),
+                    ..Default::default()
+                }],
+            );
+            senders.push(pc.add_track(track).map_err(rerr)?);
+        }
+        for c in &self.candidates {
+            let cand = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "udp".to_owned(),
+                    address: c.ip().to_string(),
+                    port: c.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .new_candidate_host()
+            .map_err(rerr)?;
+            let init = RTCIceCandidate::from(&cand).to_json().map_err(rerr)?;
+            pc.add_local_candidate(init).map_err(rerr)?;
+        }
+        let answer = pc.create_answer(None).map_err(rerr)?;
+        pc.set_local_description(Instant::now(), answer)
+            .map_err(rerr)?;
+        let sdp = pc
+            .local_description()
+            .ok_or_else(|| MediaError::Rtc("no local description".into()))?
+            .sdp;
+        let pt = opus_payload_type(&sdp)
+            .ok_or_else(|| MediaError::BadOffer("no Opus in the negotiated answer".into()))?;
+        let slots_v = senders
+            .into_iter()
+            .zip(slot_ssrcs)
+            .map(|(sender, ssrc)| Slot {
+                sender,
+                stream: SlotStream::new(*ssrc, pt, rand::random(), rand::random()),
+            })
+            .collect();
+        // A newer offer of the same session replaces its peer connection.
+        if let Some(old) = self.by_conn.insert(conn, id) {
+            self.remove(old, false);
+            self.by_conn.insert(conn, id);
+        }
+        self.by_ufrag.insert(ufrag.clone(), id);
+        self.peers.insert(
+            id,
+            Peer {
+                conn,
+                pc,
+                ufrag,
+                slots: slots_v,
+                addrs: Vec::new(),
+                connected: false,
+                deadline: None,
+                on_closed,
+            },
+        );
+        Ok(Answer {
+            peer: id,
+            sdp,
+            slots,
+        })
+    }
+
+    /// One datagram from `from`.
+    fn datagram(&mut self, d: &[u8], from: SocketAddr) {
+        let kind = demux::classify(d);
+        if kind == Kind::Other {
+            return;
+        }
+        let id = match self.by_addr.get(&from) {
+            Some(id) => *id,
+            None => {
+                let Some(id) = demux::stun_local_ufrag(d).and_then(|u| self.by_ufrag.get(u)) else {
+                    return;
+                };
+                let id = *id;
+                if let Some(p) = self.peers.get_mut(&id) {
+                    if p.addrs.len() >= MAX_ADDRS {
+                        let old = p.addrs.remove(0);
+                        self.by_addr.remove(&old);
+                    }
+                    p.addrs.push(from);
+                }
+                self.by_addr.insert(from, id);
+                id
+            }
+        };
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        let _ = p.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(d),
+        });
+        self.service(id);
+    }
+
+    /// Drains what `rtc` produced for peer `id`: datagrams to send, state changes, and uplink
+    /// RTP to forward; then reads its next deadline.
+    fn service(&mut self, id: PeerId) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        while let Some(w) = p.pc.poll_write() {
+            self.batch
+                .push(&self.sock, w.transport.peer_addr, w.message);
+        }
+        let mut gone = false;
+        while let Some(e) = p.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = e {
+                tracing::debug!(conn = p.conn, state = %s, "media peer state");
+                match s {
+                    RTCPeerConnectionState::Connected => p.connected = true,
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => gone = true,
+                    _ => {}
+                }
+            }
+        }
+        self.uplink.clear();
+        while let Some(TaggedRTCMessage { message, .. }) = p.pc.poll_read() {
+            if let RTCMessage::RtpPacket(_, pkt) = message {
+                self.uplink.push(pkt);
+            }
+        }
+        p.deadline = p.pc.poll_timeout();
+        let conn = p.conn;
+        if !self.uplink.is_empty() {
+            let now = Instant::now();
+            let pkts = std::mem::take(&mut self.uplink);
+            for pkt in &pkts {
+                self.fan_out(conn, pkt, now, false);
+            }
+            self.uplink = pkts;
+        }
+        if gone {
+            self.remove(id, true);
+        }
+    }
+
+    /// Forwards one uplink packet of `from` to its listeners: engine peers get a rewritten,
+    /// SRTP-protected copy queued on the batch; queue sinks (radio ports) get a [`Downlink`]
+    /// unless `injected` (whoever injected it served those already).
+    fn fan_out(&mut self, from: u64, pkt: &rtc::rtp::Packet, received_at: Instant, injected: bool) {
+        let table = self.routes.current();
+        let Some(targets) = table.targets(from) else {
+            self.routes.count_unauthorised();
+            return;
+        };
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        let now = Instant::now();
+        for t in targets {
+            match &t.sink {
+                Sink::Engine { peer, .. } => {
+                    let Some(lp) = self.peers.get_mut(peer) else {
+                        dropped += 1;
+                        continue;
+                    };
+                    let Some(slot) = lp.slots.get_mut(t.slot) else {
+                        continue;
+                    };
+                    if !lp.connected {
+                        dropped += 1;
+                        continue;
+                    }
+                    let mut copy = pkt.clone();
+                    let key = SpurtKey {
+                        grant: t.grant,
+                        ssrc: pkt.header.ssrc,
+                    };
+                    slot.stream.rewrite(key, &mut copy.header, received_at);
+                    let ok = lp
+                        .pc
+                        .rtp_sender(slot.sender)
+                        .is_some_and(|mut s| s.write_rtp(now, copy).is_ok());
+                    if ok {
+                        sent += 1;
+                    } else {
+                        dropped += 1;
+                    }
+                    while let Some(w) = lp.pc.poll_write() {
+                        self.batch
+                            .push(&self.sock, w.transport.peer_addr, w.message);
+                    }
+                }
+                Sink::Queue(tx) if !injected => {
+                    let d = Downlink {
+                        slot: t.slot,
+                        grant: t.grant,
+                        packet: pkt.clone(),
+                        received_at,
+                    };
+                    if tx.try_send(d).is_ok() {
+                        sent += 1;
+                    } else {
+                        dropped += 1;
+                    }
+                }
+                Sink::Queue(_) => {}
+            }
+        }
+        self.routes
+            .count_forwarded(sent, sent * pkt.payload.len() as u64, dropped);
+        crate::sfu::stats::FORWARD_LATENCY.record(received_at.elapsed());
+    }
+
+    /// Closes and forgets peer `id`; `notify` calls its `on_closed` (it failed or closed on
+    /// its own, not on its session's request).
+    fn remove(&mut self, id: PeerId, notify: bool) {
+        let Some(mut p) = self.peers.remove(&id) else {
+            return;
+        };
+        let _ = p.pc.close();
+        while let Some(w) = p.pc.poll_write() {
+            self.batch
+                .push(&self.sock, w.transport.peer_addr, w.message);
+        }
+        for a in &p.addrs {
+            self.by_addr.remove(a);
+        }
+        self.by_ufrag.remove(&p.ufrag);
+        if self.by_conn.get(&p.conn) == Some(&id) {
+            self.by_conn.remove(&p.conn);
+        }
+        if notify {
+            (p.on_closed)(id);
+        }
+        tracing::debug!(conn = p.conn, peer = id, "media peer removed");
+    }
+}
