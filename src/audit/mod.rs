@@ -118,6 +118,15 @@ impl Entry {
     pub fn new(actor: impl Into<String>, action: Action) -> Self {
         Self {
             ts_ms: crate::clock::unix_ms(),
+            ..Self::unstamped(actor, action)
+        }
+    }
+
+    /// Like [`Entry::new`] with `ts_ms` 0, for pure code that reads no clock (the hub): the
+    /// shell that records it stamps the wall clock.
+    pub fn unstamped(actor: impl Into<String>, action: Action) -> Self {
+        Self {
+            ts_ms: 0,
             actor: actor.into(),
             role: String::new(),
             event: String::new(),

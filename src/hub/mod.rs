@@ -204,23 +204,9 @@ impl Hub {
 
     /// An audit entry (unstamped) with `conn`'s user, role and event filled in.
     fn entry_for(&self, conn: ConnId, action: Action) -> Entry {
-        let e = Entry {
-            ts_ms: 0,
-            actor: format!("conn:{conn}"),
-            role: String::new(),
-            event: String::new(),
-            action,
-            target: String::new(),
-            outcome: "ok".into(),
-            details: serde_json::Value::Null,
-        };
         match self.registry.get(conn) {
-            Some(i) => Entry {
-                actor: i.user_id.clone(),
-                ..e
-            }
-            .who(i.role, i.event.clone()),
-            None => e,
+            Some(i) => Entry::unstamped(i.user_id.clone(), action).who(i.role, i.event.clone()),
+            None => Entry::unstamped(format!("conn:{conn}"), action),
         }
     }
 
