@@ -27,6 +27,9 @@
 //! RSS idle (before any peer) and per connected peer ((loaded − idle) / (N + 1), KiB, from
 //! /proc/PID/status VmRSS).
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

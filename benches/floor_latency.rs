@@ -8,6 +8,9 @@
 //! the gateway's own figure from `/healthz` `floorRequestLatency` (request frame read to reply
 //! queued: the server-side part, without the client's and the kernel's share).
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -13,6 +13,9 @@
 //!    back to the last of the 500 sessions holding its update (includes the 1 s reconnect
 //!    backoff).
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -17,6 +17,9 @@
 //!    5 ms), playing channel voice (Opus decode, limiter, playback), sending (capture, Opus
 //!    encode, hub forwarding).
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -1,4 +1,7 @@
-//! The gateway's shared state and its lifecycle: start, serve, graceful shutdown.
+//! Wiring only: opens the state, builds each module's narrow handles (sessions, admin, the
+//! permission sync, the radio bridge, the HTTP routes, metrics) and starts the shells; serves
+//! until shutdown, then shuts down gracefully. No other module imports this one
+//! (tests/layering.rs).
 
 use crate::access::bans::BanList;
 use crate::access::limits::{connection_limiter, AuthBackoff, AuthBackoffConfig, KeyedLimiter};
@@ -10,11 +13,10 @@ use crate::hub::{Hub, Limits};
 use crate::media::MediaEngine;
 use crate::permissions::SqliteStore;
 use crate::signaling::protocol::close;
-use crate::signaling::switchboard::Switchboard;
+use crate::switchboard::Switchboard;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -56,7 +58,7 @@ pub enum AppError {
     Sync(#[from] crate::permissions::SyncError),
     /// The state directory is in use by another gateway, or its database is damaged.
     #[error(transparent)]
-    State(#[from] crate::ops::state::StateError),
+    State(#[from] crate::state::StateError),
 }
 
 /// Everything the sessions share.
@@ -82,24 +84,15 @@ pub struct Gateway {
     /// The audit log.
     pub audit: Audit,
     /// Banned users.
-    pub bans: BanList,
+    pub bans: Arc<BanList>,
     /// New connections per remote address.
-    pub conn_limiter: KeyedLimiter<governor::clock::DefaultClock>,
+    pub conn_limiter: Arc<KeyedLimiter<governor::clock::DefaultClock>>,
     /// Failed authentications per remote address.
-    pub auth_backoff: Mutex<AuthBackoff>,
+    pub auth_backoff: Arc<Mutex<AuthBackoff>>,
     /// Radio and console ports (`[[radio]]`, `[[console]]`), started by [`Gateway::serve`].
-    pub radio: crate::radio::Radios,
-    next_conn: AtomicU64,
-    /// The state directory's lock, held while the gateway lives (ops::state).
-    _dir_lock: crate::ops::state::DirLock,
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    pub radio: Arc<crate::bridge::Radios>,
+    /// The state directory's lock, held while the gateway lives (state).
+    _dir_lock: crate::state::DirLock,
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AppError {
@@ -191,8 +184,8 @@ impl Gateway {
     pub fn new(cfg: Config) -> Result<Arc<Self>, AppError> {
         let dir = state_dir(&cfg)?;
         let db = dir.join("radiogate.db");
-        let dir_lock = crate::ops::state::lock_dir(&dir)?;
-        crate::ops::state::check_database(&db)?;
+        let dir_lock = crate::state::lock_dir(&dir)?;
+        crate::state::check_database(&db)?;
         let store = Arc::new(SqliteStore::open(&db)?);
         let verifier = TokenVerifier::new(&key_material(&cfg)?, cfg.auth.leeway_secs)?;
         let audit = Audit::open(&db, cfg.audit.retention)?;
@@ -215,7 +208,7 @@ impl Gateway {
             window: Duration::from_secs(cfg.limits.auth_failure_window_secs),
         });
         Ok(Arc::new(Self {
-            radio: crate::radio::Radios::new(&cfg.radio, &cfg.console),
+            radio: Arc::new(crate::bridge::Radios::new(&cfg.radio, &cfg.console)),
             media: MediaEngine::start(&cfg.sfu, hub.routes().clone())?,
             cfg,
             hub: Arc::new(hub),
@@ -226,17 +219,66 @@ impl Gateway {
             sessions: TaskTracker::new(),
             started: Instant::now(),
             audit,
-            bans,
-            conn_limiter: connection_limiter(per_minute, governor::clock::DefaultClock::default()),
-            auth_backoff: Mutex::new(auth_backoff),
-            next_conn: AtomicU64::new(1),
+            bans: Arc::new(bans),
+            conn_limiter: Arc::new(connection_limiter(
+                per_minute,
+                governor::clock::DefaultClock::default(),
+            )),
+            auth_backoff: Arc::new(Mutex::new(auth_backoff)),
             _dir_lock: dir_lock,
         }))
     }
 
-    /// A fresh connection id.
-    pub fn next_conn_id(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    /// What the metrics and health views read.
+    pub fn observed(&self) -> crate::ops::metrics::Observed {
+        crate::ops::metrics::Observed {
+            hub: Arc::clone(&self.hub),
+            audit: self.audit.clone(),
+            perm_sync: Arc::clone(&self.perm_sync),
+            radio: Arc::clone(&self.radio),
+            started: self.started,
+        }
+    }
+
+    fn server_ctx(&self) -> crate::server::ServerCtx {
+        let cfg = &self.cfg;
+        let admin = crate::signaling::admin::AdminCtx {
+            hub: Arc::clone(&self.hub),
+            audit: self.audit.clone(),
+            bans: Arc::clone(&self.bans),
+            perm_sync: Arc::clone(&self.perm_sync),
+            radio: Arc::clone(&self.radio),
+            started: self.started,
+        };
+        let session = crate::signaling::session::SessionCtx {
+            cfg: crate::signaling::session::SessionConfig {
+                slots: cfg.channels.max_channels_per_user,
+                limits: cfg.limits,
+                leeway_secs: cfg.auth.leeway_secs,
+                broadcast_hold: Duration::from_millis(cfg.dispatch.broadcast_hold_ms),
+                max_frame_bytes: cfg.server.max_frame_bytes,
+            },
+            hub: Arc::clone(&self.hub),
+            store: Arc::clone(&self.store),
+            perm_sync: Arc::clone(&self.perm_sync),
+            audit: self.audit.clone(),
+            media: self.media.clone(),
+            admin: Arc::new(admin),
+        };
+        crate::server::ServerCtx {
+            shutdown: self.shutdown.clone(),
+            conn_limiter: Arc::clone(&self.conn_limiter),
+            auth_backoff: Arc::clone(&self.auth_backoff),
+            verifier: self.verifier.clone(),
+            bans: Arc::clone(&self.bans),
+            store: Arc::clone(&self.store),
+            perm_sync: Arc::clone(&self.perm_sync),
+            audit: self.audit.clone(),
+            sessions: self.sessions.clone(),
+            max_frame_bytes: cfg.server.max_frame_bytes,
+            session: Arc::new(session),
+            observed: self.observed(),
+        }
     }
 
     /// Serves until `shutdown` is cancelled, then shuts down gracefully: stops accepting,
@@ -288,11 +330,26 @@ impl Gateway {
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
-        let perm_sync = tokio::spawn(crate::permissions::sync::run(Arc::clone(&self)));
-        if let Err(e) = self.radio.start(&self) {
+        let perm_sync = tokio::spawn(crate::permissions::sync::run(Arc::new(
+            crate::permissions::sync::SyncCtx {
+                perm_sync: Arc::clone(&self.perm_sync),
+                hub: Arc::clone(&self.hub),
+                store: Arc::clone(&self.store),
+                shutdown: self.shutdown.clone(),
+            },
+        )));
+        if let Err(e) = self.radio.start(&Arc::new(crate::bridge::BridgeCtx {
+            hub: Arc::clone(&self.hub),
+            store: Arc::clone(&self.store),
+            shutdown: self.shutdown.clone(),
+        })) {
             tracing::error!(error = %e, "radio ports not started");
         }
-        let router = crate::server::router(Arc::clone(&self));
+        let router = crate::server::router(
+            Arc::new(self.server_ctx()),
+            &self.cfg.state.dir,
+            self.cfg.server.tls,
+        );
         let token = self.shutdown.clone();
         // Small frames (floor grants) must not wait for delayed ACKs: the listener sets
         // TCP_NODELAY on every accepted connection (web::tls::Listener). tap_io only makes

@@ -4,10 +4,17 @@
 //! The token is verified before the WebSocket upgrade: a missing, malformed, forged, expired,
 //! wrong-algorithm or `alg: none` token gets `401` with a plain-text reason, and is logged.
 
+use crate::access::bans::BanList;
+use crate::access::limits::{AuthBackoff, KeyedLimiter};
+use crate::access::token::TokenVerifier;
 use crate::access::token::{Claims, TokenError};
-use crate::app::{unix_now, Gateway};
+use crate::audit::Audit;
 use crate::audit::{Action, Entry};
+use crate::clock::unix_secs;
+use crate::ops::metrics::Observed;
 use crate::permissions::PermissionStore;
+use crate::permissions::{PermissionSync, SqliteStore};
+use crate::signaling::session::SessionCtx;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
@@ -20,21 +27,62 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Initial WebSocket read buffer per session, bytes.
 const READ_BUFFER_BYTES: usize = 4096;
 
-/// The routes.
-pub fn router(gw: Arc<Gateway>) -> Router {
+/// What the HTTP routes use: the connect checks' handles (limits, token verifier, bans,
+/// permission store and sync, audit), the session tracker and shutdown token, what a session
+/// gets, and what `/healthz` and `/metrics` read.
+pub struct ServerCtx {
+    /// Cancelled on SIGINT/SIGTERM: new WebSockets are refused with 503.
+    pub shutdown: CancellationToken,
+    /// New connections per remote address.
+    pub conn_limiter: Arc<KeyedLimiter<governor::clock::DefaultClock>>,
+    /// Failed authentications per remote address.
+    pub auth_backoff: Arc<parking_lot::Mutex<AuthBackoff>>,
+    /// Token verification.
+    pub verifier: TokenVerifier,
+    /// Banned users.
+    pub bans: Arc<BanList>,
+    /// The SQLite permission store.
+    pub store: Arc<SqliteStore>,
+    /// The permission sync (channels at connect).
+    pub perm_sync: Arc<PermissionSync>,
+    /// The audit log.
+    pub audit: Audit,
+    /// Session tasks, waited for at shutdown.
+    pub sessions: TaskTracker,
+    /// `server.max_frame_bytes`, bytes.
+    pub max_frame_bytes: usize,
+    /// What each session gets.
+    pub session: Arc<SessionCtx>,
+    /// What `/healthz` and `/metrics` read.
+    pub observed: Observed,
+}
+
+/// The routes; the web client's CA download serves `STATE_DIR/tls` when `tls` is `auto`.
+pub fn router(
+    gw: Arc<ServerCtx>,
+    state_dir: &std::path::Path,
+    tls: crate::config::TlsMode,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::ops::metrics::handler))
+        .route("/metrics", get(metrics))
         .route("/ws", get(ws))
-        .merge(crate::web::router())
+        .merge(crate::web::router(state_dir, tls))
         .with_state(gw)
 }
 
-async fn healthz(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+async fn metrics(State(gw): State<Arc<ServerCtx>>) -> Response {
+    crate::ops::metrics::respond(&gw.observed).into_response()
+}
+
+async fn healthz(State(gw): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
+    let gw = &gw.observed;
     let sync = gw.perm_sync.status();
     let counters = gw.hub.counters();
     let hub = gw.hub.lock();
@@ -85,7 +133,7 @@ fn retry_after(wait: std::time::Duration) -> Response {
 }
 
 async fn ws(
-    State(gw): State<Arc<Gateway>>,
+    State(gw): State<Arc<ServerCtx>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(query): Query<WsQuery>,
     headers: HeaderMap,
@@ -112,7 +160,7 @@ async fn ws(
     }
     let claims: Claims = match bearer(&headers, &query)
         .ok_or(TokenError::Missing)
-        .and_then(|t| gw.verifier.verify(&t, unix_now()))
+        .and_then(|t| gw.verifier.verify(&t, unix_secs()))
     {
         Ok(c) => c,
         Err(e) => {
@@ -172,7 +220,7 @@ async fn ws(
     let Ok(upgrade) = upgrade else {
         return (StatusCode::OK, "ok: token accepted\n").into_response();
     };
-    let max = gw.cfg.server.max_frame_bytes;
+    let max = gw.max_frame_bytes;
     let tracker = gw.sessions.clone();
     upgrade
         .max_message_size(max)
@@ -183,7 +231,7 @@ async fn ws(
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             tracker.track_future(crate::signaling::session::run(
-                gw,
+                Arc::clone(&gw.session),
                 claims,
                 crate::signaling::session::Permitted {
                     channels: permitted,

@@ -2,6 +2,9 @@
 //! a rustls client), the plain-HTTP policy, the connect probe, `radiogate token --url --qr`,
 //! and the end-to-end browser test (tests/browser/e2e.mjs in headless Chromium).
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{token, token_with, Gateway, WAIT};

@@ -1,6 +1,9 @@
 //! Dispatch priority and emergency broadcast over the real protocol with real WebRTC peers
 //! (spec note 003).
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::rtc_client::{encode_opus, speech_pcm, RtcClient};
@@ -263,11 +266,20 @@ async fn broadcast_ends_on_disconnect_and_on_time_out_timer() {
         let mut d = connect(&gw, &token("d", Role::Dispatch, "ev1", &["c1", "c2"]))
             .await
             .unwrap();
+        // A second dispatcher arms at the same time: while d broadcasts, its start is refused
+        // naming d (Dispatch never pre-empts Dispatch).
+        let mut d2 = connect(&gw, &token("d2", Role::Dispatch, "ev1", &["c1"]))
+            .await
+            .unwrap();
         d.call("broadcast.arm", json!({})).await.unwrap();
+        d2.call("broadcast.arm", json!({})).await.unwrap();
         let armed_at = Instant::now();
         tokio::time::sleep_until((armed_at + Duration::from_millis(550)).into()).await;
         d.call("broadcast.start", json!({})).await.unwrap();
         g.notification("broadcast.started").await;
+        let e = d2.call("broadcast.start", json!({})).await.unwrap_err();
+        assert_eq!(e["data"]["type"], "BROADCAST_REFUSED");
+        assert_eq!(e["data"]["by"]["userId"], "d");
         // A session connecting during the broadcast is told about it after its channel list;
         // one of another event is not.
         let mut late = connect(&gw, &token("late", Role::General, "ev1", &["c1"]))

@@ -1,6 +1,9 @@
 //! The SFU end to end: real WebRTC clients (webrtc-rs) exchanging Opus-encoded speech through
 //! the gateway process, gated by floor control.
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::rtc_client::{correlation, decode_opus, encode_opus, envelope, speech_pcm, RtcClient};

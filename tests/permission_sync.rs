@@ -1,6 +1,9 @@
 //! Permission sync from the control plane's Redis (issue 5): a real `redis-server` on a free
 //! loopback port, the real gateway binary and real signaling sessions.
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::redis_server::{

@@ -1,6 +1,9 @@
 //! The panic hook: a panic anywhere in the gateway process makes every radio port unkey at
 //! once (its own file: the hook is process-wide and would disturb other tests' ports).
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::radio::{wait_until, InProcess};

@@ -2,6 +2,9 @@
 //! test process (so the test drives the `type = "sim"` PTT, squelch, button and audio), real
 //! WebRTC clients (webrtc-rs) exchange Opus speech with the port through the SFU.
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::radio::{feed, speech_f32, wait_until, InProcess};

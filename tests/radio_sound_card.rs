@@ -13,6 +13,9 @@
 //! This file holds one test: it points the process environment (HOME, PULSE_SERVER) at its
 //! own PulseAudio.
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::radio::{rig_ptt, start_rig, PttWatch};

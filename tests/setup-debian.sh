@@ -3,7 +3,7 @@
 # cmake and pkg-config for -sys crates, libopus (the tests' Opus encoder/decoder), ALSA and udev
 # headers (hardware layer), the hardware tests' real peers (rigctld, socat, PulseAudio with the
 # ALSA pulse plugin), redis-server and openssl (the permission-sync tests start a real Redis,
-# with TLS), and Rust (rustup) with rustfmt and clippy when cargo is missing.
+# with TLS), Rust (rustup) with rustfmt and clippy when cargo is missing, and cargo-deny.
 # For the browser tests: Chromium, Node.js and npm (when node/npm are missing), and the npm
 # packages of tests/browser from its lockfile (playwright-core; it uses /usr/bin/chromium and
 # downloads no browser). Safe to run again: it installs only what is missing.
@@ -36,6 +36,14 @@ if [ -f "$HOME/.cargo/env" ]; then
 fi
 if command -v rustup >/dev/null; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+# cargo-deny for the dependency audit (tests/audit.sh), built from crates.io into ~/.cargo/bin
+# once (a few minutes on 2 cores); the version deny.toml is written for.
+CARGO_DENY_VERSION=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+  echo "installing cargo-deny $CARGO_DENY_VERSION" >&2
+  cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION"
 fi
 
 # npm packages of the browser tests, exactly as locked; reinstalled when the lockfile changes.

@@ -2,6 +2,9 @@
 //! use it (issue 7), with this test in the service manager's place: a Unix datagram socket in
 //! `NOTIFY_SOCKET` and `WATCHDOG_USEC` set, as systemd sets them for the real binary.
 
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Gateway, WAIT};

@@ -184,9 +184,12 @@ mod tests {
     fn reads_input_reports_from_a_fifo() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hidraw-in");
-        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let made = std::process::Command::new("mkfifo")
+            .arg("-m600")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
         let p = path.to_str().unwrap();
         let mut line = Cm108Line::open(p, COS_VOLDN.0, COS_VOLDN.1, false).unwrap();
         let mut w = OpenOptions::new().write(true).open(&path).unwrap();

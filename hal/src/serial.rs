@@ -100,6 +100,7 @@ fn classify(path: &str, line: Option<ModemLine>, e: &serialport::Error) -> Seria
 
 /// Sets or clears one modem-control bit with TIOCMBIS / TIOCMBIC. Done directly (rather than
 /// through `serialport`'s helpers) to keep the exact errno: ENOTTY means "no modem lines".
+#[allow(unsafe_code)] // one of the hal's two ioctl calls; see the SAFETY comment
 fn set_modem_bit(port: &TTYPort, bit: libc::c_int, on: bool) -> std::io::Result<()> {
     let req = if on { libc::TIOCMBIS } else { libc::TIOCMBIC };
     // SAFETY: the fd is open for the lifetime of `port`; the argument points to a valid int.
@@ -112,6 +113,7 @@ fn set_modem_bit(port: &TTYPort, bit: libc::c_int, on: bool) -> std::io::Result<
 }
 
 /// Reads one modem-status bit with TIOCMGET.
+#[allow(unsafe_code)] // one of the hal's two ioctl calls; see the SAFETY comment
 fn get_modem_bit(port: &TTYPort, bit: libc::c_int) -> std::io::Result<bool> {
     let mut bits: libc::c_int = 0;
     // SAFETY: the fd is open for the lifetime of `port`; the argument points to a valid int.

@@ -41,7 +41,7 @@ impl BanList {
     /// # Errors
     /// [`BanError::Sqlite`] if the database cannot be opened or read.
     pub fn open(path: &Path) -> Result<Self, BanError> {
-        let conn = crate::ops::state::open_connection(path)?;
+        let conn = crate::state::open_connection(path)?;
         // Bans are rare and a lost one lets a suspended user back in after a power cut: this
         // connection's commits are synced to the card before the admin is told (FULL), where
         // the permission store and audit log settle for NORMAL.

@@ -17,8 +17,8 @@ pub mod token;
 
 pub use role::{ParseRoleError, Role};
 pub use token::{
-    now_unix_secs, parse_ttl, Claims, KeyMaterial, ParseTtlError, TokenError, TokenMinter,
-    TokenVerifier, MAX_TOKEN_LEN,
+    parse_ttl, Claims, KeyMaterial, ParseTtlError, TokenError, TokenMinter, TokenVerifier,
+    MAX_TOKEN_LEN,
 };
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -253,7 +253,7 @@ impl TokenVerifier {
                 if secret.is_empty() {
                     return Err(TokenError::Key("HS256 secret is empty".into()));
                 }
-                DecodingKey::from_secret(secret)
+                DecodingKey::from_secret(secret).map_err(|e| key_error("HS256 secret", &e))?
             }
             KeyMaterial::Rs256 { public_pem, .. } => {
                 let k = DecodingKey::from_rsa_pem(public_pem.as_bytes())
@@ -416,7 +416,7 @@ impl TokenMinter {
                 if secret.is_empty() {
                     return Err(TokenError::Key("HS256 secret is empty".into()));
                 }
-                EncodingKey::from_secret(secret)
+                EncodingKey::from_secret(secret).map_err(|e| key_error("HS256 secret", &e))?
             }
             KeyMaterial::Rs256 { private_pem, .. } => {
                 let pem = private_pem.as_ref().ok_or(TokenError::NoSigningKey)?;
@@ -464,16 +464,6 @@ impl TokenMinter {
         jsonwebtoken::encode(&Header::new(self.alg), claims, &self.key)
             .map_err(|e| key_error("signing", &e))
     }
-}
-
-/// The current time in seconds since the Unix epoch (UTC), for passing to
-/// [`TokenVerifier::verify`] and filling `iat`/`exp`. Returns 0 if the system
-/// clock is before 1970.
-pub fn now_unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Error from [`parse_ttl`].

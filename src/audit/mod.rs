@@ -117,9 +117,16 @@ impl Entry {
     /// An entry stamped now with empty role/event/target, outcome `"ok"` and no details.
     pub fn new(actor: impl Into<String>, action: Action) -> Self {
         Self {
-            ts_ms: crate::signaling::registry::ConnectionInfo::epoch_ms(
-                std::time::SystemTime::now(),
-            ),
+            ts_ms: crate::clock::unix_ms(),
+            ..Self::unstamped(actor, action)
+        }
+    }
+
+    /// Like [`Entry::new`] with `ts_ms` 0, for pure code that reads no clock (the hub): the
+    /// shell that records it stamps the wall clock.
+    pub fn unstamped(actor: impl Into<String>, action: Action) -> Self {
+        Self {
+            ts_ms: 0,
             actor: actor.into(),
             role: String::new(),
             event: String::new(),

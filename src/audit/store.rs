@@ -27,7 +27,7 @@ CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, ts_ms);
 const BATCH: usize = 256;
 
 fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = crate::ops::state::open_connection(path)?;
+    let conn = crate::state::open_connection(path)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }

@@ -8,7 +8,7 @@
 //! the next timer is due is [`Hub::next_deadline`]. No tokio, no channels, no JSON rendering,
 //! no clock reads: tests drive it with virtual time (`tests.rs`, `proptests.rs`).
 //!
-//! Ownership: one lock guards the hub (`signaling::switchboard`), with no I/O inside it: a
+//! Ownership: one lock guards the hub (`crate::switchboard`), with no I/O inside it: a
 //! command takes microseconds, and its outputs are pushed onto in-memory queues (session
 //! outbound queues, the audit queue) before the lock is released, which keeps each session's
 //! notifications in decision order. A task owning the hub behind a command channel would add
@@ -204,23 +204,9 @@ impl Hub {
 
     /// An audit entry (unstamped) with `conn`'s user, role and event filled in.
     fn entry_for(&self, conn: ConnId, action: Action) -> Entry {
-        let e = Entry {
-            ts_ms: 0,
-            actor: format!("conn:{conn}"),
-            role: String::new(),
-            event: String::new(),
-            action,
-            target: String::new(),
-            outcome: "ok".into(),
-            details: serde_json::Value::Null,
-        };
         match self.registry.get(conn) {
-            Some(i) => Entry {
-                actor: i.user_id.clone(),
-                ..e
-            }
-            .who(i.role, i.event.clone()),
-            None => e,
+            Some(i) => Entry::unstamped(i.user_id.clone(), action).who(i.role, i.event.clone()),
+            None => Entry::unstamped(format!("conn:{conn}"), action),
         }
     }
 
@@ -632,9 +618,16 @@ impl Hub {
         }
     }
 
-    /// Asks each of `ids` that is registered to close with `code` and `reason`; returns how
-    /// many were.
-    pub fn force_disconnect(&mut self, ids: &[ConnId], code: u16, reason: &str) -> usize {
+    /// Asks each of `ids` that is registered to close with `code` and `reason`, and removes it
+    /// at once (its floors released, its broadcast stopped, its channels left), so that what
+    /// the admin sees next no longer lists it; returns how many were registered.
+    pub fn force_disconnect(
+        &mut self,
+        ids: &[ConnId],
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) -> usize {
         let mut n = 0;
         for id in ids {
             if self.registry.get(*id).is_some() {
@@ -643,6 +636,7 @@ impl Hub {
                     code,
                     reason: reason.to_string(),
                 });
+                self.unregister(*id, now);
                 n += 1;
             }
         }

@@ -1,5 +1,5 @@
 //! What the hub decided, as typed values: the notifications to send, the sessions to close and
-//! the audit entries to write. The shell (`signaling::switchboard`) carries them out; the wire
+//! the audit entries to write. The shell (`crate::switchboard`) carries them out; the wire
 //! JSON of a notification is rendered there, once, and the same bytes go to every recipient.
 
 use super::registry::ConnId;

@@ -18,6 +18,7 @@ const HOLD: Duration = Duration::from_secs(2);
 enum Op {
     Register(u64),
     Unregister(u64),
+    Kick(u64),
     Join(u64, usize),
     Leave(u64, usize),
     Request(u64, usize),
@@ -50,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => id.clone().prop_map(Op::Register),
         1 => id.clone().prop_map(Op::Unregister),
+        1 => id.clone().prop_map(Op::Kick),
         4 => (id.clone(), ch.clone()).prop_map(|(i, c)| Op::Join(i, c)),
         1 => (id.clone(), ch.clone()).prop_map(|(i, c)| Op::Leave(i, c)),
         4 => (id.clone(), ch.clone()).prop_map(|(i, c)| Op::Request(i, c)),
@@ -76,6 +78,9 @@ fn apply(h: &mut Hub, now: &mut Instant, op: &Op) {
         }
         Op::Unregister(id) => {
             h.unregister(*id, t);
+        }
+        Op::Kick(id) => {
+            h.force_disconnect(&[*id], 4003, "kicked", t);
         }
         Op::Join(id, c) => {
             let _ = h.join(*id, ch(c), Some("ev"));

@@ -8,7 +8,6 @@ use crate::access::role::Role;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::SystemTime;
 
 /// Connection id, unique for the life of the process (assigned at upgrade, starting at 1).
 /// Also the floor-control participant id.
@@ -34,15 +33,6 @@ pub struct ConnectionInfo {
     pub remote_addr: SocketAddr,
     /// Wall-clock connect time, milliseconds since the Unix epoch.
     pub connected_at_ms: u64,
-}
-
-impl ConnectionInfo {
-    /// Milliseconds since the Unix epoch for `t` (0 before the epoch).
-    pub fn epoch_ms(t: SystemTime) -> u64 {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
 }
 
 /// Connections by id, with lookups by user and device.

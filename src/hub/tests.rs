@@ -393,3 +393,25 @@ fn the_broadcast_hold_guard_is_measured_between_arm_and_start() {
     assert_eq!(h.active_broadcasts("ev")[0].by.user_id, "d1");
     assert!(h.active_broadcasts("other").is_empty());
 }
+
+#[test]
+fn a_forced_disconnect_closes_and_removes_at_once() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    add(&mut h, 1, "al", Role::General, &["a"]);
+    add(&mut h, 2, "bo", Role::General, &["a"]);
+    h.join(1, "a", Some("ev")).unwrap();
+    h.join(2, "a", Some("ev")).unwrap();
+    h.floor_request(1, "a", Priority::Normal, t0).unwrap();
+    h.take_outputs();
+    assert_eq!(h.force_disconnect(&[1, 9], 4003, "shift over", t0), 1);
+    let outs = h.take_outputs();
+    assert!(outs.contains(&Output::Close {
+        to: 1,
+        code: 4003,
+        reason: "shift over".into()
+    }));
+    assert_eq!(methods(&notes_for(&outs, 2)), ["floor.idle"]);
+    assert_eq!(h.status().connections, 1, "gone from the status at once");
+    assert!(h.routes().is_empty());
+}

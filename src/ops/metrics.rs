@@ -7,12 +7,9 @@
 //! To add a metric, write it in the section's function with [`gauge`] / [`counter`].
 
 use crate::access::role::Role;
-use crate::app::Gateway;
-use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::fmt::Write;
-use std::sync::Arc;
 
 /// The Prometheus text format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -84,8 +81,24 @@ pub fn label_value(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// What `/metrics` and `/healthz` read: the hub, the audit queue, the permission sync, the
+/// radio ports and the start time.
+#[derive(Clone)]
+pub struct Observed {
+    /// The hub's shell (floors, sessions, forwarding counters).
+    pub hub: std::sync::Arc<crate::switchboard::Switchboard>,
+    /// The audit log (dropped entries).
+    pub audit: crate::audit::Audit,
+    /// The permission sync (state, counters).
+    pub perm_sync: std::sync::Arc<crate::permissions::PermissionSync>,
+    /// The radio and console ports.
+    pub radio: std::sync::Arc<crate::bridge::Radios>,
+    /// When the gateway started.
+    pub started: std::time::Instant,
+}
+
 /// The whole exposition.
-pub fn render(gw: &Gateway) -> String {
+pub fn render(gw: &Observed) -> String {
     let mut out = String::with_capacity(4096);
     family(
         &mut out,
@@ -119,7 +132,7 @@ pub fn render(gw: &Gateway) -> String {
     out
 }
 
-fn hub_section(gw: &Gateway, out: &mut String) {
+fn hub_section(gw: &Observed, out: &mut String) {
     let (sessions, by_role, channels, floors, c) = {
         let hub = gw.hub.lock();
         let reg = hub.registry();
@@ -231,7 +244,7 @@ fn hub_section(gw: &Gateway, out: &mut String) {
 /// button pressed, sending, locked out after a time-out, devices down) and its counters since
 /// start (key-ups, seconds keyed, time-outs, floors denied and revoked, 20 ms frames sent,
 /// channel voice packets received and lost, errors, playout samples dropped).
-pub fn radio_ports(gw: &Gateway, out: &mut String) {
+pub fn radio_ports(gw: &Observed, out: &mut String) {
     let ports = gw.radio.status();
     gauge(
         out,
@@ -257,7 +270,7 @@ pub fn radio_ports(gw: &Gateway, out: &mut String) {
                     name: &str,
                     help: &str,
                     kind: &str,
-                    v: &dyn Fn(&crate::radio::driver::PortStatus) -> String| {
+                    v: &dyn Fn(&crate::bridge::PortStatus) -> String| {
         let samples: Vec<(&String, String)> = labels
             .iter()
             .zip(ports.iter())
@@ -314,8 +327,8 @@ pub fn radio_ports(gw: &Gateway, out: &mut String) {
                 .to_string()
         },
     );
-    let c = |f: fn(&crate::radio::driver::PortCounters) -> u64| {
-        move |p: &crate::radio::driver::PortStatus| f(&p.counters).to_string()
+    let c = |f: fn(&crate::bridge::PortCounters) -> u64| {
+        move |p: &crate::bridge::PortStatus| f(&p.counters).to_string()
     };
     per_port(
         out,
@@ -389,7 +402,7 @@ pub fn radio_ports(gw: &Gateway, out: &mut String) {
     );
 }
 
-/// The `GET /metrics` handler.
-pub async fn handler(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&gw))
+/// The `GET /metrics` response.
+pub fn respond(gw: &Observed) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(gw))
 }

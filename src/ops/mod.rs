@@ -1,10 +1,9 @@
 //! Operations on the Pi: the Prometheus `/metrics` endpoint ([`metrics`]), systemd readiness
 //! and watchdog ([`systemd`]), journal or terminal logging ([`init_logging`]), the version
-//! string with the git revision ([`VERSION`]) and the state directory's checks at start
-//! ([`state`]: one gateway per state directory, database integrity).
+//! string with the git revision ([`VERSION`]). The state directory's checks live in
+//! [`crate::state`], the wall clock in [`crate::clock`] (low-level modules the stores use).
 
 pub mod metrics;
-pub mod state;
 pub mod systemd;
 
 /// `radiogate --version`: the package version and the git revision it was built from

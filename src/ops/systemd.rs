@@ -2,11 +2,12 @@
 //! `WATCHDOG=1` from a task that proves the runtime and the hub are responsive, `STOPPING=1`
 //! at shutdown. Every call is a no-op outside systemd (no `NOTIFY_SOCKET`).
 
-use crate::app::Gateway;
+use crate::switchboard::Switchboard;
 use sd_notify::NotifyState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Tells systemd the gateway serves on `addr` (`READY=1` and a status line).
 pub fn ready(addr: SocketAddr) {
@@ -26,7 +27,7 @@ pub fn stopping() {
 /// second, so a wedged runtime or a deadlocked hub stops the pings and systemd restarts the
 /// service (`Restart=on-failure`, after `ExecStopPost=` unkeyed the radios). Returns at once
 /// when the watchdog is not enabled.
-pub async fn watchdog(gw: Arc<Gateway>) {
+pub async fn watchdog(hub: Arc<Switchboard>, shutdown: CancellationToken) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
     };
@@ -40,9 +41,9 @@ pub async fn watchdog(gw: Arc<Gateway>) {
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = gw.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
         }
-        let hub = Arc::clone(&gw.hub);
+        let hub = Arc::clone(&hub);
         let alive =
             tokio::task::spawn_blocking(move || hub.try_lock_for(Duration::from_secs(1)).is_some())
                 .await

@@ -96,7 +96,12 @@ fn run_inner(args: PermissionsArgs) -> Result<(), String> {
         Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => Config::embedded().map_err(|e| e.to_string())?,
     };
-    let dir = crate::app::state_dir(&cfg).map_err(|e| e.to_string())?;
+    let dir = crate::state::ensure_dir(&cfg.state.dir).map_err(|e| {
+        format!(
+            "cannot create state directory {}: {e}",
+            cfg.state.dir.display()
+        )
+    })?;
     let store = SqliteStore::open(&dir.join("radiogate.db")).map_err(|e| e.to_string())?;
     let warn_redis = || {
         if cfg.redis.enabled() {
@@ -106,7 +111,7 @@ fn run_inner(args: PermissionsArgs) -> Result<(), String> {
             );
         }
     };
-    let now = crate::signaling::registry::ConnectionInfo::epoch_ms(std::time::SystemTime::now());
+    let now = crate::clock::unix_ms();
     match args.cmd {
         PermissionsCmd::List { event, user } => {
             let recs = store

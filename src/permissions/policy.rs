@@ -8,21 +8,20 @@
 //! every refresh interval (heartbeat). A change of link state is reported once (the driver
 //! logs it), not on every retry.
 
+use radiogate_hal::reconnect::Backoff;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
-/// Reconnect delays in seconds, by attempt (1-based); the last one repeats.
-pub const BACKOFF_SECS: [u64; 6] = [1, 2, 4, 8, 16, 30];
 /// Largest jitter, as a fraction of the delay (±10 %).
 pub const JITTER_FRACTION: f64 = 0.1;
 
-/// The reconnect delay before attempt `attempt` (1-based; 0 is treated as 1), with `jitter`
-/// in `-1.0..=1.0` scaling ±[`JITTER_FRACTION`] of the delay.
+/// The reconnect delay before attempt `attempt` (1-based; 0 is treated as 1): the radio
+/// devices' reconnect [`Backoff`] (1 s doubling up to 30 s: 1, 2, 4, 8, 16, 30 s, then 30 s),
+/// with `jitter` in `-1.0..=1.0` scaling ±[`JITTER_FRACTION`] of the delay.
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
-    let i = (attempt.max(1) as usize - 1).min(BACKOFF_SECS.len() - 1);
-    let base = BACKOFF_SECS[i] as f64;
+    let base = Backoff::default().delay(attempt.max(1));
     let j = jitter.clamp(-1.0, 1.0) * JITTER_FRACTION;
-    Duration::from_secs_f64(base * (1.0 + j))
+    Duration::from_secs_f64(base.as_secs_f64() * (1.0 + j))
 }
 
 /// State of the link to the control plane.

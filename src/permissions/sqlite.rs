@@ -33,7 +33,7 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Sqlite`] if the file cannot be opened or migrated.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = crate::ops::state::open_connection(path)?;
+        let conn = crate::state::open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
         local::migrate(&conn)?;
         Ok(Self {

@@ -10,15 +10,17 @@ use super::policy::{LinkState, ResyncScope, SyncPolicy, SyncStatus, Transition};
 use super::redis_source::{parse_update, Action, RedisSource, SourceError};
 use super::{Source, SqliteStore, StoreError};
 use crate::access::token::Claims;
-use crate::app::Gateway;
+use crate::clock::unix_ms as wall_ms;
 use crate::config::RedisConfig;
+use crate::switchboard::Switchboard;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Errors of the sync driver and the connect-time lookup.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +34,6 @@ pub enum SyncError {
     /// A blocking task panicked or was cancelled.
     #[error("permission sync task: {0}")]
     Task(String),
-}
-
-/// Milliseconds since the Unix epoch, now.
-fn wall_ms() -> u64 {
-    crate::signaling::registry::ConnectionInfo::epoch_ms(SystemTime::now())
 }
 
 /// Shared permission-sync state: the policy (status), the Redis source and its command
@@ -87,12 +84,12 @@ impl PermissionSync {
     /// sessions were told of a change.
     fn apply_to_sessions<'a>(
         &self,
-        gw: &Gateway,
+        hub: &Switchboard,
         rows: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
     ) -> usize {
         self.applied.fetch_add(1, Ordering::SeqCst);
         let now = Instant::now();
-        let mut hub = gw.hub.lock();
+        let mut hub = hub.lock();
         let mut changed = 0;
         for (event, user, chs) in rows {
             if hub.apply_permissions(event, user, chs, now).sessions_told > 0 {
@@ -114,11 +111,16 @@ impl PermissionSync {
     /// them to the user's sessions, telling them with `permission.update` if they changed.
     /// Called when [`Self::generation`] moved between the connect-time read and registration.
     /// A store failure is logged; the heartbeat refresh corrects the session later.
-    pub async fn recheck_after_register(&self, gw: &Gateway, claims: &Claims) {
-        match self.permitted_at_connect(&gw.store, claims).await {
+    pub async fn recheck_after_register(
+        &self,
+        hub: &Switchboard,
+        store: &Arc<SqliteStore>,
+        claims: &Claims,
+    ) {
+        match self.permitted_at_connect(store, claims).await {
             Ok(chs) => {
                 let changed = self.apply_to_sessions(
-                    gw,
+                    hub,
                     [(claims.event.as_str(), claims.sub.as_str(), chs.as_slice())],
                 );
                 tracing::info!(user = %claims.sub, changed,
@@ -249,8 +251,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(SyncError::from)
 }
 
-/// Runs the permission sync until shutdown (spawned by [`Gateway::serve`]).
-pub async fn run(gw: Arc<Gateway>) {
+/// What the sync loops use: the sync state, the hub (to apply changes to live sessions), the
+/// SQLite copy and the shutdown token.
+#[derive(Clone)]
+pub struct SyncCtx {
+    /// The sync state and policy.
+    pub perm_sync: Arc<PermissionSync>,
+    /// The hub's shell.
+    pub hub: Arc<Switchboard>,
+    /// The SQLite permission store (standalone source and local copy).
+    pub store: Arc<SqliteStore>,
+    /// Cancelled at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// Runs the permission sync until shutdown (spawned by `app::Gateway::serve`).
+pub async fn run(gw: Arc<SyncCtx>) {
     if gw.perm_sync.source.is_some() {
         redis_loop(gw).await;
     } else {
@@ -259,7 +275,7 @@ pub async fn run(gw: Arc<Gateway>) {
 }
 
 /// Standalone: re-read the SQLite copy for connected users every refresh interval.
-async fn standalone_loop(gw: Arc<Gateway>) {
+async fn standalone_loop(gw: Arc<SyncCtx>) {
     let sync = Arc::clone(&gw.perm_sync);
     loop {
         let next = sync.next_refresh();
@@ -283,7 +299,7 @@ async fn standalone_loop(gw: Arc<Gateway>) {
         .await;
         let changed = match recs {
             Ok(recs) => sync.apply_to_sessions(
-                &gw,
+                &gw.hub,
                 recs.iter()
                     .map(|r| (r.event.as_str(), r.user.as_str(), r.channels.as_slice())),
             ),
@@ -331,7 +347,7 @@ fn log_transition(cfg: &RedisConfig, t: Option<Transition>) {
     }
 }
 
-async fn redis_loop(gw: Arc<Gateway>) {
+async fn redis_loop(gw: Arc<SyncCtx>) {
     let sync = Arc::clone(&gw.perm_sync);
     let Some(src) = sync.source.as_ref() else {
         return;
@@ -373,7 +389,7 @@ async fn redis_loop(gw: Arc<Gateway>) {
 /// One connected period: full resync, then updates and heartbeat refreshes until the link
 /// drops or the gateway shuts down.
 async fn connected(
-    gw: &Arc<Gateway>,
+    gw: &Arc<SyncCtx>,
     src: &RedisSource,
     mut cmd: MultiplexedConnection,
     mut sink: PubSubSink,
@@ -411,7 +427,7 @@ async fn connected(
 /// Re-reads users from Redis, writes them through and pushes changes. Returns `Err` only
 /// for a link failure.
 async fn resync(
-    gw: &Arc<Gateway>,
+    gw: &Arc<SyncCtx>,
     src: &RedisSource,
     cmd: &mut MultiplexedConnection,
     scope: ResyncScope,
@@ -451,7 +467,7 @@ async fn resync(
         tracing::error!(error = %e, "writing permissions to the SQLite copy failed");
     }
     let changed = sync.apply_to_sessions(
-        gw,
+        &gw.hub,
         rows.iter()
             .map(|(event, user, chs)| (event.as_str(), user.as_str(), chs.as_slice())),
     );
@@ -479,7 +495,7 @@ async fn resync(
 
 /// Applies one message from the updates channel. Returns `Err` only for a link failure.
 async fn handle_update(
-    gw: &Arc<Gateway>,
+    gw: &Arc<SyncCtx>,
     src: &RedisSource,
     cmd: &mut MultiplexedConnection,
     payload: &[u8],
@@ -527,8 +543,10 @@ async fn handle_update(
         tracing::error!(error = %e, %user, "writing a membership update to the SQLite copy failed");
     }
     let has_session = !gw.hub.lock().registry().by_user(&user).is_empty();
-    let changed =
-        sync.apply_to_sessions(gw, [(event.as_str(), user.as_str(), channels.as_slice())]);
+    let changed = sync.apply_to_sessions(
+        &gw.hub,
+        [(event.as_str(), user.as_str(), channels.as_slice())],
+    );
     if !has_session {
         tracing::info!(%user, %event, "membership update for a user with no session here; recorded in the SQLite copy");
     }

@@ -3,14 +3,18 @@
 //! The permission matrix (`methods.rs`) lets only ADMIN reach these.
 
 use super::protocol::{close, params, ErrorCode, Incoming, RpcError};
-use super::registry::ConnId;
-use crate::access::bans::Ban;
+use crate::access::bans::{Ban, BanList};
 use crate::access::token::Claims;
-use crate::app::Gateway;
+use crate::audit::Audit;
 use crate::audit::{Action, AuditQuery, Entry};
+use crate::bridge::Radios;
+use crate::hub::ConnId;
+use crate::permissions::PermissionSync;
+use crate::switchboard::Switchboard;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -39,11 +43,28 @@ fn internal(e: impl std::fmt::Display) -> RpcError {
     RpcError::new(ErrorCode::Internal, e.to_string())
 }
 
+/// What the admin methods use: the hub, the audit log, the ban list, the permission sync's
+/// status, the radio ports' status and the start time.
+pub struct AdminCtx {
+    /// The hub's shell.
+    pub hub: Arc<Switchboard>,
+    /// The audit log.
+    pub audit: Audit,
+    /// The ban list.
+    pub bans: Arc<BanList>,
+    /// The permission sync (status).
+    pub perm_sync: Arc<PermissionSync>,
+    /// The radio and console ports (status).
+    pub radio: Arc<Radios>,
+    /// When the gateway started.
+    pub started: Instant,
+}
+
 /// Handles one admin method for the ADMIN session `admin`.
 ///
 /// # Errors
 /// [`ErrorCode::InvalidParams`] for bad params, [`ErrorCode::Internal`] for database errors.
-pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result<Value, RpcError> {
+pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Result<Value, RpcError> {
     let entry = |action| Entry::new(admin.sub.clone(), action).who(admin.role, admin.event.clone());
     match req.method.as_str() {
         "admin.status" => {
@@ -77,7 +98,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                     ))
                 }
             };
-            let n = hub.force_disconnect(&ids, close::FORCED, &reason);
+            let n = hub.force_disconnect(&ids, close::FORCED, &reason, Instant::now());
             drop(hub);
             gw.audit.record(
                 entry(Action::ForceDisconnect)
@@ -91,7 +112,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
             let reason = p.reason.unwrap_or_else(|| "Device revoked".into());
             let mut hub = gw.hub.lock();
             let ids = hub.registry().by_device(&p.device_id);
-            let n = hub.force_disconnect(&ids, close::FORCED, &reason);
+            let n = hub.force_disconnect(&ids, close::FORCED, &reason, Instant::now());
             drop(hub);
             gw.audit.record(
                 entry(Action::ForceDisconnect)
@@ -109,9 +130,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                 user_id: p.user_id.clone(),
                 reason: reason.clone(),
                 by: admin.sub.clone(),
-                at_ms: crate::signaling::registry::ConnectionInfo::epoch_ms(
-                    std::time::SystemTime::now(),
-                ),
+                at_ms: crate::clock::unix_ms(),
             };
             let g = Arc::clone(gw);
             tokio::task::spawn_blocking(move || g.bans.ban(ban))
@@ -124,6 +143,7 @@ pub async fn handle(gw: &Arc<Gateway>, admin: &Claims, req: &Incoming) -> Result
                 &ids,
                 close::FORCED,
                 &format!("Account is suspended: {reason}"),
+                Instant::now(),
             );
             drop(hub);
             gw.audit.record(

@@ -1,12 +1,8 @@
-//! SHELL. Signaling: the JSON-RPC protocol over WebSocket, sessions, the method matrix, the
-//! wire form of the hub's notifications, and the [`switchboard`] that carries out the pure
-//! hub's decisions.
+//! SHELL. Signaling: the JSON-RPC protocol over WebSocket, sessions, the method matrix and the
+//! admin methods. The hub's decisions reach sessions through [`crate::switchboard`].
 
 pub mod admin;
 pub mod methods;
-pub mod notify;
 pub mod protocol;
-pub mod registry;
 pub mod session;
 pub mod stats;
-pub mod switchboard;

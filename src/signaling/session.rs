@@ -9,31 +9,71 @@ use super::protocol::{
     self, close, error_frame, notification_frame, result_frame, CandidateParams, ChannelParams,
     ErrorCode, Incoming, OfferParams, RpcError,
 };
-use super::registry::{ConnId, ConnectionInfo, Outbound};
 use crate::access::limits::{session_limiter, MessageStrikes, MessageVerdict, SessionLimiter};
 use crate::access::token::Claims;
-use crate::app::Gateway;
+use crate::audit::Audit;
 use crate::audit::{Action, Entry};
 use crate::floor::Priority;
+use crate::hub::{ConnId, ConnectionInfo};
 use crate::media::{MediaEngine, OnClosed, PeerId, RTCIceCandidateInit};
 use crate::permissions::PermissionStore;
+use crate::permissions::{PermissionSync, SqliteStore};
+use crate::switchboard::Outbound;
+use crate::switchboard::Switchboard;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// State of one session beyond what the hub keeps.
 struct Session {
-    gw: Arc<Gateway>,
+    gw: Arc<SessionCtx>,
     id: ConnId,
     claims: Claims,
     slot_ssrcs: Vec<u32>,
     media: Option<MediaLink>,
     limiter: SessionLimiter,
     strikes: MessageStrikes,
+    /// The session's own outbound queue (replies go here without taking the hub lock);
+    /// dropped at the end so the writer sees the queue close.
+    out: Option<crate::switchboard::OutboundTx>,
+}
+
+/// The configuration a session uses.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// Downlink slots per session (`channels.max_channels_per_user`).
+    pub slots: usize,
+    /// `[limits]`: message rate and strikes.
+    pub limits: crate::config::LimitsConfig,
+    /// `auth.leeway_secs`: the token's `exp` plus this ends the session, seconds.
+    pub leeway_secs: u64,
+    /// `dispatch.broadcast_hold_ms`: the emergency broadcast hold guard.
+    pub broadcast_hold: Duration,
+    /// `server.max_frame_bytes`: larger frames close the session with 1009, bytes.
+    pub max_frame_bytes: usize,
+}
+
+/// What a session uses: its configuration, the hub, the permission store and sync, the audit
+/// log, the SFU and, for ADMIN sessions, the admin handles.
+pub struct SessionCtx {
+    /// The session configuration.
+    pub cfg: SessionConfig,
+    /// The hub's shell.
+    pub hub: Arc<Switchboard>,
+    /// The SQLite permission store (channel to event).
+    pub store: Arc<SqliteStore>,
+    /// The permission sync (generation, re-read after registration).
+    pub perm_sync: Arc<PermissionSync>,
+    /// The audit log.
+    pub audit: Audit,
+    /// The media engine (every session's peer connection).
+    pub media: MediaEngine,
+    /// What the admin methods use.
+    pub admin: Arc<super::admin::AdminCtx>,
 }
 
 /// The session's peer connection in the media engine.
@@ -53,15 +93,15 @@ pub struct Permitted {
 /// Runs a session to its end: registers it, sends the channel list, serves requests, and on
 /// exit leaves every channel (releasing floors) and closes the peer connection.
 pub async fn run(
-    gw: Arc<Gateway>,
+    gw: Arc<SessionCtx>,
     claims: Claims,
     permitted: Permitted,
     remote: SocketAddr,
     socket: WebSocket,
 ) {
-    let id = gw.next_conn_id();
+    let id = gw.hub.next_conn_id();
     let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
-    let slots = gw.cfg.channels.max_channels_per_user;
+    let slots = gw.cfg.slots;
     let info = ConnectionInfo {
         conn_id: id,
         user_id: claims.sub.clone(),
@@ -70,7 +110,7 @@ pub async fn run(
         role: claims.role,
         event: claims.event.clone(),
         remote_addr: remote,
-        connected_at_ms: ConnectionInfo::epoch_ms(SystemTime::now()),
+        connected_at_ms: crate::clock::unix_ms(),
     };
     {
         let mut hub = gw.hub.lock();
@@ -93,7 +133,11 @@ pub async fn run(
                    %remote, "session connected");
     if gw.perm_sync.generation() != permitted.generation {
         let (gw, claims) = (Arc::clone(&gw), claims.clone());
-        tokio::spawn(async move { gw.perm_sync.recheck_after_register(&gw, &claims).await });
+        tokio::spawn(async move {
+            gw.perm_sync
+                .recheck_after_register(&gw.hub, &gw.store, &claims)
+                .await
+        });
     }
 
     let (mut sink, mut stream) = socket.split();
@@ -143,13 +187,14 @@ pub async fn run(
             governor::clock::DefaultClock::default(),
         ),
         strikes: MessageStrikes::default(),
+        out: Some(tx.clone()),
     };
     let expires_in = Duration::from_secs(
         session
             .claims
             .exp
-            .saturating_sub(crate::app::unix_now())
-            .saturating_add(gw.cfg.auth.leeway_secs),
+            .saturating_sub(crate::clock::unix_secs())
+            .saturating_add(gw.cfg.leeway_secs),
     );
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
@@ -171,7 +216,7 @@ pub async fn run(
                     if is_too_big(e) {
                         tracing::warn!(conn = id, "frame over server.max_frame_bytes, closing with 1009");
                         session.send(Outbound::Close(close::MESSAGE_TOO_BIG,
-                            format!("frame over {} bytes", gw.cfg.server.max_frame_bytes)));
+                            format!("frame over {} bytes", gw.cfg.max_frame_bytes)));
                         break "message too big";
                     }
                     break "websocket error";
@@ -190,6 +235,7 @@ pub async fn run(
         gw.media.close(link.peer);
     }
     drop(tx);
+    session.out = None;
     // The writer may already have ended (and been awaited by the select above): a JoinHandle
     // must not be polled again after it completed.
     if !writer.is_finished() || close_reason != "writer ended" {
@@ -231,7 +277,9 @@ fn is_too_big(e: axum::Error) -> bool {
 
 impl Session {
     fn send(&self, msg: Outbound) {
-        self.gw.hub.lock().send(self.id, msg);
+        if let Some(out) = &self.out {
+            let _ = out.send(msg);
+        }
     }
 
     fn reply_error(&self, id: &Value, err: &RpcError) {
@@ -305,7 +353,7 @@ impl Session {
             Access::Allowed
                 if req.method.starts_with("admin.") || req.method == "device.revoke" =>
             {
-                super::admin::handle(&self.gw, &self.claims, &req).await
+                super::admin::handle(&self.gw.admin, &self.claims, &req).await
             }
             Access::Allowed => self.dispatch(&req).await,
         };
@@ -323,7 +371,7 @@ impl Session {
     }
 
     fn hold(&self) -> Duration {
-        Duration::from_millis(self.gw.cfg.dispatch.broadcast_hold_ms)
+        self.gw.cfg.broadcast_hold
     }
 
     async fn dispatch(&mut self, req: &Incoming) -> Result<Value, RpcError> {

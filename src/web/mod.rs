@@ -7,8 +7,6 @@
 
 pub mod tls;
 
-use crate::app::Gateway;
-use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -55,9 +53,17 @@ const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:;
                    media-src 'self' blob: mediastream:; style-src 'self'; script-src 'self'; \
                    object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/// The client's routes: the embedded files and `GET /radiogate-ca.crt`.
-pub fn router() -> Router<Arc<Gateway>> {
-    let mut r = Router::new().route("/radiogate-ca.crt", get(ca_cert));
+/// The client's routes: the embedded files and `GET /radiogate-ca.crt` (the generated CA under
+/// `state_dir`, served only when `tls` is [`TlsMode::Auto`](crate::config::TlsMode::Auto)).
+pub fn router<S: Clone + Send + Sync + 'static>(
+    state_dir: &std::path::Path,
+    tls: crate::config::TlsMode,
+) -> Router<S> {
+    let ca = Arc::new(tls::GeneratedPaths::new(state_dir).ca_cert);
+    let mut r = Router::new().route(
+        "/radiogate-ca.crt",
+        get(move || ca_cert(Arc::clone(&ca), tls)),
+    );
     for a in ASSETS {
         r = r.route(a.path, get(move || async move { asset(a) }));
     }
@@ -88,16 +94,15 @@ fn asset(a: &'static Asset) -> Response {
 }
 
 /// The generated local CA certificate, for phones to install (`tls = "auto"` only).
-async fn ca_cert(State(gw): State<Arc<Gateway>>) -> Response {
-    let path = tls::GeneratedPaths::new(&gw.cfg.state.dir).ca_cert;
-    if gw.cfg.server.tls != crate::config::TlsMode::Auto {
+async fn ca_cert(path: Arc<std::path::PathBuf>, tls: crate::config::TlsMode) -> Response {
+    if tls != crate::config::TlsMode::Auto {
         return (
             StatusCode::NOT_FOUND,
             "no generated certificate: server.tls is not \"auto\"\n",
         )
             .into_response();
     }
-    match tokio::fs::read(&path).await {
+    match tokio::fs::read(path.as_path()).await {
         Ok(pem) => (
             [
                 (header::CONTENT_TYPE, "application/x-x509-ca-cert"),

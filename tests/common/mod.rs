@@ -12,8 +12,11 @@ mod ports;
 pub mod radio;
 pub mod redis_server;
 pub mod rtc_client;
+#[path = "../../hal/tests/common/wait.rs"]
+mod wait;
 #[allow(unused_imports)] // not every test binary starts a peer
 pub use ports::free_port;
+pub use wait::wait_for;
 
 use futures_util::{SinkExt, StreamExt};
 use radiogate::access::role::Role;
@@ -207,14 +210,7 @@ impl Gateway {
 
     /// Waits for the process to exit (bounded), returning its exit status.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_for(limit, || self.child.try_wait().ok().flatten())
     }
 
     /// HTTP GET on the gateway, returning (status, body).
@@ -266,7 +262,7 @@ pub fn token(user: &str, role: Role, event: &str, channels: &[&str]) -> String {
 
 /// Mints an HS256 token valid for `ttl_secs` (negative: already expired).
 pub fn token_with(user: &str, role: Role, event: &str, channels: &[&str], ttl_secs: i64) -> String {
-    let now = radiogate::app::unix_now();
+    let now = radiogate::clock::unix_secs();
     let minter = TokenMinter::new(&KeyMaterial::Hs256 {
         secret: SECRET.as_bytes().to_vec(),
     })

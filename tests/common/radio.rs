@@ -68,7 +68,7 @@ impl InProcess {
     }
 
     /// The status of the port named `name`.
-    pub fn port(&self, name: &str) -> radiogate::radio::PortStatus {
+    pub fn port(&self, name: &str) -> radiogate::bridge::PortStatus {
         self.gw
             .radio
             .status()
@@ -117,18 +117,11 @@ pub fn feed(
     })
 }
 
-/// Polls `cond` every 5 ms until it holds or `limit` passes; returns whether it held.
+/// Whether `cond` holds within `limit`: [`super::wait_for`] from an async test on the
+/// multi-thread runtime (`block_in_place`: when called on a worker thread, its other tasks move
+/// to another thread while this one polls and sleeps).
 pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    tokio::task::block_in_place(|| super::wait_for(limit, || cond().then_some(())).is_some())
 }
 
 /// A hamlib rigctld dummy rig (`-m 1 -P RIG`) on a free loopback port, killed on drop.
@@ -153,11 +146,10 @@ pub fn start_rig() -> Rig {
         child,
         addr: format!("127.0.0.1:{port}"),
     };
-    let end = Instant::now() + super::WAIT;
-    while rig_ptt(&rig.addr).is_none() {
-        assert!(Instant::now() < end, "rigctld did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        super::wait_for(super::WAIT, || rig_ptt(&rig.addr)).is_some(),
+        "rigctld did not come up"
+    );
     rig
 }
 

@@ -4,14 +4,15 @@
 #![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod peers;
 mod ports;
+mod wait;
 #[allow(unused_imports)] // not every test binary starts a peer
 pub use peers::{spawn_pulse, spawn_rigctld};
 #[allow(unused_imports)] // not every test binary starts a peer
 pub use ports::free_port;
+pub use wait::wait_for;
 
 /// A child process killed (by its own pid) when dropped.
 pub struct Peer(pub Child);
@@ -40,18 +41,4 @@ pub fn require(prog: &str, package: &str) {
         have(prog),
         "{prog} is not installed: run tests/setup-debian.sh (Debian package {package})"
     );
-}
-
-/// Polls `cond` every 10 ms until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = cond() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

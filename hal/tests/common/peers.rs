@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Starts hamlib's rigctld with the dummy rig (`-m 1`, PTT by CAT command `-P RIG`) listening
 /// on 127.0.0.1:`port`. Does not wait for it to listen.
@@ -57,24 +57,19 @@ pub fn spawn_pulse(dir: &Path, sinks: &[&str]) -> (Child, String) {
         .spawn()
         .expect("pulseaudio is not installed: run tests/setup-debian.sh (pulseaudio)");
     let server = format!("unix:{}", socket.display());
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let listed = Command::new("pactl")
+    let listed = super::wait::wait_for(Duration::from_secs(15), || {
+        let o = Command::new("pactl")
             .args(["list", "short", "sinks"])
             .env("PULSE_SERVER", &server)
             .output()
-            .is_ok_and(|o| {
-                let out = String::from_utf8_lossy(&o.stdout);
-                o.status.success() && sinks.iter().all(|s| out.contains(s))
-            });
-        if listed {
-            return (child, server);
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pulseaudio with null sinks {sinks:?} did not come up within 15 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+            .ok()?;
+        let out = String::from_utf8_lossy(&o.stdout);
+        (o.status.success() && sinks.iter().all(|s| out.contains(s))).then_some(())
+    });
+    if listed.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("pulseaudio with null sinks {sinks:?} did not come up within 15 s");
     }
+    (child, server)
 }

@@ -1,7 +1,6 @@
 //! The wire form of the hub's typed notifications (docs/PROTOCOL.md), rendered once per
 //! notification; every recipient gets the same bytes.
 
-use super::protocol::notification_frame;
 use crate::hub::Notification;
 use axum::extract::ws::Utf8Bytes;
 use serde_json::json;
@@ -53,5 +52,5 @@ pub fn render(note: &Notification) -> String {
             "channelId": channel, "reason": "PERMISSION_REVOKED", "deferred": deferred,
             "message": format!("permission for channel {channel} was withdrawn")}),
     };
-    notification_frame(note.method(), params)
+    json!({"jsonrpc": "2.0", "method": note.method(), "params": params}).to_string()
 }

@@ -1,4 +1,4 @@
-//! The port driver: one thread per radio or console port owning its hal devices, its timing
+//! SHELL. The radio bridge: one thread per radio or console port owning its hal devices, its timing
 //! state machine ([`RadioPort`] or [`ConsolePort`]), an Opus encoder and decoder and its hub
 //! participant, turning the state machine's [`Action`]s into I/O.
 //!
@@ -14,16 +14,18 @@
 //! ([`install_panic_hook`]) makes every port unkey (or unkeys directly when a port does not
 //! answer); `radiogate unkey` ([`unkey_all`]) covers a killed process.
 
-use super::config::{ConsoleConfig, Identity, PttConfig, RadioConfig};
-use super::console::ConsolePort;
-use super::devices::{self, Devices};
-use super::port::{Action, PortEvent, RadioPort, UnkeyReason, FRAME_SAMPLES};
-use crate::app::Gateway;
 use crate::floor::Priority;
 use crate::hub::Notification;
+use crate::hub::{ConnId, ConnectionInfo};
 use crate::permissions::PermissionStore;
+use crate::permissions::SqliteStore;
+use crate::radio::config::{ConsoleConfig, Identity, PttConfig, RadioConfig};
+use crate::radio::console::ConsolePort;
+use crate::radio::devices::{self, Devices};
+use crate::radio::port::{Action, PortEvent, RadioPort, UnkeyReason, FRAME_SAMPLES};
 use crate::sfu::{Downlink, DOWNLINK_QUEUE};
-use crate::signaling::registry::{ConnId, ConnectionInfo, Outbound};
+use crate::switchboard::Outbound;
+use crate::switchboard::Switchboard;
 use parking_lot::Mutex;
 use radiogate_hal::{AudioSink, AudioSource, Backoff, DeviceState, LineInput, PttOutput};
 use serde::Serialize;
@@ -32,8 +34,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// The driver loop period: lines, captured audio and queued channel voice are polled this often.
 pub const POLL: Duration = Duration::from_millis(5);
@@ -173,6 +176,18 @@ impl Spec {
     }
 }
 
+/// What the port drivers use of the gateway: the hub (to join, request floors, forward
+/// audio), the permission store (the channel's event) and the shutdown token.
+#[derive(Clone)]
+pub struct BridgeCtx {
+    /// The hub's shell.
+    pub hub: Arc<Switchboard>,
+    /// The SQLite permission store.
+    pub store: Arc<SqliteStore>,
+    /// Cancelled at gateway shutdown (every port unkeys and leaves).
+    pub shutdown: CancellationToken,
+}
+
 /// Every configured port of the gateway.
 pub struct Radios {
     ports: Vec<(Spec, Arc<PortShared>)>,
@@ -249,7 +264,7 @@ impl Radios {
     ///
     /// # Errors
     /// [`DriverError::Thread`] when a thread cannot be spawned.
-    pub fn start(&self, gw: &Arc<Gateway>) -> Result<(), DriverError> {
+    pub fn start(&self, gw: &Arc<BridgeCtx>) -> Result<(), DriverError> {
         let mut threads = self.threads.lock();
         if !threads.is_empty() || self.ports.is_empty() {
             return Ok(());
@@ -308,7 +323,7 @@ impl Radios {
 
 /// Runs a port until shutdown, restarting it 1 s after a panic (its devices were dropped,
 /// and so unkeyed, while unwinding).
-fn supervise(gw: Arc<Gateway>, shared: Arc<PortShared>, spec: Spec, stop: Arc<AtomicBool>) {
+fn supervise(gw: Arc<BridgeCtx>, shared: Arc<PortShared>, spec: Spec, stop: Arc<AtomicBool>) {
     let _ = shared.thread.set(std::thread::current().id());
     loop {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -441,7 +456,7 @@ struct RtpIn {
 }
 
 struct Driver<'a> {
-    gw: Arc<Gateway>,
+    gw: Arc<BridgeCtx>,
     shared: Arc<PortShared>,
     stop: &'a AtomicBool,
     name: String,
@@ -479,7 +494,7 @@ struct Driver<'a> {
 
 impl<'a> Driver<'a> {
     fn new(
-        gw: Arc<Gateway>,
+        gw: Arc<BridgeCtx>,
         shared: Arc<PortShared>,
         spec: Spec,
         stop: &'a AtomicBool,
@@ -623,7 +638,7 @@ impl<'a> Driver<'a> {
         let conn = match self.conn {
             Some(c) => c,
             None => {
-                let c = self.gw.next_conn_id();
+                let c = self.gw.hub.next_conn_id();
                 hub.register(
                     ConnectionInfo {
                         conn_id: c,
@@ -633,7 +648,7 @@ impl<'a> Driver<'a> {
                         role: self.id.role,
                         event: self.id.event.clone(),
                         remote_addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                        connected_at_ms: ConnectionInfo::epoch_ms(SystemTime::now()),
+                        connected_at_ms: crate::clock::unix_ms(),
                     },
                     vec![self.id.channel.clone()],
                     1,

@@ -1,4 +1,5 @@
-//! SHELL around the pure [`Hub`]: one lock guards the hub together with the participants'
+//! SHELL around the pure [`Hub`] (between it and the participants' shells: signaling
+//! sessions, radio and console ports, the permission sync): one lock guards the hub together with the participants'
 //! outbound queues and media links; every command's outputs are carried out before the lock
 //! is released (pushed onto in-memory queues: no syscalls, no awaits), so each participant
 //! sees notifications in decision order. See the hub's module docs for why a lock and not a
@@ -9,16 +10,20 @@
 //! sends closes, stamps and records audit entries, republishes the media route table if the
 //! routes changed, and wakes the floor timer if the next deadline moved.
 
-use super::notify::Rendered;
-use super::registry::{Outbound, OutboundTx};
+pub mod notify;
+pub mod outbound;
+
 use crate::audit::Audit;
 use crate::hub::{ConnId, ConnectionInfo, Hub, Output};
 use crate::sfu::routes::{RouteTable, Routes, Sink, Target};
+pub use notify::Rendered;
+pub use outbound::{Outbound, OutboundTx};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 struct Shell {
@@ -32,6 +37,7 @@ struct Shell {
 /// The hub, its participants' queues and the published route table.
 pub struct Switchboard {
     inner: Mutex<Shell>,
+    next_conn: AtomicU64,
     audit: Option<Audit>,
     routes: Routes,
     wake: Notify,
@@ -65,10 +71,16 @@ impl Switchboard {
                 media_dirty: false,
                 deadline: None,
             }),
+            next_conn: AtomicU64::new(1),
             audit,
             routes: Routes::default(),
             wake: Notify::new(),
         }
+    }
+
+    /// A fresh participant id (connection ids start at 1, unique for the process).
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Locks the hub.
@@ -176,7 +188,7 @@ impl HubGuard<'_> {
                     if let Some(a) = &self.board.audit {
                         if e.ts_ms == 0 {
                             if wall_ms == 0 {
-                                wall_ms = ConnectionInfo::epoch_ms(SystemTime::now());
+                                wall_ms = crate::clock::unix_ms();
                             }
                             e.ts_ms = wall_ms;
                         }

@@ -1,7 +1,4 @@
-//! What the signaling shell sends to a participant, and the registry types (kept in the pure
-//! hub, [`crate::hub::registry`]) under their old path.
-
-pub use crate::hub::registry::{ConnId, ConnectionInfo, Registry};
+//! What is queued for a participant's writer: replies, shared notifications, closes.
 
 use super::notify::Rendered;
 use std::sync::Arc;

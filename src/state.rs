@@ -180,6 +180,15 @@ pub fn check_database(path: &Path) -> Result<(), StateError> {
     Ok(())
 }
 
+/// Creates the state directory (and its parents) if needed and returns it.
+///
+/// # Errors
+/// The I/O error when it cannot be created.
+pub fn ensure_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    Ok(dir.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
