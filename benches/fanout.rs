@@ -38,17 +38,16 @@ use common::{connect, token, Gateway, WsClient};
 use futures_util::StreamExt;
 use radiogate::access::role::Role;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
@@ -89,16 +88,6 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64
 }
 
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
 /// What every listener adds to, shared on the one load thread.
 #[derive(Default)]
 struct Tally {
@@ -129,7 +118,7 @@ impl Peer {
         let mut me = MediaEngine::default();
         me.register_codec(
             RTCRtpCodecParameters {
-                rtp_codec: opus(),
+                rtp_codec: radiogate::media::opus_codec(),
                 payload_type: 111,
             },
             RtpCodecKind::Audio,
@@ -152,7 +141,7 @@ impl Peer {
                             ssrc: Some(ssrc),
                             ..Default::default()
                         },
-                        codec: opus(),
+                        codec: radiogate::media::opus_codec(),
                         ..Default::default()
                     }],
                 ))
@@ -171,19 +160,7 @@ impl Peer {
                 None
             }
         };
-        let cand = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .expect("candidate");
-        pc.add_local_candidate(RTCIceCandidate::from(&cand).to_json().expect("json"))
+        pc.add_local_candidate(radiogate::media::host_candidate(local).expect("candidate"))
             .expect("local candidate");
         (Self { pc, sock, local }, sender)
     }

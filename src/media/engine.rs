@@ -6,10 +6,10 @@
 
 use super::demux::{self, Kind};
 use super::socket::Batch;
-use super::{Answer, Control, Forward, MediaError, OnClosed, PeerId};
+use super::{Answer, Control, Forward, MediaError, OnClosed, PeerId, RTCIceCandidateInit};
 use crate::sfu::rewrite::{SlotStream, SpurtKey};
 use crate::sfu::routes::{Routes, Sink};
-use crate::sfu::{audio_mlines, opus_payload_type, Downlink};
+use crate::sfu::{audio_mlines, opus_payload_type};
 use bytes::BytesMut;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::media_stream::MediaStreamTrack;
@@ -85,7 +85,9 @@ pub(super) struct Engine {
     srtp_profiles: Vec<SrtpProtectionProfile>,
 }
 
-fn opus_codec() -> RTCRtpCodec {
+/// The one audio codec the gateway offers and expects: Opus, 48 kHz, 2 channels (RFC 7587),
+/// in-band FEC, 10 ms minimum packet time. Shared with the test and bench clients.
+pub fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
@@ -93,6 +95,26 @@ fn opus_codec() -> RTCRtpCodec {
         sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
     }
+}
+
+/// The UDP host candidate (ICE component 1) for `addr`.
+///
+/// # Errors
+/// [`MediaError::Rtc`] when `rtc` refuses the address.
+pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, MediaError> {
+    let cand = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(rerr)?;
+    RTCIceCandidate::from(&cand).to_json().map_err(rerr)
 }
 
 fn rerr(e: impl std::fmt::Display) -> MediaError {
@@ -316,20 +338,7 @@ impl Engine {
             senders.push(pc.add_track(track).map_err(rerr)?);
         }
         for c in &self.candidates {
-            let cand = CandidateHostConfig {
-                base_config: CandidateConfig {
-                    network: "udp".to_owned(),
-                    address: c.ip().to_string(),
-                    port: c.port(),
-                    component: 1,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }
-            .new_candidate_host()
-            .map_err(rerr)?;
-            let init = RTCIceCandidate::from(&cand).to_json().map_err(rerr)?;
-            pc.add_local_candidate(init).map_err(rerr)?;
+            pc.add_local_candidate(host_candidate(*c)?).map_err(rerr)?;
         }
         let answer = pc.create_answer(None).map_err(rerr)?;
         pc.set_local_description(Instant::now(), answer)
@@ -503,13 +512,7 @@ impl Engine {
                     }
                 }
                 Sink::Queue(tx) if !injected => {
-                    let d = Downlink {
-                        slot: t.slot,
-                        grant: t.grant,
-                        packet: pkt.clone(),
-                        received_at,
-                    };
-                    if tx.try_send(d).is_ok() {
+                    if t.queue(tx, pkt, received_at) {
                         sent += 1;
                     } else {
                         dropped += 1;

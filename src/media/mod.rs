@@ -23,6 +23,8 @@
 
 mod demux;
 mod engine;
+
+pub use engine::{host_candidate, opus_codec};
 mod socket;
 
 use crate::config::SfuConfig;

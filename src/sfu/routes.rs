@@ -63,6 +63,26 @@ pub struct Target {
     pub sink: Sink,
 }
 
+impl Target {
+    /// Queues `packet` for this listener on the downlink queue `tx` (its slot and talk spurt
+    /// attached; `try_send`, never waits). Returns false when the queue is full or closed:
+    /// the packet is dropped for this listener only.
+    pub fn queue(
+        &self,
+        tx: &mpsc::Sender<Downlink>,
+        packet: &rtc::rtp::Packet,
+        received_at: Instant,
+    ) -> bool {
+        tx.try_send(Downlink {
+            slot: self.slot,
+            grant: self.grant,
+            packet: packet.clone(),
+            received_at,
+        })
+        .is_ok()
+    }
+}
+
 /// Talkers (by connection id) and their listeners. Immutable once published.
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -146,13 +166,7 @@ impl Routes {
         for t in targets {
             match &t.sink {
                 Sink::Queue(tx) => {
-                    let d = Downlink {
-                        slot: t.slot,
-                        grant: t.grant,
-                        packet: packet.clone(),
-                        received_at,
-                    };
-                    if tx.try_send(d).is_ok() {
+                    if t.queue(tx, packet, received_at) {
                         queued += 1;
                     } else {
                         dropped += 1;

@@ -4,12 +4,11 @@
 use super::{WsClient, WAIT};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::json;
@@ -85,16 +84,6 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
 /// A connected client peer.
 pub struct RtcClient {
     pc: Arc<dyn PeerConnection>,
@@ -128,7 +117,7 @@ impl RtcClient {
         let mut me = MediaEngine::default();
         me.register_codec(
             RTCRtpCodecParameters {
-                rtp_codec: opus(),
+                rtp_codec: radiogate::media::opus_codec(),
                 payload_type: 111,
             },
             RtpCodecKind::Audio,
@@ -163,7 +152,7 @@ impl RtcClient {
                     ssrc: Some(mic_ssrc),
                     ..Default::default()
                 },
-                codec: opus(),
+                codec: radiogate::media::opus_codec(),
                 ..Default::default()
             }],
         )));
