@@ -198,6 +198,10 @@ impl Gateway {
             },
             FloorConfig {
                 time_out_timer: cfg.time_out_timer(),
+                end_of_media_timer: match cfg.floor.end_of_media_timer_ms {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                },
             },
         );
         let hub = Switchboard::new(hub, Some(audit.clone()));
@@ -257,6 +261,10 @@ impl Gateway {
                 leeway_secs: cfg.auth.leeway_secs,
                 broadcast_hold: Duration::from_millis(cfg.dispatch.broadcast_hold_ms),
                 max_frame_bytes: cfg.server.max_frame_bytes,
+                ping_interval: Duration::from_millis(cfg.server.ping_interval_ms),
+                ping_timeout: Duration::from_millis(cfg.server.ping_timeout_ms),
+                write_timeout: Duration::from_millis(cfg.server.write_timeout_ms),
+                outbound_queue: cfg.server.outbound_queue,
             },
             hub: Arc::clone(&self.hub),
             store: Arc::clone(&self.store),
@@ -278,6 +286,8 @@ impl Gateway {
             max_frame_bytes: cfg.server.max_frame_bytes,
             session: Arc::new(session),
             observed: self.observed(),
+            max_sessions_per_user: cfg.limits.max_sessions_per_user as usize,
+            max_sessions: cfg.limits.max_sessions as usize,
         }
     }
 
@@ -320,12 +330,20 @@ impl Gateway {
         if let Some(names) = tls.as_ref().map(|t| &t.names).filter(|n| !n.is_empty()) {
             tracing::info!(names = ?names, "generated certificate covers");
         }
-        let listener = crate::web::tls::Listener::new(listener, tls, self.cfg.server.plain_http)
-            .map_err(|source| AppError::Io {
-                what: "cannot read bound address of",
-                path: PathBuf::from(listen.to_string()),
-                source,
-            })?;
+        let sv = &self.cfg.server;
+        let pending = crate::web::pending::Pending::new(crate::web::pending::PendingLimits {
+            timeout: Duration::from_millis(sv.header_timeout_ms),
+            max_total: sv.max_pending_connections,
+            max_per_address: sv.max_pending_per_address,
+        });
+        let listener =
+            crate::web::tls::Listener::new(listener, tls, sv.plain_http, pending.clone()).map_err(
+                |source| AppError::Io {
+                    what: "cannot read bound address of",
+                    path: PathBuf::from(listen.to_string()),
+                    source,
+                },
+            )?;
         tracing::info!(addr = %bound, tls = tls_mode, "listening");
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
@@ -349,6 +367,7 @@ impl Gateway {
             Arc::new(self.server_ctx()),
             &self.cfg.state.dir,
             self.cfg.server.tls,
+            pending,
         );
         let token = self.shutdown.clone();
         // Small frames (floor grants) must not wait for delayed ACKs: the listener sets
@@ -397,10 +416,10 @@ impl Gateway {
     }
 }
 
-/// Runs every floor's time-out timer at its deadline.
+/// Runs every floor's time-out and end-of-media timers at their deadlines.
 async fn floor_timer(gw: Arc<Gateway>) {
     loop {
-        let next = gw.hub.lock().tick(Instant::now());
+        let next = gw.hub.tick(Instant::now());
         let wait = next
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));

@@ -24,6 +24,10 @@ use crate::radio::console::ConsolePort;
 use crate::radio::devices::{self, Devices};
 use crate::radio::port::{Action, PortEvent, RadioPort, UnkeyReason, FRAME_SAMPLES};
 use crate::sfu::{Downlink, DOWNLINK_QUEUE};
+
+/// Outbound queue of a radio or console port, messages: its thread drains it every step, so
+/// only a stalled port fills it.
+const RADIO_OUTBOUND_QUEUE: usize = 4096;
 use crate::switchboard::Outbound;
 use crate::switchboard::Switchboard;
 use parking_lot::Mutex;
@@ -468,8 +472,10 @@ struct Driver<'a> {
     joined: bool,
     detached: Option<String>,
     next_join: Instant,
-    out_rx: mpsc::UnboundedReceiver<Outbound>,
-    out_tx: mpsc::UnboundedSender<Outbound>,
+    out_rx: crate::switchboard::OutboundRx,
+    /// Whether the outbound queue's overflow has been handled (the radio made safe once).
+    overflow_seen: bool,
+    out_tx: crate::switchboard::OutboundTx,
     media_rx: mpsc::Receiver<Downlink>,
     media_tx: mpsc::Sender<Downlink>,
     enc: opus::Encoder,
@@ -524,7 +530,7 @@ impl<'a> Driver<'a> {
         let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
         enc.set_bitrate(opus::Bitrate::Bits(32_000))?;
         let dec = opus::Decoder::new(48_000, opus::Channels::Mono)?;
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = crate::switchboard::outbound(RADIO_OUTBOUND_QUEUE);
         let (media_tx, media_rx) = mpsc::channel(DOWNLINK_QUEUE);
         let now = Instant::now();
         Ok(Driver {
@@ -541,6 +547,7 @@ impl<'a> Driver<'a> {
             detached: None,
             next_join: now,
             out_rx,
+            overflow_seen: false,
             out_tx,
             media_rx,
             media_tx,
@@ -693,7 +700,16 @@ impl<'a> Driver<'a> {
         // queued when the notification is read: handle it first, so that the last packets of
         // a talk are played before the `floor.idle` that followed them (not taken for a new
         // transmission after it, which would key the radio again after a time-out lockout).
-        while let Ok(m) = self.out_rx.try_recv() {
+        if self.out_rx.overflow.is_cancelled() && !self.overflow_seen {
+            // Notifications were lost: a floor.idle or floor.revoke may be among them. Unkey
+            // (the safe state); the next notifications set the radio right again.
+            self.overflow_seen = true;
+            tracing::error!(port = %self.name, "radio port fell behind its notifications; unkeyed for safety");
+            self.counters.floor_revoked += 1;
+            let acts = self.logic.revoked(now);
+            self.exec(now, acts);
+        }
+        while let Ok(m) = self.out_rx.rx.try_recv() {
             self.drain_media(now);
             match m {
                 Outbound::Note(r) => {

@@ -96,6 +96,11 @@ pub struct LimitsConfig {
     pub message_burst: u32,
     /// Refused messages before the session is closed.
     pub message_strikes: u32,
+    /// Sessions one user id may have at once; the next connect gets 429 (issue 15).
+    pub max_sessions_per_user: u32,
+    /// Sessions in total; the next connect gets 503 (each WebRTC session costs a socket and
+    /// 100-500 KiB).
+    pub max_sessions: u32,
 }
 
 impl Default for LimitsConfig {
@@ -107,6 +112,8 @@ impl Default for LimitsConfig {
             messages_per_second: 20,
             message_burst: 60,
             message_strikes: 20,
+            max_sessions_per_user: 5,
+            max_sessions: 2000,
         }
     }
 }
@@ -161,6 +168,23 @@ pub struct ServerConfig {
     pub tls_names: Vec<String>,
     /// Who may use plain HTTP (no TLS) on the listen port while TLS is on.
     pub plain_http: PlainHttp,
+    /// Server WebSocket ping interval, milliseconds (dead-peer detection).
+    pub ping_interval_ms: u64,
+    /// A session that sent no frame (pong or other) for this long is closed, milliseconds.
+    pub ping_timeout_ms: u64,
+    /// Messages queued for one session before it counts as not keeping up and is closed
+    /// with 1008.
+    pub outbound_queue: usize,
+    /// One WebSocket write may take this long before the session is closed, milliseconds.
+    pub write_timeout_ms: u64,
+    /// A connection must finish its TLS handshake and send a request head within this long
+    /// (and an idle keep-alive connection is closed after it), milliseconds.
+    pub header_timeout_ms: u64,
+    /// Connections not yet carrying a request or a session, in total; beyond it the oldest
+    /// is closed.
+    pub max_pending_connections: usize,
+    /// The same, per remote address.
+    pub max_pending_per_address: usize,
 }
 
 /// `server.tls`: how the listen port does TLS.
@@ -199,6 +223,13 @@ impl Default for ServerConfig {
             tls_key_file: PathBuf::new(),
             tls_names: Vec::new(),
             plain_http: PlainHttp::Loopback,
+            ping_interval_ms: 5000,
+            ping_timeout_ms: 15_000,
+            outbound_queue: 256,
+            write_timeout_ms: 10_000,
+            header_timeout_ms: 10_000,
+            max_pending_connections: 128,
+            max_pending_per_address: 64,
         }
     }
 }
@@ -286,12 +317,16 @@ impl Default for ChannelLimits {
 pub struct FloorTiming {
     /// Time-out timer, milliseconds.
     pub time_out_timer_ms: u64,
+    /// End-of-RTP-media timer (3GPP TS 24.380 T1), milliseconds: a talker with a media path
+    /// whose uplink RTP stops this long loses the floor (`MEDIA_TIMEOUT`). 0 turns it off.
+    pub end_of_media_timer_ms: u64,
 }
 
 impl Default for FloorTiming {
     fn default() -> Self {
         Self {
             time_out_timer_ms: 60_000,
+            end_of_media_timer_ms: 4000,
         }
     }
 }
@@ -425,7 +460,55 @@ impl Config {
             1000,
             600_000,
         )?;
+        if self.floor.end_of_media_timer_ms != 0 {
+            range(
+                "floor.end_of_media_timer_ms",
+                self.floor.end_of_media_timer_ms,
+                500,
+                60_000,
+            )?;
+        }
+        let sv = &self.server;
+        range("server.ping_interval_ms", sv.ping_interval_ms, 100, 600_000)?;
+        range(
+            "server.ping_timeout_ms",
+            sv.ping_timeout_ms,
+            sv.ping_interval_ms.max(100),
+            3_600_000,
+        )?;
+        range(
+            "server.outbound_queue",
+            sv.outbound_queue as u64,
+            8,
+            100_000,
+        )?;
+        range("server.write_timeout_ms", sv.write_timeout_ms, 100, 600_000)?;
+        range(
+            "server.header_timeout_ms",
+            sv.header_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "server.max_pending_connections",
+            sv.max_pending_connections as u64,
+            1,
+            100_000,
+        )?;
+        range(
+            "server.max_pending_per_address",
+            sv.max_pending_per_address as u64,
+            1,
+            100_000,
+        )?;
         let l = &self.limits;
+        range(
+            "limits.max_sessions_per_user",
+            l.max_sessions_per_user.into(),
+            1,
+            10_000,
+        )?;
+        range("limits.max_sessions", l.max_sessions.into(), 1, 1_000_000)?;
         range(
             "limits.connections_per_minute",
             l.connections_per_minute.into(),

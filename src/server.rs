@@ -15,6 +15,7 @@ use crate::ops::metrics::Observed;
 use crate::permissions::PermissionStore;
 use crate::permissions::{PermissionSync, SqliteStore};
 use crate::signaling::session::SessionCtx;
+use crate::web::pending::Pending;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
@@ -61,13 +62,20 @@ pub struct ServerCtx {
     pub session: Arc<SessionCtx>,
     /// What `/healthz` and `/metrics` read.
     pub observed: Observed,
+    /// `limits.max_sessions_per_user`.
+    pub max_sessions_per_user: usize,
+    /// `limits.max_sessions`.
+    pub max_sessions: usize,
 }
 
 /// The routes; the web client's CA download serves `STATE_DIR/tls` when `tls` is `auto`.
+/// Every request marks its connection active (no longer pending) while it is served, and
+/// pending again after its response unless it became a WebSocket session.
 pub fn router(
     gw: Arc<ServerCtx>,
     state_dir: &std::path::Path,
     tls: crate::config::TlsMode,
+    pending: Pending,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -75,6 +83,23 @@ pub fn router(
         .route("/ws", get(ws))
         .merge(crate::web::router(state_dir, tls))
         .with_state(gw)
+        .layer(axum::middleware::from_fn_with_state(pending, track_pending))
+}
+
+/// See [`crate::web::pending`]: a request head arrived, so the connection is not pending
+/// while it is served; after a plain HTTP response it waits (pending) for the next request.
+async fn track_pending(
+    State(pending): State<Pending>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    pending.active(remote);
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        pending.idle(remote);
+    }
+    resp
 }
 
 async fn metrics(State(gw): State<Arc<ServerCtx>>) -> Response {
@@ -132,6 +157,41 @@ fn retry_after(wait: std::time::Duration) -> Response {
         .into_response()
 }
 
+/// The session caps (issue 15): `limits.max_sessions` in total (503) and
+/// `limits.max_sessions_per_user` per user id (429). Checked at connect, before the upgrade.
+fn session_cap(gw: &ServerCtx, claims: &Claims) -> Option<Response> {
+    let hub = gw.session.hub.lock();
+    let (total, mine) = (
+        hub.registry().len(),
+        hub.registry().by_user(&claims.sub).len(),
+    );
+    drop(hub);
+    if total >= gw.max_sessions {
+        tracing::warn!(user = ?claims.sub, total, "session cap reached, connect refused");
+        return Some(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the gateway is full ({total} sessions); try again later"),
+        ));
+    }
+    if mine >= gw.max_sessions_per_user {
+        tracing::warn!(user = ?claims.sub, sessions = mine, "per-user session cap reached, connect refused");
+        gw.audit.record(
+            Entry::new(claims.sub.clone(), Action::RateLimited)
+                .who(claims.role, claims.event.clone())
+                .target("connect")
+                .outcome("too_many_sessions"),
+        );
+        return Some(refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many sessions for this user ({mine}, at most {}); close the app on another device",
+                gw.max_sessions_per_user
+            ),
+        ));
+    }
+    None
+}
+
 async fn ws(
     State(gw): State<Arc<ServerCtx>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -175,13 +235,16 @@ async fn ws(
         }
     };
     if gw.bans.is_banned(&claims.sub) {
-        tracing::warn!(%remote, user = %claims.sub, "banned user refused");
+        tracing::warn!(%remote, user = ?claims.sub, "banned user refused");
         gw.audit.record(
             Entry::new(claims.sub.clone(), Action::AuthFailure)
                 .who(claims.role, claims.event.clone())
                 .outcome("banned"),
         );
         return refuse(StatusCode::FORBIDDEN, "Account is suspended".into());
+    }
+    if let Some(refusal) = session_cap(&gw, &claims) {
+        return refusal;
     }
     gw.audit.record(
         Entry::new(claims.sub.clone(), Action::AuthSuccess)

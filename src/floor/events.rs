@@ -99,6 +99,9 @@ pub enum RevokeReason {
         /// The Dispatch talker broadcasting.
         by: Talker,
     },
+    /// The end-of-RTP-media timer (3GPP TS 24.380 timer T1, "End of RTP media") expired: the
+    /// holder's uplink RTP stopped (a phone that left Wi-Fi, a dead media path).
+    MediaTimeout,
 }
 
 impl RevokeReason {
@@ -112,6 +115,9 @@ impl RevokeReason {
             RevokeReason::Emergency { by } => {
                 format!("Emergency broadcast by Dispatch {}", by.name)
             }
+            RevokeReason::MediaTimeout => {
+                "No audio received from you (end-of-media timer)".to_string()
+            }
         }
     }
 
@@ -124,7 +130,9 @@ impl RevokeReason {
                 "Time-out timer expired after {} s",
                 time_out_timer.as_secs()
             ),
-            RevokeReason::PreEmpted { .. } | RevokeReason::Emergency { .. } => self.message(),
+            RevokeReason::PreEmpted { .. }
+            | RevokeReason::Emergency { .. }
+            | RevokeReason::MediaTimeout => self.message(),
         }
     }
 }

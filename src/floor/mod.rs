@@ -19,6 +19,11 @@
 //! - The time-out timer revokes a grant once `now >= expires_at` ([`RevokeReason::TimeOut`]).
 //!   Every call applies it first, so no operation ever acts on an expired grant, even if
 //!   [`Floor::tick`] was late.
+//! - The end-of-RTP-media timer (TS 24.380 timer T1, [`FloorConfig::end_of_media_timer`])
+//!   runs for a holder once armed ([`Floor::arm_end_of_media`], at the grant and again on each
+//!   report of uplink RTP) and revokes the grant when it expires ([`RevokeReason::MediaTimeout`]).
+//!   Only [`Floor::tick`] applies it: the caller reports the uplink media it has seen before
+//!   each tick, so no command acts on a stale view of the media.
 //! - Queued requests (TS 24.380 "queued request") are NOT implemented in this version: a
 //!   refused request is simply denied and the requester must press again.
 //!
@@ -64,12 +69,16 @@ pub struct FloorConfig {
     /// Time-out timer (TOT): the granted duration of each grant, measured from the grant.
     /// Default 60 s.
     pub time_out_timer: Duration,
+    /// End-of-RTP-media timer (TS 24.380 T1): an armed holder whose uplink media stops this
+    /// long is revoked. `None`: off. Default 4 s.
+    pub end_of_media_timer: Option<Duration>,
 }
 
 impl Default for FloorConfig {
     fn default() -> Self {
         FloorConfig {
             time_out_timer: Duration::from_secs(60),
+            end_of_media_timer: Some(Duration::from_secs(4)),
         }
     }
 }
@@ -96,6 +105,8 @@ struct Grant {
     talker: Talker,
     granted_at: Instant,
     expires_at: Instant,
+    /// When T1 expires, if armed.
+    media_deadline: Option<Instant>,
 }
 
 /// Floor control of one channel. Each operation returns the [`FloorEvent`]s it caused, in
@@ -219,19 +230,49 @@ impl Floor {
         self.drop_holder(who, now)
     }
 
-    /// The time-out timer: `[Revoked{TimeOut}, Idle]` when the floor is taken and
-    /// `now >= expires_at`; no events otherwise. Call it at [`Floor::next_deadline`].
+    /// The timers: `[Revoked{TimeOut}, Idle]` when the floor is taken and
+    /// `now >= expires_at`; `[Revoked{MediaTimeout}, Idle]` when the end-of-media timer is
+    /// armed and has expired; no events otherwise. Call it at [`Floor::next_deadline`].
     pub fn tick(&mut self, now: Instant) -> Vec<FloorEvent> {
         let mut events = Vec::new();
         self.expire(now, &mut events);
+        if self
+            .grant
+            .as_ref()
+            .and_then(|g| g.media_deadline)
+            .is_some_and(|d| now >= d)
+        {
+            if let Some(g) = self.grant.take() {
+                events.push(FloorEvent::Revoked {
+                    from: g.talker,
+                    reason: RevokeReason::MediaTimeout,
+                });
+            }
+        }
         self.push_idle_if_freed(&mut events);
         events
     }
 
-    /// When [`Floor::tick`] must next be called: the expiry of the current grant, `None`
-    /// when idle.
+    /// (Re)starts the end-of-media timer of holder `who`: uplink media was seen at `at` (the
+    /// grant's start if earlier), so T1 expires no sooner than `at + T1`. Never shortens a
+    /// running T1. No-op when `who` does not hold the floor or T1 is off.
+    pub fn arm_end_of_media(&mut self, who: ParticipantId, at: Instant) {
+        let Some(t1) = self.cfg.end_of_media_timer else {
+            return;
+        };
+        if let Some(g) = self.grant.as_mut().filter(|g| g.talker.id == who) {
+            let d = deadline(at.max(g.granted_at), t1);
+            g.media_deadline = Some(g.media_deadline.map_or(d, |old| old.max(d)));
+        }
+    }
+
+    /// When [`Floor::tick`] must next be called: the earlier of the grant's expiry and its
+    /// armed end-of-media timer, `None` when idle.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.grant.as_ref().map(|g| g.expires_at)
+        self.grant.as_ref().map(|g| match g.media_deadline {
+            Some(m) => m.min(g.expires_at),
+            None => g.expires_at,
+        })
     }
 
     fn drop_holder(&mut self, who: ParticipantId, now: Instant) -> Vec<FloorEvent> {
@@ -279,6 +320,7 @@ impl Floor {
             talker: who,
             granted_at: now,
             expires_at,
+            media_deadline: None,
         });
     }
 }

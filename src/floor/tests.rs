@@ -72,6 +72,7 @@ fn custom_tot_is_used() {
     let t0 = Instant::now();
     let mut f = Floor::new(FloorConfig {
         time_out_timer: Duration::from_secs(5),
+        end_of_media_timer: None,
     });
     f.request(general(1), t0);
     assert_eq!(f.next_deadline(), Some(t0 + Duration::from_secs(5)));
@@ -420,6 +421,7 @@ fn huge_tot_does_not_panic() {
     let t0 = Instant::now();
     let mut f = Floor::new(FloorConfig {
         time_out_timer: Duration::MAX,
+        end_of_media_timer: None,
     });
     let ev = f.request(general(1), t0);
     assert!(matches!(ev.as_slice(), [FloorEvent::Granted { .. }]));
@@ -496,7 +498,10 @@ proptest! {
     #[test]
     fn floor_invariants(tot_s in 1..120u64, ops in proptest::collection::vec((op(), step()), 1..200)) {
         let tot = Duration::from_secs(tot_s);
-        let mut f = Floor::new(FloorConfig { time_out_timer: tot });
+        let mut f = Floor::new(FloorConfig {
+            time_out_timer: tot,
+            end_of_media_timer: None,
+        });
         let mut now = Instant::now();
         let mut seen_holder: Option<ParticipantId> = None;
         let mut removed: HashSet<ParticipantId> = HashSet::new();
@@ -600,4 +605,64 @@ fn emergency_grant_overrides_dispatch_and_general() {
         .message(),
         "Emergency broadcast by Dispatch disp2"
     );
+}
+
+#[test]
+fn end_of_media_timer_revokes_a_silent_holder_at_tick_only() {
+    let t0 = Instant::now();
+    let t1 = Duration::from_secs(4);
+    let mut f = Floor::new(FloorConfig {
+        time_out_timer: Duration::from_secs(60),
+        end_of_media_timer: Some(t1),
+    });
+    f.request(general(1), t0);
+    // Not armed (no media path): only the time-out timer is due.
+    assert_eq!(f.next_deadline(), Some(t0 + Duration::from_secs(60)));
+    f.arm_end_of_media(1, t0);
+    assert_eq!(f.next_deadline(), Some(t0 + t1));
+    // Media at t0+3 s restarts T1; a stale report (before the grant) never shortens it.
+    f.arm_end_of_media(1, t0 + Duration::from_secs(3));
+    f.arm_end_of_media(1, t0 - Duration::from_secs(10));
+    assert_eq!(f.next_deadline(), Some(t0 + Duration::from_secs(7)));
+    assert!(f.tick(t0 + Duration::from_millis(6999)).is_empty());
+    // A command after the deadline does not apply T1 (only tick does, with fresh media).
+    let ev = f.request(general(2), t0 + Duration::from_secs(8));
+    assert!(
+        matches!(ev.as_slice(), [FloorEvent::Denied { .. }]),
+        "{ev:?}"
+    );
+    let ev = f.tick(t0 + Duration::from_secs(8));
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [FloorEvent::Revoked { from, reason: RevokeReason::MediaTimeout }, FloorEvent::Idle] if from.id == 1
+        ),
+        "{ev:?}"
+    );
+    assert_eq!(f.state(), FloorState::Idle);
+}
+
+#[test]
+fn end_of_media_timer_is_per_grant_and_off_when_unset() {
+    let t0 = Instant::now();
+    let mut f = Floor::new(FloorConfig {
+        time_out_timer: Duration::from_secs(60),
+        end_of_media_timer: Some(Duration::from_secs(4)),
+    });
+    f.request(general(1), t0);
+    // Arming somebody who does not hold the floor does nothing.
+    f.arm_end_of_media(2, t0);
+    assert_eq!(f.next_deadline(), Some(t0 + Duration::from_secs(60)));
+    f.arm_end_of_media(1, t0);
+    f.release(1, t0 + Duration::from_secs(1));
+    // A new grant starts unarmed.
+    f.request(general(2), t0 + Duration::from_secs(2));
+    assert_eq!(f.next_deadline(), Some(t0 + Duration::from_secs(62)));
+    let mut off = Floor::new(FloorConfig {
+        time_out_timer: Duration::from_secs(60),
+        end_of_media_timer: None,
+    });
+    off.request(general(1), t0);
+    off.arm_end_of_media(1, t0);
+    assert_eq!(off.next_deadline(), Some(t0 + Duration::from_secs(60)));
 }

@@ -66,6 +66,9 @@ struct SessionState {
     joined: BTreeMap<String, Option<usize>>,
     /// Number of downlink slots the participant has.
     slot_count: usize,
+    /// Whether it has a media path (a WebRTC peer): then the end-of-media timer runs for its
+    /// grants.
+    media_uplink: bool,
 }
 
 /// One channel: its event, members and floor.
@@ -245,9 +248,32 @@ impl Hub {
             permitted: BTreeSet::new(),
             joined: BTreeMap::new(),
             slot_count,
+            media_uplink: false,
         });
         s.permitted = permitted.into_iter().collect();
         s.slot_count = slot_count;
+    }
+
+    /// Whether `id` has a media path (a WebRTC peer connection): the end-of-RTP-media timer
+    /// (TS 24.380 T1) runs for its grants from then on. Participants without one (radio ports,
+    /// consoles, signaling-only clients) are never revoked for silence.
+    pub fn set_media_uplink(&mut self, id: ConnId, on: bool) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.media_uplink = on;
+        }
+    }
+
+    /// Uplink RTP from `id` was last seen at `at`: restarts the end-of-media timer of every
+    /// floor it holds. The shell reports this before [`Hub::tick`].
+    pub fn uplink_media(&mut self, id: ConnId, at: Instant) {
+        let Some(s) = self.sessions.get(&id).filter(|s| s.media_uplink) else {
+            return;
+        };
+        for name in s.joined.keys() {
+            if let Some(ch) = self.channels.get_mut(name) {
+                ch.floor.arm_end_of_media(id, at);
+            }
+        }
     }
 
     /// Removes a participant: stops its broadcast, leaves every channel (releasing floors it
@@ -511,8 +537,12 @@ impl Hub {
                     let e = self.entry_for(to.id, Action::FloorGranted).target(channel);
                     self.audit(e);
                     self.grants += 1;
+                    let media = self.sessions.get(&to.id).is_some_and(|s| s.media_uplink);
                     if let Some(c) = self.channels.get_mut(channel) {
                         c.grant = self.grants;
+                        if media {
+                            c.floor.arm_end_of_media(to.id, now);
+                        }
                     }
                     let talker = self.talker_ref(to.id, &to.name);
                     self.emit(
@@ -537,6 +567,7 @@ impl Hub {
                     self.counters.floors_revoked += 1;
                     let why = match reason {
                         RevokeReason::TimeOut => "time-out timer",
+                        RevokeReason::MediaTimeout => "no audio (end-of-media timer)",
                         _ => "floor revoked",
                     };
                     self.broadcast_floor_lost(from.id, channel, why);
@@ -549,7 +580,9 @@ impl Hub {
                         RevokeReason::PreEmpted { .. } => {
                             (reason.message(), Action::FloorPreempted)
                         }
-                        RevokeReason::Emergency { .. } => (reason.message(), Action::FloorRevoked),
+                        RevokeReason::Emergency { .. } | RevokeReason::MediaTimeout => {
+                            (reason.message(), Action::FloorRevoked)
+                        }
                     };
                     let e = self
                         .entry_for(from.id, action)

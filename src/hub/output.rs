@@ -29,6 +29,8 @@ pub enum RevokeCode {
     PreEmpted,
     /// An emergency broadcast took the floor (`EMERGENCY`, spec note 003).
     Emergency,
+    /// The end-of-RTP-media timer (TS 24.380 T1) expired: no uplink audio (`MEDIA_TIMEOUT`).
+    MediaTimeout,
 }
 
 impl RevokeCode {
@@ -38,15 +40,17 @@ impl RevokeCode {
             RevokeReason::TimeOut => Self::TimeOut,
             RevokeReason::PreEmpted { .. } => Self::PreEmpted,
             RevokeReason::Emergency { .. } => Self::Emergency,
+            RevokeReason::MediaTimeout => Self::MediaTimeout,
         }
     }
 
-    /// The wire string: `"TIME_OUT"`, `"PRE_EMPTED"` or `"EMERGENCY"`.
+    /// The wire string: `"TIME_OUT"`, `"PRE_EMPTED"`, `"EMERGENCY"` or `"MEDIA_TIMEOUT"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TimeOut => "TIME_OUT",
             Self::PreEmpted => "PRE_EMPTED",
             Self::Emergency => "EMERGENCY",
+            Self::MediaTimeout => "MEDIA_TIMEOUT",
         }
     }
 }

@@ -2,7 +2,8 @@
 //! every step (issue 11): at most one talker per channel, holders are members; the route set
 //! is exactly "every other member of each channel whose floor is granted, heard on that
 //! member's slot" and changes only when the hub says so; no state refers to a participant that
-//! is gone; a broadcast is listed if and only if it holds the floors of all its channels.
+//! is gone; a broadcast is listed if and only if it holds the floors of all its channels;
+//! the end-of-media timer never leaves a floor past its deadline after a tick.
 
 use super::tests::{add, hub};
 use super::*;
@@ -30,6 +31,10 @@ enum Op {
     Permit(u64, Vec<bool>),
     Advance(u64),
     Tick,
+    /// A media path comes up or goes (the end-of-media timer applies to its grants).
+    Media(u64, bool),
+    /// Uplink RTP from a participant seen now.
+    Uplink(u64),
 }
 
 fn role(id: u64) -> Role {
@@ -64,6 +69,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(i, v)| Op::Permit(i, v)),
         3 => (0..40_000u64).prop_map(Op::Advance),
         2 => Just(Op::Tick),
+        1 => (id.clone(), any::<bool>()).prop_map(|(i, on)| Op::Media(i, on)),
+        3 => id.clone().prop_map(Op::Uplink),
     ]
 }
 
@@ -117,6 +124,8 @@ fn apply(h: &mut Hub, now: &mut Instant, op: &Op) {
         Op::Tick => {
             h.tick(t);
         }
+        Op::Media(id, on) => h.set_media_uplink(*id, *on),
+        Op::Uplink(id) => h.uplink_media(*id, t),
     }
 }
 
@@ -236,6 +245,10 @@ proptest! {
         let mut last = RouteSet::new();
         for op in &ops {
             apply(&mut h, &mut now, op);
+            if matches!(op, Op::Tick) {
+                // no timer (time-out or end-of-media) is left due after a tick
+                prop_assert!(h.next_deadline().is_none_or(|d| d > now));
+            }
             check(&mut h, &mut last)?;
         }
         // everyone leaves: nothing is left behind

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 const TOT: Duration = Duration::from_secs(60);
 const HOLD: Duration = Duration::from_secs(2);
+const T1: Duration = Duration::from_secs(4);
 
 pub(super) fn hub() -> Hub {
     Hub::new(
@@ -15,6 +16,7 @@ pub(super) fn hub() -> Hub {
         },
         FloorConfig {
             time_out_timer: TOT,
+            end_of_media_timer: Some(T1),
         },
     )
 }
@@ -414,4 +416,43 @@ fn a_forced_disconnect_closes_and_removes_at_once() {
     assert_eq!(methods(&notes_for(&outs, 2)), ["floor.idle"]);
     assert_eq!(h.status().connections, 1, "gone from the status at once");
     assert!(h.routes().is_empty());
+}
+
+#[test]
+fn a_talker_whose_uplink_stops_is_revoked_by_the_end_of_media_timer() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    add(&mut h, 1, "al", Role::General, &["a"]);
+    add(&mut h, 2, "bo", Role::General, &["a"]);
+    add(&mut h, 3, "radio", Role::General, &["a"]);
+    for id in [1, 2, 3] {
+        h.join(id, "a", Some("ev")).unwrap();
+    }
+    h.set_media_uplink(1, true);
+    h.floor_request(1, "a", Priority::Normal, t0).unwrap();
+    assert_eq!(h.next_deadline(), Some(t0 + T1));
+    // Uplink RTP seen at t0+3 s moves T1 on; nothing happens before it expires.
+    h.uplink_media(1, t0 + Duration::from_secs(3));
+    assert_eq!(
+        h.tick(t0 + Duration::from_secs(6)),
+        Some(t0 + Duration::from_secs(7))
+    );
+    h.take_outputs();
+    h.tick(t0 + Duration::from_secs(7));
+    let outs = h.take_outputs();
+    match &notes_for(&outs, 1)[..] {
+        [Notification::FloorRevoke { reason, .. }, Notification::FloorIdle { .. }] => {
+            assert_eq!(reason.as_str(), "MEDIA_TIMEOUT")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(methods(&notes_for(&outs, 2)), ["floor.idle"]);
+    assert!(h.routes().is_empty());
+    // A participant without a media path (a radio port) is never revoked for silence.
+    h.floor_request(3, "a", Priority::Normal, t0 + Duration::from_secs(8))
+        .unwrap();
+    h.uplink_media(3, t0 + Duration::from_secs(8));
+    assert_eq!(h.next_deadline(), Some(t0 + Duration::from_secs(8) + TOT));
+    h.tick(t0 + Duration::from_secs(30));
+    assert!(h.routes().contains_key(&3));
 }

@@ -475,6 +475,9 @@ impl Engine {
             self.routes.count_unauthorised();
             return;
         };
+        if !injected {
+            self.routes.heard(&table, from, received_at);
+        }
         let (mut sent, mut dropped) = (0u64, 0u64);
         let now = Instant::now();
         for t in targets {

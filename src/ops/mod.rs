@@ -3,6 +3,7 @@
 //! string with the git revision ([`VERSION`]). The state directory's checks live in
 //! [`crate::state`], the wall clock in [`crate::clock`] (low-level modules the stores use).
 
+pub mod log_escape;
 pub mod metrics;
 pub mod systemd;
 
@@ -40,7 +41,8 @@ pub const LOG_QUEUE_LINES: usize = 16_384;
 
 /// Logging for `radiogate run`: under systemd (stderr is the journal) structured journal
 /// entries (each tracing field a journal field, e.g. `F_ADDR=`, with the priority from the
-/// level); otherwise human-readable lines on stderr (coloured on a terminal), written by a
+/// level); otherwise human-readable lines on stderr, each escaped by
+/// [`log_escape::EscapingWriter`] (no colours: escape sequences are escaped too), written by a
 /// background thread through a queue of [`LOG_QUEUE_LINES`] lines, so a slow or blocked
 /// reader of stderr never delays floor control (lines beyond the queue are dropped).
 /// `RADIOGATE_LOG` sets the filter; `RADIOGATE_LOG_FORMAT=journal|text` overrides the choice.
@@ -76,8 +78,8 @@ pub fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
         .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(log_escape::MakeEscaping(writer))
+        .with_ansi(false)
         .init();
     Some(guard)
 }

@@ -83,10 +83,14 @@ impl Target {
     }
 }
 
-/// Talkers (by connection id) and their listeners. Immutable once published.
+/// Talkers (by connection id) and their listeners. Immutable once published, except for
+/// each talker's last-uplink stamp (an atomic, carried from table to table by
+/// [`Routes::publish`]).
 #[derive(Debug, Default)]
 pub struct RouteTable {
     by_talker: HashMap<u64, Vec<Target>>,
+    /// Per talker: when its uplink RTP was last seen, ms since [`Routes`]' base + 1 (0: never).
+    heard: HashMap<u64, Arc<AtomicU64>>,
 }
 
 impl RouteTable {
@@ -94,7 +98,10 @@ impl RouteTable {
     /// should be present with an empty list (its packets then count as forwarded to nobody,
     /// not as unauthorised).
     pub fn new(by_talker: HashMap<u64, Vec<Target>>) -> Self {
-        Self { by_talker }
+        Self {
+            by_talker,
+            heard: HashMap::new(),
+        }
     }
 
     /// The listeners of `talker`, if it holds a floor.
@@ -132,16 +139,62 @@ pub struct ForwardCounters {
 }
 
 /// The shared handle: the current table and the counters. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Routes {
     table: Arc<ArcSwap<RouteTable>>,
     stats: Arc<ForwardStats>,
+    /// Time base of the last-uplink stamps.
+    base: Instant,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Self {
+            table: Arc::default(),
+            stats: Arc::default(),
+            base: Instant::now(),
+        }
+    }
 }
 
 impl Routes {
-    /// Replaces the table (the hub shell, after a change).
-    pub fn publish(&self, table: RouteTable) {
+    /// Replaces the table (the hub shell, after a change). Each talker keeps its last-uplink
+    /// stamp from the table it replaces.
+    pub fn publish(&self, mut table: RouteTable) {
+        let old = self.table.load();
+        table.heard = table
+            .by_talker
+            .keys()
+            .map(|t| {
+                let stamp = old.heard.get(t).cloned().unwrap_or_default();
+                (*t, stamp)
+            })
+            .collect();
         self.table.store(Arc::new(table));
+    }
+
+    /// Records that uplink RTP of `talker` arrived at `at` (one relaxed atomic store; no
+    /// lock). Call it with the table the packet was routed by.
+    pub fn heard(&self, table: &RouteTable, talker: u64, at: Instant) {
+        if let Some(stamp) = table.heard.get(&talker) {
+            let ms = u64::try_from(at.saturating_duration_since(self.base).as_millis())
+                .unwrap_or(u64::MAX - 1);
+            stamp.store(ms + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every talker of the current table whose uplink RTP has been seen, with when it last
+    /// was (ms resolution): what the hub's end-of-media timer is fed before each tick.
+    pub fn uplink_activity(&self) -> Vec<(u64, Instant)> {
+        let table = self.table.load();
+        table
+            .heard
+            .iter()
+            .filter_map(|(t, stamp)| match stamp.load(Ordering::Relaxed) {
+                0 => None,
+                v => Some((*t, self.base + std::time::Duration::from_millis(v - 1))),
+            })
+            .collect()
     }
 
     /// The current table.
@@ -160,6 +213,7 @@ impl Routes {
             self.count_unauthorised();
             return 0;
         };
+        self.heard(&table, from, received_at);
         let mut queued = 0u64;
         let mut dropped = 0u64;
         let mut engine: Option<&Arc<dyn Inject>> = None;

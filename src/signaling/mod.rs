@@ -6,3 +6,4 @@ pub mod methods;
 pub mod protocol;
 pub mod session;
 pub mod stats;
+pub mod writer;

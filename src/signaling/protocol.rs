@@ -109,8 +109,12 @@ impl RpcError {
 
 /// Close codes the server uses (RFC 6455 section 7.4 and radiogate's 4000 range).
 pub mod close {
-    /// Server shutting down (RFC 6455 "going away").
+    /// Server shutting down, or the peer stopped answering pings (RFC 6455 "going away").
     pub const GOING_AWAY: u16 = 1001;
+    /// Protocol error: reserved opcode, bad framing (RFC 6455).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text message that is not valid UTF-8 (RFC 6455 "invalid frame payload data").
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// Frame or message over `server.max_frame_bytes` (RFC 6455 "message too big").
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Unexpected server error.
@@ -241,9 +245,10 @@ pub struct OfferParams {
     pub sdp: String,
 }
 
-/// Params of `webrtc.candidate` (trickle ICE, W3C RTCIceCandidateInit shape).
+/// Params of `webrtc.candidate` (trickle ICE, W3C RTCIceCandidateInit shape: what a
+/// browser's `RTCIceCandidate.toJSON()` gives). Unknown fields are refused.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CandidateParams {
     /// The candidate line, `candidate:...`.
     pub candidate: String,
@@ -253,6 +258,9 @@ pub struct CandidateParams {
     /// The m-line index.
     #[serde(default)]
     pub sdp_m_line_index: Option<u16>,
+    /// The ICE username fragment the candidate belongs to (ignored: one ICE session per peer).
+    #[serde(default)]
+    pub username_fragment: Option<String>,
 }
 
 impl From<crate::hub::HubError> for RpcError {

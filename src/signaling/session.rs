@@ -1,8 +1,11 @@
 //! One signaling session: a WebSocket whose token was verified before the upgrade.
 //!
 //! Requests are handled one at a time in arrival order; replies and server notifications share
-//! one outbound queue drained by a writer task. A bad frame gets an error reply and the session
-//! continues; a frame over `server.max_frame_bytes` closes it with 1009.
+//! one bounded outbound queue drained by a writer task ([`super::writer`]: pings, write
+//! timeouts, 1008 for a session that cannot keep up). A bad request gets an error reply and
+//! the session continues; a message over `server.max_frame_bytes` closes it with 1009, invalid
+//! UTF-8 with 1007, other protocol errors with 1002; no frame for `server.ping_timeout_ms`
+//! closes it with 1001 (a vanished peer).
 
 use super::methods::{self, Access};
 use super::protocol::{
@@ -20,13 +23,12 @@ use crate::permissions::PermissionStore;
 use crate::permissions::{PermissionSync, SqliteStore};
 use crate::switchboard::Outbound;
 use crate::switchboard::Switchboard;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// State of one session beyond what the hub keeps.
 struct Session {
@@ -55,6 +57,14 @@ pub struct SessionConfig {
     pub broadcast_hold: Duration,
     /// `server.max_frame_bytes`: larger frames close the session with 1009, bytes.
     pub max_frame_bytes: usize,
+    /// `server.ping_interval_ms`: server WebSocket pings.
+    pub ping_interval: Duration,
+    /// `server.ping_timeout_ms`: no frame for this long closes the session (1001).
+    pub ping_timeout: Duration,
+    /// `server.write_timeout_ms`: one write may take this long.
+    pub write_timeout: Duration,
+    /// `server.outbound_queue`: messages queued for the session before it is closed (1008).
+    pub outbound_queue: usize,
 }
 
 /// What a session uses: its configuration, the hub, the permission store and sync, the audit
@@ -100,7 +110,7 @@ pub async fn run(
     socket: WebSocket,
 ) {
     let id = gw.hub.next_conn_id();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+    let (tx, rx) = crate::switchboard::outbound(gw.cfg.outbound_queue);
     let slots = gw.cfg.slots;
     let info = ConnectionInfo {
         conn_id: id,
@@ -129,7 +139,7 @@ pub async fn run(
             );
         }
     }
-    tracing::info!(conn = id, user = %claims.sub, role = %claims.role, event = %claims.event,
+    tracing::info!(conn = id, user = ?claims.sub, role = %claims.role, event = ?claims.event,
                    %remote, "session connected");
     if gw.perm_sync.generation() != permitted.generation {
         let (gw, claims) = (Arc::clone(&gw), claims.clone());
@@ -140,33 +150,15 @@ pub async fn run(
         });
     }
 
-    let (mut sink, mut stream) = socket.split();
-    let mut writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                Outbound::Frame(text) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Outbound::Note(note) => {
-                    if sink.send(Message::Text(note.text.clone())).await.is_err() {
-                        break;
-                    }
-                }
-                Outbound::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    break;
-                }
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (sink, mut stream) = socket.split();
+    let mut writer = tokio::spawn(super::writer::run(
+        sink,
+        rx,
+        super::writer::WriterConfig {
+            ping_every: gw.cfg.ping_interval,
+            write_timeout: gw.cfg.write_timeout,
+        },
+    ));
 
     let lim = gw.cfg.limits;
     let nz = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
@@ -198,37 +190,71 @@ pub async fn run(
     );
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
-    let close_reason = loop {
+    // Dead-peer detection: any frame (a pong to the writer's pings, or anything else) counts
+    // as a sign of life; none for `ping_timeout` closes the session.
+    let mut last_heard = Instant::now();
+    let mut liveness = tokio::time::interval(gw.cfg.ping_interval.min(gw.cfg.ping_timeout));
+    liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end: End = loop {
         tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    if !session.handle_text(text.as_str()).await {
-                        break "rate limit exceeded";
-                    }
+            frame = stream.next() => {
+                if matches!(frame, Some(Ok(_))) {
+                    last_heard = Instant::now();
                 }
-                Some(Ok(Message::Binary(_))) => session.reply_error(
-                    &Value::Null,
-                    &RpcError::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text"),
-                ),
-                Some(Ok(Message::Close(_))) | None => break "client closed",
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    if is_too_big(e) {
-                        tracing::warn!(conn = id, "frame over server.max_frame_bytes, closing with 1009");
-                        session.send(Outbound::Close(close::MESSAGE_TOO_BIG,
-                            format!("frame over {} bytes", gw.cfg.max_frame_bytes)));
-                        break "message too big";
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if !session.handle_text(text.as_str()).await {
+                            break End::by_us(close::POLICY, "message rate limit exceeded");
+                        }
                     }
-                    break "websocket error";
+                    Some(Ok(Message::Binary(_))) => {
+                        if !session.count_frame() {
+                            break End::by_us(close::POLICY, "message rate limit exceeded");
+                        }
+                        session.reply_error(
+                            &Value::Null,
+                            &RpcError::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text"),
+                        );
+                    }
+                    // Control frames count towards the message rate too (issue 15).
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        if !session.count_frame() {
+                            break End::by_us(close::POLICY, "message rate limit exceeded");
+                        }
+                    }
+                    Some(Ok(Message::Close(f))) => {
+                        break End::client(f.map(|f| (f.code, f.reason.to_string())));
+                    }
+                    None => break End::network("connection closed without a close frame"),
+                    Some(Err(e)) => {
+                        let (code, why) = read_error_close(e, gw.cfg.max_frame_bytes);
+                        match code {
+                            Some(code) => {
+                                tracing::warn!(conn = id, code, reason = %why, "bad frame, closing");
+                                break End::by_us_linger(code, why);
+                            }
+                            None => break End::network(why),
+                        }
+                    }
                 }
             },
-            _ = &mut expiry => {
-                session.send(Outbound::Close(close::TOKEN_EXPIRED, "token expired".into()));
-                break "token expired";
+            _ = liveness.tick() => {
+                if last_heard.elapsed() >= gw.cfg.ping_timeout {
+                    break End::by_us(
+                        close::GOING_AWAY,
+                        format!("no response to ping for {} s", gw.cfg.ping_timeout.as_secs()),
+                    );
+                }
             }
-            _ = &mut writer => break "writer ended",
+            _ = &mut expiry => {
+                break End::by_us(close::TOKEN_EXPIRED, "token expired");
+            }
+            w = &mut writer => break End::writer(w.unwrap_or(super::writer::WriterEnd::WriteFailed)),
         }
     };
+    if let Some((code, reason)) = &end.send_close {
+        session.send(Outbound::Close(*code, reason.clone()));
+    }
     // Unregister first so no more media or notifications are routed to this session.
     gw.hub.lock().unregister(id, Instant::now());
     if let Some(link) = session.media.take() {
@@ -238,40 +264,153 @@ pub async fn run(
     session.out = None;
     // The writer may already have ended (and been awaited by the select above): a JoinHandle
     // must not be polled again after it completed.
-    if !writer.is_finished() || close_reason != "writer ended" {
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    }
-    // Let a close frame we sent reach the client: read (and drop) what it still sends until
-    // it answers the close or 1 s passes, so the socket is not reset under unread data.
-    let we_closed = !matches!(close_reason, "client closed" | "websocket error");
-    let _ = tokio::time::timeout(Duration::from_secs(if we_closed { 1 } else { 0 }), async {
-        while let Some(Ok(m)) = stream.next().await {
-            if matches!(m, Message::Close(_)) {
-                break;
+    let writer_end = match end.writer {
+        Some(w) => w,
+        None => tokio::time::timeout(gw.cfg.write_timeout, writer)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(super::writer::WriterEnd::WriteTimeout),
+    };
+    let code = match writer_end {
+        super::writer::WriterEnd::Closed(c) => Some(c),
+        super::writer::WriterEnd::Overflow => Some(close::POLICY),
+        _ => end.peer_code,
+    };
+    if end.linger {
+        // The read side is unusable after a protocol error: keep the socket open a moment so
+        // the peer reads our close frame before the rest of its frames meet a closed socket
+        // (which would reset the connection and hide the close code: a bounded linger).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    } else if end.send_close.is_some()
+        || matches!(
+            writer_end,
+            super::writer::WriterEnd::Closed(_) | super::writer::WriterEnd::Overflow
+        )
+    {
+        // Let a close frame we sent reach the client: read (and drop) what it still sends
+        // until it answers the close or 1 s passes, so the socket is not reset under unread
+        // data.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
             }
+        })
+        .await;
+    }
+    let reason = match writer_end {
+        super::writer::WriterEnd::Overflow | super::writer::WriterEnd::WriteTimeout => {
+            writer_end.reason().to_string()
         }
-    })
-    .await;
+        _ => end.reason.clone(),
+    };
 
     gw.audit.record(
         Entry::new(session.claims.sub.clone(), Action::Disconnect)
             .who(session.claims.role, session.claims.event.clone())
-            .outcome(close_reason)
-            .details(json!({"connId": id})),
+            .outcome(end.outcome)
+            .details(json!({"connId": id, "code": code, "reason": reason})),
     );
-    tracing::info!(conn = id, reason = close_reason, "session ended");
+    tracing::info!(conn = id, user = ?session.claims.sub, code = ?code, reason = ?reason,
+                   by = end.outcome, "session ended");
 }
 
-fn is_too_big(e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+/// How a session ended: who ended it, the close code and reason, and what is left to do.
+struct End {
+    /// `client`, `gateway` or `network` (the audit outcome).
+    outcome: &'static str,
+    /// The reason, for the log and the audit log.
+    reason: String,
+    /// A close frame to send (code, reason), when the gateway ends the session.
+    send_close: Option<(u16, String)>,
+    /// The close code the peer sent.
+    peer_code: Option<u16>,
+    /// Hold the socket a moment after the close (the read side failed).
+    linger: bool,
+    /// The writer's end, if it ended first.
+    writer: Option<super::writer::WriterEnd>,
+}
+
+impl End {
+    fn base(outcome: &'static str, reason: String) -> Self {
+        Self {
+            outcome,
+            reason,
+            send_close: None,
+            peer_code: None,
+            linger: false,
+            writer: None,
+        }
+    }
+
+    fn by_us(code: u16, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self {
+            send_close: Some((code, reason.clone())),
+            ..Self::base("gateway", reason)
+        }
+    }
+
+    fn by_us_linger(code: u16, reason: String) -> Self {
+        Self {
+            linger: true,
+            ..Self::by_us(code, reason)
+        }
+    }
+
+    fn client(frame: Option<(u16, String)>) -> Self {
+        let code = frame.as_ref().map(|f| f.0);
+        let reason = match frame {
+            Some((_, r)) if !r.is_empty() => format!("client closed: {r}"),
+            _ => "client closed".to_string(),
+        };
+        Self {
+            peer_code: code,
+            ..Self::base("client", reason)
+        }
+    }
+
+    fn network(reason: impl Into<String>) -> Self {
+        Self::base("network", reason.into())
+    }
+
+    /// The writer ended first: a close the hub asked for (admin disconnect, ban, shutdown:
+    /// the reason is in the close frame it sent), or the peer could not keep up.
+    fn writer(w: super::writer::WriterEnd) -> Self {
+        let outcome = match w {
+            super::writer::WriterEnd::Closed(_)
+            | super::writer::WriterEnd::Overflow
+            | super::writer::WriterEnd::WriteTimeout => "gateway",
+            _ => "network",
+        };
+        Self {
+            writer: Some(w),
+            ..Self::base(outcome, w.reason().to_string())
+        }
+    }
+}
+
+/// The close code for a read error, and a reason: 1009 for a message or frame over the limit
+/// (however it was fragmented), 1007 for invalid UTF-8 in a text message, 1002 for other
+/// protocol errors (reserved opcodes, bad framing) (RFC 6455 section 7.4.1); `None` for a
+/// connection that is simply gone.
+fn read_error_close(e: axum::Error, max_frame_bytes: usize) -> (Option<u16>, String) {
+    use tokio_tungstenite::tungstenite::error::Error as WsError;
     let inner = e.into_inner();
     match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => true,
-        Some(WsError::Capacity(_)) => true,
-        _ => {
-            let s = inner.to_string();
-            s.contains("too long") || s.contains("too big")
-        }
+        Some(WsError::Capacity(_)) => (
+            Some(close::MESSAGE_TOO_BIG),
+            format!("message over {max_frame_bytes} bytes"),
+        ),
+        Some(WsError::Utf8(_)) => (
+            Some(close::INVALID_PAYLOAD),
+            "text message is not valid UTF-8".into(),
+        ),
+        Some(WsError::Protocol(p)) => (Some(close::PROTOCOL_ERROR), format!("protocol error: {p}")),
+        Some(other) => (None, format!("connection error: {other}")),
+        None => (None, format!("connection error: {inner}")),
     }
 }
 
@@ -283,12 +422,28 @@ impl Session {
     }
 
     fn reply_error(&self, id: &Value, err: &RpcError) {
-        tracing::info!(conn = self.id, code = err.code.name(), message = %err.message, "request refused");
+        tracing::info!(conn = self.id, code = err.code.name(), message = ?err.message, "request refused");
         self.send(Outbound::Frame(error_frame(id, err)));
     }
 
     fn entry(&self, action: Action) -> Entry {
         Entry::new(self.claims.sub.clone(), action).who(self.claims.role, self.claims.event.clone())
+    }
+
+    /// Counts one received frame against the message rate (spec note 002); false when the
+    /// session must close (the rate kept being exceeded: `limits.message_strikes`).
+    fn count_frame(&mut self) -> bool {
+        let max = self.gw.cfg.limits.message_strikes;
+        match self.strikes.verdict(self.limiter.check().is_ok(), max) {
+            MessageVerdict::Allow | MessageVerdict::Refuse => true,
+            MessageVerdict::Close => {
+                self.gw
+                    .audit
+                    .record(self.entry(Action::RateLimited).outcome("closed"));
+                tracing::warn!(conn = self.id, "message rate exceeded, closing with 1008");
+                false
+            }
+        }
     }
 
     /// Handles one text frame; returns false when the session must close (rate limit).
@@ -318,10 +473,6 @@ impl Session {
                     .audit
                     .record(self.entry(Action::RateLimited).outcome("closed"));
                 tracing::warn!(conn = self.id, "message rate exceeded, closing with 1008");
-                self.send(Outbound::Close(
-                    close::POLICY,
-                    "message rate limit exceeded".into(),
-                ));
                 return false;
             }
         }
@@ -406,7 +557,7 @@ impl Session {
                 self.gw
                     .audit
                     .record(self.entry(Action::ChannelJoin).target(p.channel_id.clone()));
-                tracing::info!(conn = self.id, channel = %p.channel_id, slot = ?j.slot, "channel join");
+                tracing::info!(conn = self.id, channel = ?p.channel_id, slot = ?j.slot, "channel join");
                 Ok(json!({
                     "channelId": p.channel_id,
                     "slot": j.slot,
@@ -422,7 +573,7 @@ impl Session {
                     self.entry(Action::ChannelLeave)
                         .target(p.channel_id.clone()),
                 );
-                tracing::info!(conn = self.id, channel = %p.channel_id, "channel leave");
+                tracing::info!(conn = self.id, channel = ?p.channel_id, "channel leave");
                 Ok(json!({"channelId": p.channel_id}))
             }
             "floor.request" | "floor.priority_request" => {
@@ -437,7 +588,7 @@ impl Session {
                     .hub
                     .lock()
                     .floor_request(self.id, &p.channel_id, priority, now)?;
-                tracing::info!(conn = self.id, channel = %p.channel_id, "floor granted");
+                tracing::info!(conn = self.id, channel = ?p.channel_id, "floor granted");
                 Ok(json!({"channelId": p.channel_id, "granted": true, "expiresInMs": ms}))
             }
             "floor.release" => {

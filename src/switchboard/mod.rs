@@ -17,7 +17,7 @@ use crate::audit::Audit;
 use crate::hub::{ConnId, ConnectionInfo, Hub, Output};
 use crate::sfu::routes::{RouteTable, Routes, Sink, Target};
 pub use notify::Rendered;
-pub use outbound::{Outbound, OutboundTx};
+pub use outbound::{outbound, Outbound, OutboundError, OutboundRx, OutboundTx};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -111,6 +111,17 @@ impl Switchboard {
         }
     }
 
+    /// Runs the hub's floor timers at `now`, after reporting the uplink RTP the media path
+    /// has seen (so the end-of-media timer acts on fresh media); returns the next deadline.
+    pub fn tick(&self, now: Instant) -> Option<Instant> {
+        let heard = self.routes.uplink_activity();
+        let mut hub = self.lock();
+        for (talker, at) in heard {
+            hub.uplink_media(talker, at);
+        }
+        hub.tick(now)
+    }
+
     /// Notified when the hub's next timer deadline moved (the floor timer task waits on it).
     pub fn wake(&self) -> &Notify {
         &self.wake
@@ -145,6 +156,10 @@ impl HubGuard<'_> {
 
     /// Attaches a participant's downlink sink (its media is up).
     pub fn attach_media(&mut self, id: ConnId, sink: Sink) {
+        // A WebRTC peer is a media path whose silence means trouble (TS 24.380 T1); a radio
+        // or console port's queue is not.
+        let webrtc = matches!(sink, Sink::Engine { .. });
+        self.shell.core.set_media_uplink(id, webrtc);
         self.shell.media.insert(id, sink);
         self.shell.media_dirty = true;
     }
@@ -153,6 +168,7 @@ impl HubGuard<'_> {
     /// connection closing late must not detach its successor).
     pub fn detach_media(&mut self, id: ConnId, sink: &Sink) {
         if self.shell.media.get(&id).is_some_and(|cur| cur.same(sink)) {
+            self.shell.core.set_media_uplink(id, false);
             self.shell.media.remove(&id);
             self.shell.media_dirty = true;
         }
@@ -161,7 +177,9 @@ impl HubGuard<'_> {
     /// Queues a message for one participant (ignored if it is gone).
     pub fn send(&self, id: ConnId, msg: Outbound) {
         if let Some(tx) = self.shell.outbound.get(&id) {
-            let _ = tx.send(msg);
+            if let Err(e) = tx.send(msg) {
+                tracing::debug!(conn = id, error = %e, "message not queued");
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! The client is plain HTML, CSS and JavaScript in `src/web/assets/` (no build step, no CDN):
 //! it works on a site LAN without internet.
 
+pub mod pending;
 pub mod tls;
 
 use axum::http::{header, HeaderValue, StatusCode};

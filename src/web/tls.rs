@@ -4,9 +4,11 @@
 //!
 //! A connection whose first byte is `0x16` (a TLS handshake record) is handed to rustls; any
 //! other connection is plain HTTP, allowed per `server.plain_http` and otherwise answered with
-//! a redirect to `https://` on the same port. Handshakes run in their own tasks (bounded by
-//! [`HANDSHAKE_TIMEOUT`]) so a slow client never holds up the accept loop.
+//! a redirect to `https://` on the same port. Handshakes run in their own tasks, bounded by
+//! the pending-connection limits and header timeout ([`super::pending`]), so a slow client
+//! never holds up the accept loop.
 
+use super::pending::{Pending, PendingGuard};
 use crate::config::{Config, PlainHttp, TlsMode};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -15,6 +17,7 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -27,9 +30,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-
-/// Longest a client may take to send its first byte and finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Validity of a generated server certificate, days (iOS refuses more than 825).
 const SERVER_CERT_DAYS: i64 = 800;
@@ -328,12 +328,41 @@ fn write_file(path: &Path, text: &str, private: bool) -> Result<(), TlsError> {
         .map_err(io_err("cannot write", path))
 }
 
-/// A connection accepted by [`Listener`]: plain TCP or TLS over TCP.
-pub enum Conn {
+/// The transport of a [`Conn`]: plain TCP or TLS over TCP.
+pub enum Io {
     /// Plain HTTP.
     Plain(TcpStream),
     /// HTTPS.
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// A connection accepted by [`Listener`]. It fails its reads and writes once its pending
+/// guard is cancelled (it stayed pending too long, or was evicted: see [`super::pending`]),
+/// which makes the HTTP server drop it.
+pub struct Conn {
+    io: Io,
+    closed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    _guard: PendingGuard,
+}
+
+impl Conn {
+    fn new(io: Io, guard: PendingGuard) -> Self {
+        Self {
+            io,
+            closed: Box::pin(guard.token.clone().cancelled_owned()),
+            _guard: guard,
+        }
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.closed.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no request in time, or evicted by newer connections",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
 }
 
 impl AsyncRead for Conn {
@@ -342,9 +371,13 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -355,23 +388,27 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
@@ -380,16 +417,20 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 }
@@ -411,14 +452,20 @@ impl Drop for Listener {
 }
 
 impl Listener {
-    /// Starts accepting on `tcp`. `tls` `None` serves plain HTTP to everyone.
+    /// Starts accepting on `tcp`. `tls` `None` serves plain HTTP to everyone. Each
+    /// connection is pending (bounded and timed out by `pending`) until a request arrives.
     ///
     /// # Errors
     /// When the bound address cannot be read.
-    pub fn new(tcp: TcpListener, tls: Option<TlsSetup>, plain: PlainHttp) -> io::Result<Self> {
+    pub fn new(
+        tcp: TcpListener,
+        tls: Option<TlsSetup>,
+        plain: PlainHttp,
+        pending: Pending,
+    ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
-        let acceptor = tokio::spawn(accept_loop(tcp, tls, plain, tx));
+        let acceptor = tokio::spawn(accept_loop(tcp, tls, plain, tx, pending));
         Ok(Self {
             ready: rx,
             local,
@@ -449,37 +496,61 @@ async fn accept_loop(
     tls: Option<TlsSetup>,
     plain: PlainHttp,
     tx: mpsc::Sender<(Conn, SocketAddr)>,
+    pending: Pending,
 ) {
+    let mut sweep = tokio::time::interval(Duration::from_millis(250));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let (stream, remote) = match tcp.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let accepted = tokio::select! {
+            a = tcp.accept() => a,
+            _ = sweep.tick() => {
+                pending.expire(std::time::Instant::now());
                 continue;
             }
         };
+        let (stream, remote) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors: close the oldest pending connection to make room;
+                // with none to close, back off instead of spinning.
+                if pending.evict_oldest() {
+                    tracing::debug!(error = %e, "accept failed; closed the oldest pending connection");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                } else {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+        };
+        let guard = pending.admit(remote);
         // Small frames (floor grants) must not wait for delayed ACKs.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
         let Some(tls) = tls.clone() else {
-            if tx.send((Conn::Plain(stream), remote)).await.is_err() {
+            if tx
+                .send((Conn::new(Io::Plain(stream), guard), remote))
+                .await
+                .is_err()
+            {
                 return;
             }
             continue;
         };
         let tx = tx.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, classify(stream, remote, &tls, plain))
-                .await
-            {
-                Ok(Some(conn)) => {
-                    let _ = tx.send((conn, remote)).await;
+            // Bounded by the pending guard: the header timeout, or eviction by newer ones.
+            let token = guard.token.clone();
+            tokio::select! {
+                io = classify(stream, remote, &tls, plain) => {
+                    if let Some(io) = io {
+                        let _ = tx.send((Conn::new(io, guard), remote)).await;
+                    }
                 }
-                Ok(None) => {}
-                Err(_) => tracing::debug!(%remote, "connection idle before its first request"),
+                _ = token.cancelled() => {
+                    tracing::debug!(%remote, "connection closed before finishing its TLS handshake");
+                }
             }
         });
     }
@@ -504,7 +575,7 @@ async fn classify(
     remote: SocketAddr,
     tls: &TlsSetup,
     plain: PlainHttp,
-) -> Option<Conn> {
+) -> Option<Io> {
     let mut first = [0u8; 1];
     let n = stream.peek(&mut first).await.ok()?;
     if n == 0 {
@@ -512,7 +583,7 @@ async fn classify(
     }
     if first[0] == 0x16 {
         return match tls.acceptor.accept(stream).await {
-            Ok(s) => Some(Conn::Tls(Box::new(s))),
+            Ok(s) => Some(Io::Tls(Box::new(s))),
             Err(e) => {
                 // Typically a browser that does not trust the certificate yet.
                 tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -521,7 +592,7 @@ async fn classify(
         };
     }
     if plain_allowed(plain, &remote) {
-        return Some(Conn::Plain(stream));
+        return Some(Io::Plain(stream));
     }
     redirect_to_https(stream).await;
     None

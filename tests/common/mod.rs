@@ -293,6 +293,8 @@ pub enum Incoming {
 /// A signaling client.
 pub struct WsClient {
     out: mpsc::UnboundedSender<Message>,
+    /// Cancelled by [`WsClient::freeze`]: the client stops reading (and so answering pings).
+    frozen: tokio_util::sync::CancellationToken,
     inbox: mpsc::UnboundedReceiver<Incoming>,
     pending: Vec<Value>,
     next_id: u64,
@@ -322,6 +324,8 @@ pub async fn connect_url(url: &str) -> Result<WsClient, (u16, String)> {
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
     let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let frozen = tokio_util::sync::CancellationToken::new();
+    let freeze = frozen.clone();
     tokio::spawn(async move {
         while let Some(m) = out_rx.recv().await {
             if sink.send(m).await.is_err() {
@@ -330,7 +334,17 @@ pub async fn connect_url(url: &str) -> Result<WsClient, (u16, String)> {
         }
     });
     tokio::spawn(async move {
-        while let Some(m) = stream.next().await {
+        loop {
+            let m = tokio::select! {
+                m = stream.next() => m,
+                _ = freeze.cancelled() => {
+                    // Keep the socket open (the task owns it) and never read again: a phone
+                    // that vanished.
+                    std::future::pending::<()>().await;
+                    return;
+                }
+            };
+            let Some(m) = m else { break };
             match m {
                 Ok(Message::Text(t)) => {
                     let v: Value = serde_json::from_str(t.as_str()).expect("server sent JSON");
@@ -354,6 +368,7 @@ pub async fn connect_url(url: &str) -> Result<WsClient, (u16, String)> {
     });
     Ok(WsClient {
         out: out_tx,
+        frozen,
         inbox: in_rx,
         pending: Vec::new(),
         next_id: 1,
@@ -448,6 +463,12 @@ impl WsClient {
                 self.pending.push(v);
             }
         }
+    }
+
+    /// Stops reading for good, keeping the connection open: no more pongs, no more replies
+    /// seen (a phone that left the Wi-Fi without closing its socket).
+    pub fn freeze(&self) {
+        self.frozen.cancel();
     }
 
     /// Closes from the client side.

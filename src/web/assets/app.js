@@ -290,12 +290,14 @@
       S.wsOpen = false;
       clearInterval(S.pingTimer);
       dropSession();
+      const why = S.closingReason || ev.reason;
+      S.closingReason = null;
       if (ev.code === 4001) {
         return stop('Access expired', 'Your access link has expired. Ask the organiser for a new one.');
       }
       if (ev.code === 4003) {
         return stop('Disconnected by the organiser',
-          (ev.reason ? ev.reason + '. ' : '') + 'Contact the organiser if this is a mistake.');
+          (why ? why + '. ' : '') + 'Contact the organiser if this is a mistake.');
       }
       if (!opened) return probe();
       scheduleReconnect(ev.code === 1001 ? 'The gateway restarted.' : 'Connection lost.');
@@ -391,6 +393,8 @@
       case 'permission.update': return onPermissionUpdate(params);
       case 'broadcast.started': return onBroadcastStarted(params);
       case 'broadcast.stopped': return onBroadcastStopped(params);
+      // The whole close reason when it is longer than the close frame can carry.
+      case 'session.closing': S.closingReason = params.reason || null; return undefined;
       default: return undefined;
     }
   }
