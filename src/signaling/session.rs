@@ -264,7 +264,7 @@ pub async fn run(
     session.out = None;
     // The writer may already have ended (and been awaited by the select above): a JoinHandle
     // must not be polled again after it completed.
-    let writer_end = match end.writer {
+    let writer_end = match end.writer.clone() {
         Some(w) => w,
         None => tokio::time::timeout(gw.cfg.write_timeout, writer)
             .await
@@ -273,7 +273,7 @@ pub async fn run(
             .unwrap_or(super::writer::WriterEnd::WriteTimeout),
     };
     let code = match writer_end {
-        super::writer::WriterEnd::Closed(c) => Some(c),
+        super::writer::WriterEnd::Closed(c, _) => Some(c),
         super::writer::WriterEnd::Overflow => Some(close::POLICY),
         _ => end.peer_code,
     };
@@ -285,7 +285,7 @@ pub async fn run(
     } else if end.send_close.is_some()
         || matches!(
             writer_end,
-            super::writer::WriterEnd::Closed(_) | super::writer::WriterEnd::Overflow
+            super::writer::WriterEnd::Closed(..) | super::writer::WriterEnd::Overflow
         )
     {
         // Let a close frame we sent reach the client: read (and drop) what it still sends
@@ -301,9 +301,9 @@ pub async fn run(
         .await;
     }
     let reason = match writer_end {
-        super::writer::WriterEnd::Overflow | super::writer::WriterEnd::WriteTimeout => {
-            writer_end.reason().to_string()
-        }
+        super::writer::WriterEnd::Overflow
+        | super::writer::WriterEnd::WriteTimeout
+        | super::writer::WriterEnd::Closed(..) => writer_end.reason().to_string(),
         _ => end.reason.clone(),
     };
 
@@ -380,14 +380,15 @@ impl End {
     /// the reason is in the close frame it sent), or the peer could not keep up.
     fn writer(w: super::writer::WriterEnd) -> Self {
         let outcome = match w {
-            super::writer::WriterEnd::Closed(_)
+            super::writer::WriterEnd::Closed(..)
             | super::writer::WriterEnd::Overflow
             | super::writer::WriterEnd::WriteTimeout => "gateway",
             _ => "network",
         };
+        let reason = w.reason().to_string();
         Self {
             writer: Some(w),
-            ..Self::base(outcome, w.reason().to_string())
+            ..Self::base(outcome, reason)
         }
     }
 }

@@ -31,12 +31,13 @@ pub struct WriterConfig {
 }
 
 /// Why the writer ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriterEnd {
     /// The queue closed (the session ended first).
     QueueClosed,
-    /// It sent a close frame with this code, as asked.
-    Closed(u16),
+    /// It sent a close frame with this code and reason, as asked (an admin disconnect, a
+    /// ban, a device revoke, shutdown).
+    Closed(u16, String),
     /// The session fell behind: its queue overflowed; closed with 1008.
     Overflow,
     /// A write did not complete within the write timeout.
@@ -47,10 +48,10 @@ pub enum WriterEnd {
 
 impl WriterEnd {
     /// A short reason for logs and the audit log.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
             Self::QueueClosed => "session ended",
-            Self::Closed(_) => "closed by the gateway",
+            Self::Closed(_, reason) => reason,
             Self::Overflow => "not keeping up: outbound queue full",
             Self::WriteTimeout => "not keeping up: write timed out",
             Self::WriteFailed => "connection lost while writing",
@@ -111,7 +112,8 @@ pub async fn run(
                 Some(Outbound::Frame(text)) => (vec![Message::Text(text.into())], None),
                 Some(Outbound::Note(note)) => (vec![Message::Text(note.text.clone())], None),
                 Some(Outbound::Close(code, reason)) => {
-                    (close_frames(code, &reason), Some(WriterEnd::Closed(code)))
+                    let frames = close_frames(code, &reason);
+                    (frames, Some(WriterEnd::Closed(code, reason)))
                 }
                 None => break WriterEnd::QueueClosed,
             },
