@@ -79,6 +79,9 @@ struct ChannelState {
     floor: Floor,
     /// Number of the current (or last) floor grant: identifies talk spurts for the SFU.
     grant: u64,
+    /// The current talker and when its talk began (re-grants to it keep the start): the
+    /// talk duration in the `FLOOR_RELEASED` / `FLOOR_REVOKED` audit entries.
+    talk_since: Option<(ConnId, Instant)>,
 }
 
 /// Floor counters since start (status, metrics).
@@ -359,6 +362,7 @@ impl Hub {
                 members: BTreeSet::new(),
                 floor: Floor::new(floor_cfg),
                 grant: 0,
+                talk_since: None,
             });
         ch.members.insert(id);
         if ch.floor.holder().is_some() {
@@ -512,6 +516,19 @@ impl Hub {
         self.next_deadline()
     }
 
+    /// How long `talker`'s talk on `channel` lasted until `now`, ms (it ended); `None` if
+    /// its start is unknown.
+    fn talk_ended(&mut self, channel: &str, talker: ConnId, now: Instant) -> Option<u64> {
+        let c = self.channels.get_mut(channel)?;
+        match c.talk_since {
+            Some((h, since)) if h == talker => {
+                c.talk_since = None;
+                Some(ms(now.saturating_duration_since(since)))
+            }
+            _ => None,
+        }
+    }
+
     /// Stops the broadcasts that lost a floor during the command just handled.
     fn settle(&mut self, now: Instant) {
         while let Some((id, reason)) = self.ending.pop() {
@@ -540,6 +557,9 @@ impl Hub {
                     let media = self.sessions.get(&to.id).is_some_and(|s| s.media_uplink);
                     if let Some(c) = self.channels.get_mut(channel) {
                         c.grant = self.grants;
+                        if c.talk_since.is_none_or(|(h, _)| h != to.id) {
+                            c.talk_since = Some((to.id, now));
+                        }
                         if media {
                             c.floor.arm_end_of_media(to.id, now);
                         }
@@ -584,11 +604,12 @@ impl Hub {
                             (reason.message(), Action::FloorRevoked)
                         }
                     };
+                    let talk_ms = self.talk_ended(channel, from.id, now);
                     let e = self
                         .entry_for(from.id, action)
                         .target(channel)
                         .outcome(code.as_str())
-                        .details(serde_json::json!({"message": message}));
+                        .details(serde_json::json!({"message": message, "durationMs": talk_ms}));
                     self.audit(e);
                     tracing::info!(
                         channel = %channel.escape_debug(),
@@ -616,7 +637,11 @@ impl Hub {
                 FloorEvent::Released { by } => {
                     self.routes_dirty = true;
                     self.broadcast_floor_lost(by.id, channel, "floor released");
-                    let e = self.entry_for(by.id, Action::FloorReleased).target(channel);
+                    let talk_ms = self.talk_ended(channel, by.id, now);
+                    let e = self
+                        .entry_for(by.id, Action::FloorReleased)
+                        .target(channel)
+                        .details(serde_json::json!({"durationMs": talk_ms}));
                     self.audit(e);
                     ended.push(by.id);
                 }

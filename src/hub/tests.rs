@@ -456,3 +456,47 @@ fn a_talker_whose_uplink_stops_is_revoked_by_the_end_of_media_timer() {
     h.tick(t0 + Duration::from_secs(30));
     assert!(h.routes().contains_key(&3));
 }
+
+#[test]
+fn floor_released_and_revoked_audit_entries_carry_the_talk_duration() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    add(&mut h, 1, "al", Role::General, &["a"]);
+    add(&mut h, 2, "bo", Role::General, &["a"]);
+    h.join(1, "a", Some("ev")).unwrap();
+    h.join(2, "a", Some("ev")).unwrap();
+    h.floor_request(1, "a", Priority::Normal, t0).unwrap();
+    // A re-grant to the same talker keeps the start.
+    h.floor_request(1, "a", Priority::Normal, t0 + Duration::from_secs(1))
+        .unwrap();
+    h.take_outputs();
+    h.floor_release(1, "a", t0 + Duration::from_millis(2500))
+        .unwrap();
+    let audits: Vec<Entry> = h
+        .take_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Audit(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let released = audits
+        .iter()
+        .find(|e| e.action == Action::FloorReleased)
+        .expect("FLOOR_RELEASED");
+    assert_eq!(released.details["durationMs"], 2500);
+    // The time-out timer's revoke carries it too.
+    h.floor_request(2, "a", Priority::Normal, t0 + Duration::from_secs(3))
+        .unwrap();
+    h.take_outputs();
+    h.tick(t0 + Duration::from_secs(3) + TOT);
+    let revoked = h
+        .take_outputs()
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Audit(e) if e.action == Action::FloorRevoked => Some(e),
+            _ => None,
+        })
+        .expect("FLOOR_REVOKED");
+    assert_eq!(revoked.details["durationMs"], 60_000);
+}

@@ -45,7 +45,9 @@ pub const LOG_QUEUE_LINES: usize = 16_384;
 /// [`log_escape::EscapingWriter`] (no colours: escape sequences are escaped too), written by a
 /// background thread through a queue of [`LOG_QUEUE_LINES`] lines, so a slow or blocked
 /// reader of stderr never delays floor control (lines beyond the queue are dropped).
-/// `RADIOGATE_LOG` sets the filter; `RADIOGATE_LOG_FORMAT=journal|text` overrides the choice.
+/// `RADIOGATE_LOG` sets the filter (the default keeps webrtc-rs's ICE and DTLS crates to
+/// errors: each phone made them warn twice about things that need no action, e.g. "conn.remote_addr
+/// is empty", "pingAllCandidates called with no candidate pairs"); `RADIOGATE_LOG_FORMAT=journal|text` overrides the choice.
 ///
 /// Returns the writer's guard for the text format: keep it until exit; dropping it flushes
 /// the queue.
@@ -55,7 +57,7 @@ pub fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RADIOGATE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(
-            "info,webrtc=warn,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_srtp=warn,rtc_sctp=warn,rtc_interceptor=warn",
+            "info,webrtc=warn,rtc=warn,rtc_ice=error,rtc_dtls=error,rtc_srtp=warn,rtc_sctp=warn,rtc_interceptor=warn",
         ));
     let journal = match std::env::var("RADIOGATE_LOG_FORMAT").as_deref() {
         Ok("journal") => true,
