@@ -354,3 +354,60 @@ async fn a_message_flood_is_closed_and_does_not_slow_other_floor_grants() {
         "grant took {worst:?} during a flood"
     );
 }
+
+#[tokio::test]
+async fn an_admin_cannot_disconnect_or_ban_itself_and_rows_act_on_one_connection() {
+    let gw = Gateway::start("");
+    let mut me = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    let mut my_phone = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    let mut u_a = connect(&gw, &token("u1", Role::General, "ev1", &[]))
+        .await
+        .unwrap();
+    let mut u_b = connect(&gw, &token("u1", Role::General, "ev1", &[]))
+        .await
+        .unwrap();
+    let my_id = me.notification("channel.list").await["connId"].clone();
+    let phone_id = my_phone.notification("channel.list").await["connId"].clone();
+    let a_id = u_a.notification("channel.list").await["connId"].clone();
+    u_b.notification("channel.list").await;
+
+    // One row, one connection: the user's other session stays.
+    let r = admin_ok(&mut me, "admin.disconnect", json!({"connId": a_id})).await;
+    assert_eq!(r["disconnected"], 1);
+    assert_eq!(u_a.wait_closed().await.0, Some(4003));
+    u_b.call("session.ping", json!({})).await.unwrap();
+
+    // Not itself: by its own connection or by its own user id.
+    for params in [json!({"connId": my_id}), json!({"userId": "root"})] {
+        let e = me.call("admin.disconnect", params).await.unwrap_err();
+        assert_eq!(e["data"]["type"], "INVALID_PARAMS", "{e}");
+        assert!(e["message"].as_str().unwrap().contains("your own"), "{e}");
+    }
+    let e = me
+        .call("admin.ban", json!({"userId": "root", "reason": "oops"}))
+        .await
+        .unwrap_err();
+    assert!(
+        e["message"].as_str().unwrap().contains("your own user id"),
+        "{e}"
+    );
+    // Its own other session (a phone) may be closed on its own.
+    let r = admin_ok(&mut me, "admin.disconnect", json!({"connId": phone_id})).await;
+    assert_eq!(r["disconnected"], 1);
+    assert_eq!(my_phone.wait_closed().await.0, Some(4003));
+    me.call("session.ping", json!({})).await.unwrap();
+    let bans = admin_ok(&mut me, "admin.bans", json!({})).await;
+    assert_eq!(bans["bans"].as_array().unwrap().len(), 0, "{bans}");
+}
+
+async fn admin_ok(
+    ws: &mut common::WsClient,
+    method: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    ws.call(method, params).await.unwrap()
+}

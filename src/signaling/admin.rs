@@ -60,11 +60,22 @@ pub struct AdminCtx {
     pub started: Instant,
 }
 
-/// Handles one admin method for the ADMIN session `admin`.
+/// Handles one admin method for the ADMIN session `me` with claims `admin`.
+///
+/// An admin cannot disconnect its own session (`admin.disconnect` or `device.revoke` that would
+/// close `me`: another session of the same user, named by `connId`, may be closed), cannot ban
+/// its own user id, and nobody can ban the last connected admin (issue 13): each is refused
+/// with [`ErrorCode::InvalidParams`] and a sentence saying why.
 ///
 /// # Errors
-/// [`ErrorCode::InvalidParams`] for bad params, [`ErrorCode::Internal`] for database errors.
-pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Result<Value, RpcError> {
+/// [`ErrorCode::InvalidParams`] for bad params and the refusals above,
+/// [`ErrorCode::Internal`] for database errors.
+pub async fn handle(
+    gw: &Arc<AdminCtx>,
+    admin: &Claims,
+    me: ConnId,
+    req: &Incoming,
+) -> Result<Value, RpcError> {
     let entry = |action| Entry::new(admin.sub.clone(), action).who(admin.role, admin.event.clone());
     match req.method.as_str() {
         "admin.status" => {
@@ -98,6 +109,9 @@ pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Resul
                     ))
                 }
             };
+            if ids.contains(&me) {
+                return Err(not_yourself("disconnect this session: it is your own"));
+            }
             let n = hub.force_disconnect(&ids, close::FORCED, &reason, Instant::now());
             drop(hub);
             gw.audit.record(
@@ -112,6 +126,9 @@ pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Resul
             let reason = p.reason.unwrap_or_else(|| "Device revoked".into());
             let mut hub = gw.hub.lock();
             let ids = hub.registry().by_device(&p.device_id);
+            if ids.contains(&me) {
+                return Err(not_yourself("revoke the device of your own session"));
+            }
             let n = hub.force_disconnect(&ids, close::FORCED, &reason, Instant::now());
             drop(hub);
             gw.audit.record(
@@ -126,6 +143,15 @@ pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Resul
             let reason = p
                 .reason
                 .unwrap_or_else(|| "banned by an administrator".into());
+            if p.user_id == admin.sub {
+                return Err(not_yourself("ban your own user id"));
+            }
+            if last_admin(&gw.hub, &p.user_id) {
+                return Err(RpcError::new(
+                    ErrorCode::InvalidParams,
+                    "refused: this user is the last connected admin; nobody could lift the ban from the panel",
+                ));
+            }
             let ban = Ban {
                 user_id: p.user_id.clone(),
                 reason: reason.clone(),
@@ -184,4 +210,24 @@ pub async fn handle(gw: &Arc<AdminCtx>, admin: &Claims, req: &Incoming) -> Resul
             format!("method not found: {other}"),
         )),
     }
+}
+
+fn not_yourself(what: &str) -> RpcError {
+    RpcError::new(
+        ErrorCode::InvalidParams,
+        format!("refused: you cannot {what}"),
+    )
+}
+
+/// Whether `user` has an ADMIN session and no other user has one: banning it would leave no
+/// admin connected.
+fn last_admin(hub: &Switchboard, user: &str) -> bool {
+    let hub = hub.lock();
+    let admins: Vec<_> = hub
+        .registry()
+        .all()
+        .into_iter()
+        .filter(|c| c.role == crate::access::role::Role::Admin)
+        .collect();
+    admins.iter().any(|c| c.user_id == user) && admins.iter().all(|c| c.user_id == user)
 }

@@ -505,7 +505,7 @@ impl Session {
             Access::Allowed
                 if req.method.starts_with("admin.") || req.method == "device.revoke" =>
             {
-                super::admin::handle(&self.gw.admin, &self.claims, &req).await
+                super::admin::handle(&self.gw.admin, &self.claims, self.id, &req).await
             }
             Access::Allowed => self.dispatch(&req).await,
         };
