@@ -101,7 +101,13 @@ pub async fn handle(
             let (ids, target) = match (p.user_id, p.device_id, p.conn_id) {
                 (Some(u), None, None) => (hub.registry().by_user(&u), u),
                 (None, Some(d), None) => (hub.registry().by_device(&d), format!("device:{d}")),
-                (None, None, Some(c)) => (vec![c], format!("conn:{c}")),
+                // The audit target is the connection's user, so a search by user finds it.
+                (None, None, Some(c)) => (
+                    vec![c],
+                    hub.registry()
+                        .get(c)
+                        .map_or_else(|| format!("conn:{c}"), |i| i.user_id.clone()),
+                ),
                 _ => {
                     return Err(RpcError::new(
                         ErrorCode::InvalidParams,
@@ -117,7 +123,7 @@ pub async fn handle(
             gw.audit.record(
                 entry(Action::ForceDisconnect)
                     .target(target)
-                    .details(json!({"reason": reason, "connections": n})),
+                    .details(json!({"reason": reason, "connections": n, "connId": p.conn_id})),
             );
             Ok(json!({"disconnected": n}))
         }

@@ -1028,16 +1028,28 @@
     if (S.admin.confirm) return; // do not swap the button out from under a pending confirm
     list.sort((a, b) => (a.event + a.name).localeCompare(b.event + b.name));
     $('admin-conn-count').textContent = `(${list.length})`;
+    const perUser = new Map();
+    for (const c of list) perUser.set(c.userId, (perUser.get(c.userId) || 0) + 1);
     $('admin-conns').replaceChildren(...list.map((c) => {
       const me = S.me && c.connId === S.me.connId;
+      const myUser = S.me && c.userId === S.me.userId;
       const who = c.name && c.name !== c.userId ? `${c.name} (${c.userId})` : c.userId;
+      const n = perUser.get(c.userId) || 1;
+      const done = (r) => `Disconnected ${who} (${r.disconnected} connection${r.disconnected === 1 ? '' : 's'})`;
+      // A row acts on its own connection; all of a user's connections is a separate, labelled
+      // action. Never oneself: not this session, not a ban of one's own user id.
       const actions = me ? el('span', { class: 'hint' }, 'this is you') : el('span', { class: 'row-actions' },
         el('button', {
           type: 'button', class: 'small-btn', 'data-action': 'disconnect',
-          onclick: () => adminDo('admin.disconnect', { userId: c.userId, reason: adminReason() },
-            (r) => `Disconnected ${who} (${r.disconnected} connection${r.disconnected === 1 ? '' : 's'})`),
+          title: 'Disconnect this connection only',
+          onclick: () => adminDo('admin.disconnect', { connId: c.connId, reason: adminReason() }, done),
         }, 'Disconnect'),
-        Object.assign(confirmButton('Ban', `ban:${c.userId}`, 'ban', () => adminDo('admin.ban', { userId: c.userId, reason: adminReason() },
+        n > 1 && !myUser ? el('button', {
+          type: 'button', class: 'small-btn', 'data-action': 'disconnect-user',
+          title: `Disconnect all ${n} connections of ${who}`,
+          onclick: () => adminDo('admin.disconnect', { userId: c.userId, reason: adminReason() }, done),
+        }, `All ${n} of this user`) : null,
+        myUser ? null : Object.assign(confirmButton('Ban', `ban:${c.userId}`, 'ban', () => adminDo('admin.ban', { userId: c.userId, reason: adminReason() },
           () => `Banned ${who}`)), { title: 'Ban: disconnect now and refuse further connects' }));
       return el('li', { 'data-user': c.userId, 'data-conn': String(c.connId) },
         el('span', { class: 'row-main' }, el('b', {}, who), el('span', { class: `role role-${String(c.role).toLowerCase()}` }, c.role)),
