@@ -320,6 +320,7 @@ async fn full_state_dir_phones_still_connect_join_and_talk() {
         "the ban"
     );
     assert!(gw.logged("state database writes resumed"));
+    drop(db);
     drop(gw);
     drop(mount);
 }

@@ -271,8 +271,8 @@ mod tests {
         assert_eq!(s.last_error.as_deref(), Some("disk full"));
         assert_eq!(
             h.on_failure(t0 + LOG_INTERVAL, 2_000, "disk full", 101),
-            Some(Report::Failing { failures: 20 }),
-            "the failures at 50..59.5 s and this one"
+            Some(Report::Failing { failures: 100 }),
+            "the 99 unreported failures at 0.5..49.5 s and this one"
         );
     }
 
