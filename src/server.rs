@@ -106,13 +106,41 @@ async fn metrics(State(gw): State<Arc<ServerCtx>>) -> Response {
     crate::ops::metrics::respond(&gw.observed).into_response()
 }
 
-async fn healthz(State(gw): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
-    let gw = &gw.observed;
+/// `/healthz` `degraded` reason: a store of the state database cannot write (full or failing
+/// card; what it could not write is kept in memory and retried).
+pub const DEGRADED_STATE_WRITES: &str = "state database writes failing";
+/// `/healthz` `degraded` reason: the control plane's Redis is unreachable (serving from the
+/// SQLite copy, reconnecting).
+pub const DEGRADED_PERMISSION_SYNC: &str = "permission sync degraded";
+
+/// Always HTTP 200 while the gateway serves: `status` is `"ok"`, or `"degraded"` with the
+/// reasons in `degraded` (docs/CONTROL_PLANE.md); `stateWrites` has each store's write
+/// counters.
+async fn healthz(State(ctx): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
+    let gw = &ctx.observed;
     let sync = gw.perm_sync.status();
+    let writes = [
+        ctx.audit.write_health(),
+        ctx.store.write_health(),
+        ctx.bans.write_health(),
+    ];
+    let mut degraded = Vec::new();
+    if writes.iter().any(|w| w.failing()) {
+        degraded.push(DEGRADED_STATE_WRITES);
+    }
+    if sync.state == crate::permissions::policy::LinkState::Degraded {
+        degraded.push(DEGRADED_PERMISSION_SYNC);
+    }
+    let state_writes: serde_json::Map<String, serde_json::Value> = writes
+        .iter()
+        .map(|w| (w.store().to_string(), json!(w.status())))
+        .collect();
     let counters = gw.hub.counters();
     let hub = gw.hub.lock();
     Json(json!({
-        "status": "ok",
+        "status": if degraded.is_empty() { "ok" } else { "degraded" },
+        "degraded": degraded,
+        "stateWrites": state_writes,
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSecs": gw.started.elapsed().as_secs(),
         "sessions": hub.registry().len(),

@@ -10,6 +10,8 @@
 //! gateway on the same directory (refused here by an advisory lock that the kernel drops when
 //! the holder dies, so it is never left stale by a crash or power cut).
 
+pub mod write_health;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,11 +1,18 @@
 //! Banned users (spec note 000: "ban check on connect", "Account is suspended"), kept in
 //! SQLite so a ban survives a restart, with an in-memory copy for the connect path.
+//!
+//! A ban or unban takes effect in memory at once. When the database refuses the write (a full
+//! or failing card), the change is kept in memory and written by a retry every
+//! [`crate::state::write_health::RETRY_INTERVAL`] (issue 15); until then it is lost if the
+//! gateway stops (docs/CONTROL_PLANE.md).
 
+use crate::state::write_health::WriteMonitor;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Errors of the ban list.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +38,32 @@ pub struct Ban {
 
 /// The ban list: SQLite table `bans` plus an in-memory map read on every connect.
 pub struct BanList {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     cache: Mutex<HashMap<String, Ban>>,
+    /// Changes the database refused, by user: `Some` a ban to store, `None` a ban to delete.
+    pending: Arc<Mutex<BTreeMap<String, Option<Ban>>>>,
+    health: WriteMonitor,
+}
+
+/// Writes every kept change in one transaction and empties `pending`.
+fn flush(
+    conn: &Mutex<Connection>,
+    pending: &mut BTreeMap<String, Option<Ban>>,
+) -> Result<(), rusqlite::Error> {
+    let mut conn = conn.lock();
+    let tx = conn.transaction()?;
+    for (user, change) in pending.iter() {
+        match change {
+            Some(ban) => tx.execute(
+                "INSERT OR REPLACE INTO bans (user_id, reason, by, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![ban.user_id, ban.reason, ban.by, ban.at_ms as i64],
+            )?,
+            None => tx.execute("DELETE FROM bans WHERE user_id = ?1", params![user])?,
+        };
+    }
+    tx.commit()?;
+    pending.clear();
+    Ok(())
 }
 
 impl BanList {
@@ -68,9 +99,51 @@ impl BanList {
             }
         }
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             cache: Mutex::new(cache),
+            pending: Arc::new(Mutex::new(BTreeMap::new())),
+            health: WriteMonitor::new("bans"),
         })
+    }
+
+    /// Failed writes of the ban list (counters, changes kept in memory, since when).
+    pub fn write_health(&self) -> &WriteMonitor {
+        &self.health
+    }
+
+    /// Applies `change` for `user` in the database together with any kept change; if the
+    /// database refuses, keeps them all in memory and retries.
+    fn store(&self, user: &str, change: Option<Ban>) {
+        let mut pending = self.pending.lock();
+        pending.insert(user.to_string(), change);
+        match flush(&self.conn, &mut pending) {
+            Ok(()) => self.health.succeeded(0),
+            Err(e) => {
+                self.health.failed(&e, pending.len());
+                drop(pending);
+                let (conn, pending, health) = (
+                    Arc::clone(&self.conn),
+                    Arc::clone(&self.pending),
+                    self.health.clone(),
+                );
+                self.health.spawn_retry(move || {
+                    let mut p = pending.lock();
+                    if p.is_empty() {
+                        return true;
+                    }
+                    match flush(&conn, &mut p) {
+                        Ok(()) => {
+                            health.succeeded(0);
+                            true
+                        }
+                        Err(e) => {
+                            health.failed(&e, p.len());
+                            false
+                        }
+                    }
+                });
+            }
+        }
     }
 
     /// Whether `user_id` is banned (in-memory lookup).
@@ -78,30 +151,27 @@ impl BanList {
         self.cache.lock().contains_key(user_id)
     }
 
-    /// Bans a user (replacing an earlier ban of the same user).
+    /// Bans a user (replacing an earlier ban of the same user), in effect at once. Synced to
+    /// the card before returning when the database accepts it; otherwise kept in memory and
+    /// retried (see the module documentation).
     ///
     /// # Errors
-    /// [`BanError::Sqlite`] if it cannot be stored; the user is then not banned.
+    /// None today: a refused write is kept, not reported (the `Result` stays for callers).
     pub fn ban(&self, ban: Ban) -> Result<(), BanError> {
-        self.conn.lock().execute(
-            "INSERT OR REPLACE INTO bans (user_id, reason, by, at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![ban.user_id, ban.reason, ban.by, ban.at_ms as i64],
-        )?;
-        self.cache.lock().insert(ban.user_id.clone(), ban);
+        let user = ban.user_id.clone();
+        self.cache.lock().insert(user.clone(), ban.clone());
+        self.store(&user, Some(ban));
         Ok(())
     }
 
-    /// Lifts a ban; returns whether the user was banned.
+    /// Lifts a ban, at once; returns whether the user was banned. Stored like [`Self::ban`].
     ///
     /// # Errors
-    /// [`BanError::Sqlite`] if it cannot be stored.
+    /// None today: a refused write is kept, not reported.
     pub fn unban(&self, user_id: &str) -> Result<bool, BanError> {
-        let n = self
-            .conn
-            .lock()
-            .execute("DELETE FROM bans WHERE user_id = ?1", params![user_id])?;
-        self.cache.lock().remove(user_id);
-        Ok(n > 0)
+        let was = self.cache.lock().remove(user_id).is_some();
+        self.store(user_id, None);
+        Ok(was)
     }
 
     /// Every ban, by user id.
@@ -138,5 +208,42 @@ mod tests {
         assert!(b.unban("u1").unwrap());
         assert!(!b.unban("u1").unwrap());
         assert!(!BanList::open(&path).unwrap().is_banned("u1"));
+    }
+
+    /// A ban the database refuses (a trigger standing in for a full card) is in effect at once,
+    /// counted, and stored by the retry once the database accepts writes.
+    #[test]
+    fn a_refused_ban_is_kept_and_stored_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let b = BanList::open(&path).unwrap();
+        let other = crate::state::open_connection(&path).unwrap();
+        other
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON bans BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+            )
+            .unwrap();
+        b.ban(Ban {
+            user_id: "u1".into(),
+            reason: "abuse".into(),
+            by: "admin".into(),
+            at_ms: 5,
+        })
+        .unwrap();
+        assert!(b.is_banned("u1"), "in effect at once");
+        let s = b.write_health().status();
+        assert!(s.failing && s.failed_writes == 1 && s.pending == 1, "{s:?}");
+        assert!(
+            !BanList::open(&path).unwrap().is_banned("u1"),
+            "not stored yet"
+        );
+        other.execute_batch("DROP TRIGGER refuse;").unwrap();
+        let limit = crate::state::write_health::RETRY_INTERVAL * 3;
+        assert!(b.write_health().wait_resumed(limit), "not retried");
+        assert!(
+            BanList::open(&path).unwrap().is_banned("u1"),
+            "stored by the retry"
+        );
+        assert_eq!(b.write_health().status().pending, 0);
     }
 }

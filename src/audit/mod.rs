@@ -6,11 +6,17 @@
 //! queue in batches into the `audit` table of `STATE_DIR/radiogate.db` (its own connection; WAL
 //! lets readers and the permission store work at the same time). [`Audit::query`] reads with
 //! filters for the admin `admin.audit` method.
+//!
+//! A write that fails (a full or failing card) does not lose the entries: the writer keeps them
+//! in memory (at most [`BACKLOG_CAPACITY`], oldest dropped first and counted), retries
+//! every [`crate::state::write_health::RETRY_INTERVAL`], and reports to [`Audit::write_health`]
+//! (counted, logged at most once a minute, shown in `/healthz` `stateWrites.audit`).
 
 mod store;
 
-pub use store::{AuditQuery, AuditRow};
+pub use store::{AuditQuery, AuditRow, BACKLOG_CAPACITY};
 
+use crate::state::write_health::WriteMonitor;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,6 +175,7 @@ pub struct Audit {
     tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
     reader: Arc<store::Reader>,
+    health: WriteMonitor,
 }
 
 enum Msg {
@@ -183,7 +190,8 @@ impl Audit {
     /// # Errors
     /// [`AuditError`] when the database cannot be opened or the thread cannot start.
     pub fn open(path: &Path, retention: u64) -> Result<Self, AuditError> {
-        let writer = store::Writer::open(path, retention)?;
+        let health = WriteMonitor::new("audit");
+        let writer = store::Writer::open(path, retention, health.clone())?;
         let reader = Arc::new(store::Reader::open(path)?);
         let (tx, rx) = sync_channel::<Msg>(QUEUE_CAPACITY);
         std::thread::Builder::new()
@@ -194,6 +202,7 @@ impl Audit {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             reader,
+            health,
         })
     }
 
@@ -214,14 +223,20 @@ impl Audit {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Waits (blocking, at most `limit`) until everything queued before this call is written.
-    /// Used at shutdown and by tests.
+    /// Waits (blocking, at most `limit`) until everything queued before this call has been
+    /// handed to the database (written, or kept in memory for a retry when the write failed:
+    /// see [`Audit::write_health`]). Used at shutdown and by tests.
     pub fn flush(&self, limit: std::time::Duration) -> bool {
         let (tx, rx) = std::sync::mpsc::channel();
         if self.tx.send(Msg::Flush(tx)).is_err() {
             return false;
         }
         rx.recv_timeout(limit).is_ok()
+    }
+
+    /// Failed writes of the audit log (counters, entries kept in memory, since when).
+    pub fn write_health(&self) -> &WriteMonitor {
+        &self.health
     }
 
     /// Reads entries matching `q`, newest first.

@@ -1,11 +1,14 @@
 //! SQLite side of the audit log: the writer loop and the filtered reader.
 
 use super::{AuditError, Entry, Msg};
+use crate::state::write_health::{WriteMonitor, RETRY_INTERVAL};
 use parking_lot::Mutex;
 use rusqlite::{params_from_iter, Connection};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit (
@@ -26,6 +29,10 @@ CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, ts_ms);
 /// Largest batch written in one transaction.
 const BATCH: usize = 256;
 
+/// Entries kept in memory while the database cannot be written (a full card), about 300 bytes
+/// each; beyond this the oldest are dropped and counted (`stateWrites.audit.dropped`).
+pub const BACKLOG_CAPACITY: usize = 8192;
+
 fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = crate::state::open_connection(path)?;
     conn.execute_batch(SCHEMA)?;
@@ -35,44 +42,99 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
 pub(super) struct Writer {
     conn: Connection,
     retention: u64,
+    health: WriteMonitor,
 }
 
 impl Writer {
-    pub(super) fn open(path: &Path, retention: u64) -> Result<Self, AuditError> {
+    pub(super) fn open(
+        path: &Path,
+        retention: u64,
+        health: WriteMonitor,
+    ) -> Result<Self, AuditError> {
         Ok(Self {
             conn: open(path)?,
             retention,
+            health,
         })
     }
 
-    /// Drains the queue until every sender is gone.
+    /// Drains the queue until every sender is gone. Entries whose write failed (a full or
+    /// failing card) stay in `backlog`, oldest first, at most [`BACKLOG_CAPACITY`] (older ones
+    /// are dropped and counted), and are written again every [`RETRY_INTERVAL`] and whenever
+    /// new entries arrive after that.
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
-        let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
+        let mut backlog: VecDeque<Entry> = VecDeque::new();
         let mut acks = Vec::new();
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let first = match retry_at {
+                None => rx.recv().ok(),
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.write_backlog(&mut backlog);
+                        return;
+                    }
+                },
+            };
+            if first.is_none() && retry_at.is_none() {
+                return; // every sender is gone and nothing is kept
+            }
+            let mut next = first;
             while let Some(msg) = next {
                 match msg {
-                    Msg::Entry(e) => batch.push(*e),
+                    Msg::Entry(e) => backlog.push_back(*e),
                     Msg::Flush(ack) => acks.push(ack),
                 }
-                next = if batch.len() < BATCH {
+                next = if backlog.len() < BATCH {
                     rx.try_recv().ok()
                 } else {
                     None
                 };
             }
-            if let Err(e) = self.write(&batch) {
-                tracing::error!(error = %e, lost = batch.len(), "audit write failed");
+            if retry_at.is_none_or(|at| Instant::now() >= at) {
+                retry_at = if self.write_backlog(&mut backlog) {
+                    None
+                } else {
+                    Some(Instant::now() + RETRY_INTERVAL)
+                };
             }
-            batch.clear();
+            if backlog.len() > BACKLOG_CAPACITY {
+                let excess = backlog.len() - BACKLOG_CAPACITY;
+                backlog.drain(..excess);
+                self.health.dropped(excess);
+            }
+            if retry_at.is_some() {
+                self.health.set_pending(backlog.len());
+            }
             for ack in acks.drain(..) {
                 let _ = ack.send(());
             }
         }
     }
 
-    fn write(&mut self, batch: &[Entry]) -> Result<(), rusqlite::Error> {
+    /// Writes the backlog in batches of [`BATCH`]; returns whether it is now empty. A failure
+    /// keeps the rest and is reported to the monitor.
+    fn write_backlog(&mut self, backlog: &mut VecDeque<Entry>) -> bool {
+        while !backlog.is_empty() {
+            let n = backlog.len().min(BATCH);
+            let batch: Vec<&Entry> = backlog.iter().take(n).collect();
+            match self.write(&batch) {
+                Ok(()) => {
+                    backlog.drain(..n);
+                    self.health.succeeded(backlog.len());
+                }
+                Err(e) => {
+                    self.health.failed(&e, backlog.len());
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn write(&mut self, batch: &[&Entry]) -> Result<(), rusqlite::Error> {
         if batch.is_empty() {
             return Ok(());
         }

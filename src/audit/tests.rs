@@ -96,3 +96,43 @@ fn a_full_queue_drops_and_counts_without_blocking() {
         .unwrap();
     assert_eq!(rows.len(), 1, "the log works again once the lock is gone");
 }
+
+/// A write that fails (here: a trigger that refuses inserts, standing in for a full card) keeps
+/// the entries in memory, counts the failure, and writes them once the database accepts writes
+/// again.
+#[test]
+fn failed_writes_are_kept_counted_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let audit = Audit::open(&path, 1000).unwrap();
+    let other = crate::state::open_connection(&path).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    audit.record(Entry::new("u1", Action::Connect));
+    audit.record(Entry::new("u1", Action::ChannelJoin));
+    assert!(audit.flush(Duration::from_secs(5)));
+    let s = audit.write_health().status();
+    assert!(s.failing, "{s:?}");
+    assert!(s.failed_writes >= 1, "{s:?}");
+    assert_eq!(s.pending, 2, "{s:?}");
+    assert!(s.last_error.unwrap().contains("disk is full"));
+    assert!(audit.query(&AuditQuery::default()).unwrap().is_empty());
+
+    other.execute_batch("DROP TRIGGER refuse;").unwrap();
+    audit.record(Entry::new("u1", Action::FloorGranted));
+    let limit = crate::state::write_health::RETRY_INTERVAL * 3;
+    assert!(audit.write_health().wait_resumed(limit), "no retry");
+    assert!(audit.flush(Duration::from_secs(5)));
+    let rows = audit.query(&AuditQuery::default()).unwrap();
+    let names: Vec<&str> = rows.iter().rev().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        names,
+        ["CONNECT", "CHANNEL_JOIN", "FLOOR_GRANTED"],
+        "in order"
+    );
+    let s = audit.write_health().status();
+    assert_eq!((s.pending, s.failing), (0, false), "{s:?}");
+}

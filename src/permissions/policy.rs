@@ -186,6 +186,31 @@ impl SyncPolicy {
         (delay, t)
     }
 
+    /// A read on the connected link failed or timed out outside the driver (a connect-time
+    /// read): while connected, the state becomes degraded at once (the driver then drops the
+    /// link and reconnects with backoff, [`Self::on_link_lost`]). Returns the transition to log
+    /// (only when the state changed). Issue 15: a hung Redis must not cost every connect the
+    /// response timeout until the heartbeat notices.
+    pub fn on_read_failed(
+        &mut self,
+        now: Instant,
+        wall_ms: u64,
+        reason: &str,
+    ) -> Option<Transition> {
+        if self.status.state != LinkState::Connected {
+            return None;
+        }
+        self.status.state = LinkState::Degraded;
+        self.status.degraded_since_ms = Some(wall_ms);
+        self.status.connected_since_ms = None;
+        self.status.last_error = Some(reason.to_string());
+        self.degraded_at = Some(now);
+        self.next_refresh = None;
+        Some(Transition::Degraded {
+            reason: reason.to_string(),
+        })
+    }
+
     /// Which users the next resync re-reads.
     pub fn resync_scope(&self) -> ResyncScope {
         self.resync
@@ -320,6 +345,38 @@ mod tests {
         assert_eq!(p.status().degraded_since_ms, None);
         assert_eq!(p.status().reconnect_attempts, 0);
         assert_eq!(p.on_link_lost(t2, 0, "x", 0.0).0, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_failed_connect_time_read_degrades_at_once_and_the_drop_does_not_log_again() {
+        let t0 = Instant::now();
+        let mut p = SyncPolicy::new(true, Duration::from_secs(30));
+        assert_eq!(
+            p.on_read_failed(t0, 1, "timed out"),
+            None,
+            "not connected yet"
+        );
+        assert_eq!(p.state(), LinkState::Connecting);
+        p.on_connected(t0, 1000);
+        p.on_resync_done(t0, 1001, ResyncScope::Known, 0, Duration::ZERO);
+        let t1 = t0 + Duration::from_secs(5);
+        let tr = p.on_read_failed(t1, 6_000, "connect-time read timed out");
+        assert!(matches!(tr, Some(Transition::Degraded { .. })), "{tr:?}");
+        assert_eq!(p.state(), LinkState::Degraded);
+        assert_eq!(p.status().degraded_since_ms, Some(6_000));
+        assert_eq!(p.next_refresh(t1), None);
+        assert_eq!(p.on_read_failed(t1, 6_001, "again"), None, "reported once");
+        // the driver then drops the link: first reconnect after 1 s, no second transition
+        let (d, tr) = p.on_link_lost(t1, 6_002, "dropped", 0.0);
+        assert_eq!((d, tr), (Duration::from_secs(1), None));
+        assert_eq!(p.status().degraded_since_ms, Some(6_000));
+        let tr = p.on_connected(t1 + Duration::from_secs(3), 9_000);
+        assert_eq!(
+            tr,
+            Some(Transition::Connected {
+                outage: Some(Duration::from_secs(3))
+            })
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The SQLite permission store (WAL mode), the gateway's local copy of permissions.
 
 use super::{PermissionStore, StoreError};
+use crate::state::write_health::WriteMonitor;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
+use std::sync::Arc;
 
 mod local;
+mod pending;
 pub use local::{Source, UserRecord};
 
 const SCHEMA: &str = "
@@ -22,9 +25,13 @@ CREATE TABLE IF NOT EXISTS channel_events (
 ";
 
 /// Permission store in an SQLite file (`STATE_DIR/radiogate.db`), WAL journal,
-/// `synchronous=NORMAL`, 5 s busy timeout.
+/// `synchronous=NORMAL`, 5 s busy timeout. The gateway's writes go through
+/// [`SqliteStore::record_users_kept`], which keeps what the database refuses in memory (every
+/// read of this store sees it) until it can be written.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    pending: Arc<Mutex<pending::Pending>>,
+    health: WriteMonitor,
 }
 
 impl SqliteStore {
@@ -37,15 +44,24 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         local::migrate(&conn)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
+            pending: Arc::new(Mutex::new(pending::Pending::default())),
+            health: WriteMonitor::new("permissions"),
         })
     }
 
-    /// Flushes the WAL into the main database file (used at shutdown).
+    /// Failed writes of the permission store (counters, records kept in memory, since when).
+    pub fn write_health(&self) -> &WriteMonitor {
+        &self.health
+    }
+
+    /// Writes what is kept in memory (see [`SqliteStore::record_users_kept`]), then flushes the
+    /// WAL into the main database file (used at shutdown).
     ///
     /// # Errors
-    /// [`StoreError::Sqlite`] if the checkpoint fails.
+    /// [`StoreError::Sqlite`] if the kept records cannot be written or the checkpoint fails.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.flush_pending()?;
         self.conn
             .lock()
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
@@ -53,8 +69,25 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The event the database (not what is kept in memory) associates with `channel`.
+    fn stored_channel_event(&self, channel: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn.lock();
+        Ok(conn
+            .query_row(
+                "SELECT event_id FROM channel_events WHERE channel_id = ?1",
+                params![channel],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+    }
+}
+
 impl PermissionStore for SqliteStore {
     fn user_channels(&self, event: &str, user: &str) -> Result<Vec<String>, StoreError> {
+        if let Some(rec) = self.pending.lock().user(event, user) {
+            return Ok(rec.channels);
+        }
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT channel_id FROM user_channels WHERE event_id = ?1 AND user_id = ?2 ORDER BY channel_id",
@@ -90,14 +123,13 @@ impl PermissionStore for SqliteStore {
     }
 
     fn channel_event(&self, channel: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.conn.lock();
-        Ok(conn
-            .query_row(
-                "SELECT event_id FROM channel_events WHERE channel_id = ?1",
-                params![channel],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()?)
+        if let Some(ev) = self.pending.lock().association(channel) {
+            return Ok(Some(ev.to_string()));
+        }
+        if let Some(ev) = self.stored_channel_event(channel)? {
+            return Ok(Some(ev));
+        }
+        Ok(self.pending.lock().listed_in(channel).map(String::from))
     }
 }
 

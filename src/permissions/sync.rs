@@ -36,13 +36,21 @@ pub enum SyncError {
     Task(String),
 }
 
+/// The command connection of one connected period and the token that ends the period early
+/// (cancelled when a connect-time read on it fails: see [`PermissionSync::permitted_at_connect`]).
+#[derive(Clone)]
+struct Link {
+    cmd: MultiplexedConnection,
+    lost: CancellationToken,
+}
+
 /// Shared permission-sync state: the policy (status), the Redis source and its command
 /// connection while connected.
 pub struct PermissionSync {
     cfg: RedisConfig,
     source: Option<RedisSource>,
     policy: Mutex<SyncPolicy>,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    conn: Mutex<Option<Link>>,
     /// Bumped before every application of permissions to the hub (see
     /// [`PermissionSync::generation`]).
     applied: AtomicU64,
@@ -172,15 +180,23 @@ impl PermissionSync {
 
     /// The channels a connecting user may use.
     ///
-    /// With Redis configured and connected: read from Redis (bounded by the response
-    /// timeout) and written through to SQLite. Otherwise (outage, Redis read failed): the
-    /// SQLite copy if it knows the user from Redis or a site admin; for a user it never saw,
-    /// the token's channels (recorded as such, replaced at the next resync).
+    /// With Redis configured and connected: read from Redis (the whole read bounded by the
+    /// response timeout) and written through to SQLite. Otherwise (outage, Redis read failed):
+    /// the SQLite copy if it knows the user from Redis or a site admin; for a user it never
+    /// saw, the token's channels (recorded as such, replaced at the next resync).
     /// Standalone: channels a site admin set with `radiogate permissions set` win; else the
     /// token's channels, recorded at each connect.
     ///
+    /// A Redis read that fails or times out marks the sync degraded at once and ends the
+    /// connected period (the driver reconnects with backoff and resyncs), so the connects that
+    /// follow read the SQLite copy without waiting for Redis (issue 15: a hung control plane
+    /// cost every connect the response timeout until the heartbeat noticed).
+    ///
+    /// Writes to the SQLite copy that fail (a full card) are kept in memory and retried
+    /// ([`SqliteStore::record_users_kept`]); they never refuse the connect.
+    ///
     /// # Errors
-    /// [`SyncError::Store`] if SQLite fails.
+    /// [`SyncError::Store`] if SQLite cannot be read.
     pub async fn permitted_at_connect(
         &self,
         store: &Arc<SqliteStore>,
@@ -188,30 +204,50 @@ impl PermissionSync {
     ) -> Result<Vec<String>, SyncError> {
         let (event, user) = (claims.event.clone(), claims.sub.clone());
         if let Some(src) = &self.source {
-            let conn = self.conn.lock().clone();
-            if let (Some(mut conn), true) = (conn, self.follows(&event)) {
+            let link = self.conn.lock().clone();
+            if let (Some(link), true) = (link, self.follows(&event)) {
                 let key = (event.clone(), user.clone());
-                match src.fetch(&mut conn, std::slice::from_ref(&key)).await {
-                    Ok(mut f) => match f.users.pop() {
-                        Some(Ok(chs)) => {
-                            let store = Arc::clone(store);
-                            let rows = vec![(event, user, chs.clone())];
-                            let assoc = std::mem::take(&mut f.assoc);
-                            blocking(move || {
-                                store.record_users(&rows, &assoc, Source::Redis, wall_ms())
-                            })
-                            .await?;
-                            return Ok(chs);
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(user = %claims.sub, error = %e,
+                let mut cmd = link.cmd.clone();
+                let read = tokio::time::timeout(
+                    self.cfg.response_timeout(),
+                    src.fetch(&mut cmd, std::slice::from_ref(&key)),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SourceError::Link(format!(
+                        "connect-time read timed out after {} ms",
+                        self.cfg.response_timeout().as_millis()
+                    )))
+                });
+                match read {
+                    Ok(mut f) => {
+                        match f.users.pop() {
+                            Some(Ok(chs)) => {
+                                let store = Arc::clone(store);
+                                let rows = vec![(event, user, chs.clone())];
+                                let assoc = std::mem::take(&mut f.assoc);
+                                blocking(move || {
+                                    Ok(store.record_users_kept(
+                                        &rows,
+                                        &assoc,
+                                        Source::Redis,
+                                        wall_ms(),
+                                    ))
+                                })
+                                .await?;
+                                return Ok(chs);
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(user = ?claims.sub, error = %e,
                                 "permission key unusable at connect; using the SQLite copy");
+                            }
+                            None => {}
                         }
-                        None => {}
-                    },
+                    }
                     Err(e) => {
-                        tracing::info!(user = %claims.sub, error = %e,
+                        tracing::info!(user = ?claims.sub, error = %e,
                             "Redis read at connect failed; using the SQLite copy");
+                        self.link_failed(&link, &e.to_string());
                     }
                 }
             }
@@ -231,13 +267,31 @@ impl PermissionSync {
                 }
             }
             let rows = vec![(event, user, token_channels.clone())];
-            store.record_users(&rows, &[], Source::Token, wall_ms())?;
+            store.record_users_kept(&rows, &[], Source::Token, wall_ms());
             let mut chs = token_channels;
             chs.sort();
             chs.dedup();
             Ok(chs)
         })
         .await
+    }
+
+    /// A read on `link` failed (`reason`): unless the driver already replaced it, stop using it
+    /// for connects, mark the sync degraded now (logged once) and end its connected period so
+    /// the driver reconnects.
+    fn link_failed(&self, link: &Link, reason: &str) {
+        link.lost.cancel();
+        {
+            let mut current = self.conn.lock();
+            if current.as_ref().is_some_and(|l| l.lost.is_cancelled()) {
+                *current = None;
+            }
+        }
+        let t = self
+            .policy
+            .lock()
+            .on_read_failed(Instant::now(), wall_ms(), reason);
+        log_transition(&self.cfg, t);
     }
 }
 
@@ -356,10 +410,11 @@ async fn redis_loop(gw: Arc<SyncCtx>) {
         let reason = tokio::select! {
             r = src.connect() => match r {
                 Ok((cmd, sink, stream)) => {
-                    *sync.conn.lock() = Some(cmd.clone());
+                    let lost = CancellationToken::new();
+                    *sync.conn.lock() = Some(Link { cmd: cmd.clone(), lost: lost.clone() });
                     let t = sync.policy.lock().on_connected(Instant::now(), wall_ms());
                     log_transition(&sync.cfg, t);
-                    let ended = connected(&gw, src, cmd, sink, stream).await;
+                    let ended = connected(&gw, src, cmd, sink, stream, &lost).await;
                     *sync.conn.lock() = None;
                     match ended {
                         Ended::Shutdown => return,
@@ -394,11 +449,15 @@ async fn connected(
     mut cmd: MultiplexedConnection,
     mut sink: PubSubSink,
     mut stream: PubSubStream,
+    lost: &CancellationToken,
 ) -> Ended {
     let sync = &gw.perm_sync;
     let scope = sync.policy.lock().resync_scope();
-    if let Err(e) = resync(gw, src, &mut cmd, scope).await {
-        return Ended::Lost(e.to_string());
+    tokio::select! {
+        r = resync(gw, src, &mut cmd, scope) => if let Err(e) = r {
+            return Ended::Lost(e.to_string());
+        },
+        _ = lost.cancelled() => return Ended::Lost(LOST_AT_CONNECT.into()),
     }
     loop {
         let next = sync.next_refresh();
@@ -419,10 +478,14 @@ async fn connected(
                     return Ended::Lost(e.to_string());
                 }
             }
+            _ = lost.cancelled() => return Ended::Lost(LOST_AT_CONNECT.into()),
             _ = gw.shutdown.cancelled() => return Ended::Shutdown,
         }
     }
 }
+
+/// Why a connected period ended when a connect-time read failed.
+const LOST_AT_CONNECT: &str = "a connect-time read failed or timed out";
 
 /// Re-reads users from Redis, writes them through and pushes changes. Returns `Err` only
 /// for a link failure.
@@ -462,7 +525,8 @@ async fn resync(
     let rows = Arc::new(rows);
     let rows2 = Arc::clone(&rows);
     let written =
-        blocking(move || store.record_users(&rows2, &assoc, Source::Redis, wall_ms())).await;
+        blocking(move || Ok(store.record_users_kept(&rows2, &assoc, Source::Redis, wall_ms())))
+            .await;
     if let Err(e) = &written {
         tracing::error!(error = %e, "writing permissions to the SQLite copy failed");
     }
@@ -538,9 +602,9 @@ async fn handle_update(
     let store = Arc::clone(&gw.store);
     let rows = vec![(event.clone(), user.clone(), channels.clone())];
     if let Err(e) =
-        blocking(move || store.record_users(&rows, &assoc, Source::Redis, wall_ms())).await
+        blocking(move || Ok(store.record_users_kept(&rows, &assoc, Source::Redis, wall_ms()))).await
     {
-        tracing::error!(error = %e, %user, "writing a membership update to the SQLite copy failed");
+        tracing::error!(error = %e, user = ?user, "writing a membership update to the SQLite copy failed");
     }
     let has_session = !gw.hub.lock().registry().by_user(&user).is_empty();
     let changed = sync.apply_to_sessions(

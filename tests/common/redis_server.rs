@@ -95,6 +95,28 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (`"STOP"`, `"CONT"`) to the server process.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Freezes the server with SIGSTOP (a hung control plane: connections stay open, nothing
+    /// answers).
+    pub fn stop(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
     /// Starts the server again on the same port (empty data).
     pub async fn restart(&mut self) {
         self.kill();

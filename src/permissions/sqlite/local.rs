@@ -67,7 +67,7 @@ pub struct UserRecord {
 }
 
 /// Associates `channel` with `event` (replacing an association with another event).
-fn associate(tx: &Connection, channel: &str, event: &str) -> Result<(), StoreError> {
+pub(super) fn associate(tx: &Connection, channel: &str, event: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO channel_events (channel_id, event_id) VALUES (?1, ?2)
          ON CONFLICT (channel_id) DO UPDATE SET event_id = ?2",
@@ -96,7 +96,7 @@ fn source_of(tx: &Connection, event: &str, user: &str) -> Result<Option<Source>,
 }
 
 /// Writes one user's channels if they or their source differ; returns whether it wrote.
-fn write_user(
+pub(super) fn write_user(
     tx: &Transaction<'_>,
     event: &str,
     user: &str,
@@ -166,6 +166,9 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Sqlite`] if the database cannot be read.
     pub fn user_record(&self, event: &str, user: &str) -> Result<Option<UserRecord>, StoreError> {
+        if let Some(rec) = self.pending.lock().user(event, user) {
+            return Ok(Some(rec));
+        }
         let conn = self.conn.lock();
         let row = conn
             .query_row(
@@ -201,8 +204,12 @@ impl SqliteStore {
             let rows = stmt.query_map(params![event], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
-        let mut out = Vec::with_capacity(keys.len());
+        let kept = self.pending.lock().users(event);
+        let mut out = Vec::with_capacity(keys.len() + kept.len());
         for (ev, user) in keys {
+            if kept.iter().any(|k| k.event == ev && k.user == user) {
+                continue;
+            }
             let rec = self.user_record(&ev, &user)?;
             out.push(rec.unwrap_or_else(|| UserRecord {
                 channels: Vec::new(),
@@ -212,6 +219,8 @@ impl SqliteStore {
                 updated_at_ms: 0,
             }));
         }
+        out.extend(kept);
+        out.sort_by(|a, b| (&a.event, &a.user).cmp(&(&b.event, &b.user)));
         Ok(out)
     }
 
@@ -239,12 +248,21 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Sqlite`] if the database cannot be read.
     pub fn event_channels(&self, event: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT channel_id FROM channel_events WHERE event_id = ?1 ORDER BY channel_id",
-        )?;
-        let rows = stmt.query_map(params![event], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let stored = {
+            let conn = self.conn.lock();
+            let mut stmt = conn.prepare_cached(
+                "SELECT channel_id FROM channel_events WHERE event_id = ?1 ORDER BY channel_id",
+            )?;
+            let rows = stmt.query_map(params![event], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        let pending = self.pending.lock();
+        if pending.is_empty() {
+            return Ok(stored);
+        }
+        Ok(pending.adjust_event_channels(event, stored, |ch| {
+            self.stored_channel_event(ch).ok().flatten()
+        }))
     }
 
     /// Makes `channels` exactly the channels of `event`: each is (re)associated with it and
