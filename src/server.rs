@@ -113,6 +113,10 @@ pub const DEGRADED_STATE_WRITES: &str = "state database writes failing";
 /// SQLite copy, reconnecting).
 pub const DEGRADED_PERMISSION_SYNC: &str = "permission sync degraded";
 
+/// `/healthz` `degraded` reason: a radio or console port has a device down (its PTT output,
+/// squelch or button input, or audio device), or could not start.
+pub const DEGRADED_RADIO: &str = "radio device down";
+
 /// Always HTTP 200 while the gateway serves: `status` is `"ok"`, or `"degraded"` with the
 /// reasons in `degraded` (docs/CONTROL_PLANE.md); `stateWrites` has each store's write
 /// counters.
@@ -130,6 +134,13 @@ async fn healthz(State(ctx): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
     }
     if sync.state == crate::permissions::policy::LinkState::Degraded {
         degraded.push(DEGRADED_PERMISSION_SYNC);
+    }
+    let radio_down = gw.radio.status().iter().any(|p| {
+        p.devices.iter().any(|d| d.state == "down")
+            || (p.devices.is_empty() && p.last_error.is_some())
+    });
+    if radio_down {
+        degraded.push(DEGRADED_RADIO);
     }
     let state_writes: serde_json::Map<String, serde_json::Value> = writes
         .iter()
