@@ -83,7 +83,8 @@ async fn hung_redis_costs_one_connect_the_timeout_not_every_connect() {
     // A heartbeat of 10 minutes: only a connect can notice the hang within this test.
     let gw = Gateway::start(&format!(
         "[redis]\nurl = \"{}\"\nrefresh_interval_ms = 600000\nconnect_timeout_ms = 1000\n\
-         response_timeout_ms = {}\n",
+         response_timeout_ms = {}\n\
+         [limits]\nmax_sessions_per_user = 20\n",
         redis.url(),
         response_timeout.as_millis()
     ));
