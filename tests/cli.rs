@@ -245,7 +245,7 @@ fn check_config_makes_the_checks_run_makes() {
     let (code, _, err) = check("[floor]\ntime_out_timer_ms = \"soon\"\n");
     assert_eq!(code, Some(1));
     assert!(err.contains("time_out_timer_ms"), "{err}");
-    let (code, _, err) = check("[floor]\ntime_out_timer_ms = \"2s\"\n");
+    let (code, _, err) = check("[floor]\ntime_out_timer_ms = \"500ms\"\n");
     assert_eq!(code, Some(1), "range still applies");
     assert!(err.contains("floor.time_out_timer_ms"), "{err}");
 
