@@ -13,7 +13,7 @@ use std::time::Duration;
 /// The documented default configuration, `config/radiogate.toml`, as compiled in.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/radiogate.toml");
 
-pub mod de;
+use crate::config_forms as de;
 mod paths;
 mod redis_sync;
 pub use redis_sync::RedisConfig;
