@@ -2,6 +2,10 @@
 //! tree, or, without a git checkout (a
 //! release tarball), the `RADIOGATE_GIT_REV` environment variable at build time, else
 //! `unknown`.
+//!
+//! Sets `RADIOGATE_BUILD_UNIX`, seconds since 1970: a time the wall clock cannot be before
+//! when the binary runs (the gateway warns at start otherwise). `SOURCE_DATE_EPOCH` when set
+//! (reproducible builds), else the commit time of HEAD, else the time of the build.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,4 +63,21 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=RADIOGATE_GIT_REV={rev}");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let built = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .or_else(|| {
+            ours.then(|| git(&["log", "-1", "--format=%ct"]))
+                .flatten()
+                .and_then(|s| s.parse().ok())
+        })
+        .or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs())
+        })
+        .unwrap_or(0);
+    println!("cargo:rustc-env=RADIOGATE_BUILD_UNIX={built}");
 }

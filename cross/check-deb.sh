@@ -29,6 +29,14 @@ has '^-rw-r----- root/root .* \./etc/radiogate/radiogate\.toml$' "/etc/radiogate
 has '^-rw-r--r-- root/root .* \./usr/lib/udev/rules\.d/60-radiogate\.rules$' "udev rules"
 has '^d.* \./etc/radiogate/$' "/etc/radiogate/"
 has '\./usr/share/doc/radiogate/copyright$' "copyright"
+# What the shipped configuration points to (issue 13).
+has '^-rw-r--r-- root/root .* \./usr/share/doc/radiogate/README\.hal\.md$' "the wiring guide README.hal.md"
+for ex in config/examples/*.toml; do
+  has "^-rw-r--r-- root/root .* \\./usr/share/doc/radiogate/examples/$(basename "$ex")\$" "examples/$(basename "$ex")"
+done
+[ "$(dpkg-deb -f "$deb" Maintainer)" != "radiogate maintainers <radiogate@localhost>" ] ||
+  fail "placeholder Maintainer"
+[[ "$(dpkg-deb -f "$deb" Homepage)" == https://* ]] || fail "Homepage"
 if grep -qE '\./var/lib/radiogate' <<<"$list"; then
   fail "/var/lib/radiogate must be created by postinst/systemd, not shipped"
 fi
@@ -54,7 +62,8 @@ grep -q 'deb-systemd-helper enable radiogate.service' "$post" || fail "postinst 
 grep -q 'restart radiogate.service' "$post" || fail "postinst does not start the service"
 grep -q 'rm -rf /var/lib/radiogate' "$tmp/DEBIAN/postrm" || fail "purge keeps the state"
 unit="$tmp/root/usr/lib/systemd/system/radiogate.service"
-for k in 'Type=notify' 'WatchdogSec=' 'Restart=on-failure' 'ExecStopPost=/usr/bin/radiogate unkey' \
+for k in 'Type=notify' 'WatchdogSec=' 'Wants=network-online.target time-sync.target' \
+  'After=network-online.target sound.target time-sync.target' 'Restart=on-failure' 'ExecStopPost=/usr/bin/radiogate unkey' \
   'ExecStart=/usr/bin/radiogate run --config /etc/radiogate/radiogate.toml' \
   'StateDirectory=radiogate' 'ProtectSystem=strict' 'NoNewPrivileges=yes' 'PrivateTmp=yes' \
   'CapabilityBoundingSet=$' 'User=radiogate' 'SupplementaryGroups=dialout gpio audio plugdev'; do

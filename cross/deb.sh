@@ -8,7 +8,9 @@
 # Contents: /usr/bin/radiogate, /usr/lib/systemd/system/radiogate.service,
 # /etc/radiogate/radiogate.toml (conffile: cross/shipped-config.sh, the documented defaults
 # with state.dir = /var/lib/radiogate and UDP media ports 40000..40999), /usr/lib/udev/rules.d/60-radiogate.rules, docs under
-# /usr/share/doc/radiogate/; maintainer scripts create the system user radiogate (groups
+# /usr/share/doc/radiogate/ (README, protocol, control plane, the radio wiring guide
+# hal/README.md as README.hal.md, the radio setups config/examples/ as examples/: where the
+# shipped configuration points); maintainer scripts create the system user radiogate (groups
 # dialout, gpio, audio, plugdev; gpio is created if missing) and /var/lib/radiogate, enable
 # and start the service; purge removes /var/lib/radiogate. Depends are computed from the
 # binary's ELF dynamic section (NEEDED libraries, highest GLIBC_ symbol version).
@@ -50,6 +52,9 @@ chmod 0640 "$root/etc/radiogate/radiogate.toml"
 for d in README.md docs/PROTOCOL.md docs/CONTROL_PLANE.md; do
   [ -f "$d" ] && install -m 0644 "$d" "$root/usr/share/doc/radiogate/$(basename "$d")"
 done
+install -m 0644 hal/README.md "$root/usr/share/doc/radiogate/README.hal.md"
+install -d -m 0755 "$root/usr/share/doc/radiogate/examples"
+install -m 0644 config/examples/*.toml "$root/usr/share/doc/radiogate/examples/"
 cat >"$root/usr/share/doc/radiogate/copyright" <<'COPY'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: radiogate
@@ -83,7 +88,7 @@ cat >"$root/DEBIAN/control" <<CONTROL
 Package: radiogate
 Version: $version
 Architecture: $arch
-Maintainer: radiogate maintainers <radiogate@localhost>
+Maintainer: radiogate project <radiogate@users.noreply.github.com>
 Installed-Size: $size
 Depends: $depends, passwd
 Section: net

@@ -6,9 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="$(sed -e 's#^dir = "./radiogate-state"$#dir = "/var/lib/radiogate"#' \
   -e 's#^udp_port_min = 0$#udp_port_min = 40000#' \
-  -e 's#^udp_port_max = 0$#udp_port_max = 40999#' config/radiogate.toml)"
-for want in 'dir = "/var/lib/radiogate"' 'udp_port_min = 40000' 'udp_port_max = 40999'; do
-  grep -qxF "$want" <<<"$out" || {
+  -e 's#^udp_port_max = 0$#udp_port_max = 40999#' \
+  -e 's#see config/examples/ for complete#see /usr/share/doc/radiogate/examples/ for complete#' \
+  -e 's#^\(\# setups and \)hal/README.md#\1/usr/share/doc/radiogate/README.hal.md#' \
+  config/radiogate.toml)"
+for want in 'dir = "/var/lib/radiogate"' 'udp_port_min = 40000' 'udp_port_max = 40999' \
+  '/usr/share/doc/radiogate/examples/' '/usr/share/doc/radiogate/README.hal.md'; do
+  grep -qF "$want" <<<"$out" || {
     echo "cross/shipped-config.sh: could not set '$want' (config/radiogate.toml changed?)" >&2
     exit 1
   }

@@ -4,7 +4,9 @@
 //! (tests/layering.rs).
 
 use crate::access::bans::BanList;
-use crate::access::limits::{connection_limiter, AuthBackoff, AuthBackoffConfig, KeyedLimiter};
+use crate::access::limits::{
+    connection_limiter, user_limiter, AuthBackoff, AuthBackoffConfig, KeyedLimiter,
+};
 use crate::access::token::{KeyMaterial, TokenVerifier};
 use crate::audit::Audit;
 use crate::config::{Algorithm, Config};
@@ -59,6 +61,27 @@ pub enum AppError {
     /// The state directory is in use by another gateway, or its database is damaged.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// A file a configuration key names cannot be read (`radiogate check-config`).
+    #[error("{key}: cannot read {path}: {source}")]
+    KeyFile {
+        /// The key, e.g. `server.tls_cert_file`.
+        key: &'static str,
+        /// The path it names.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A command that never creates state found none where the configuration points
+    /// (`radiogate token`, `radiogate permissions`, `radiogate backup`).
+    #[error("no {what} at {path}: {hint}")]
+    NoState {
+        /// What is missing, e.g. "token signing secret".
+        what: &'static str,
+        /// Where the configuration says it is.
+        path: PathBuf,
+        /// What to do about it.
+        hint: String,
+    },
 }
 
 /// Everything the sessions share.
@@ -85,8 +108,10 @@ pub struct Gateway {
     pub audit: Audit,
     /// Banned users.
     pub bans: Arc<BanList>,
-    /// New connections per remote address.
+    /// Unauthenticated connection attempts per remote address.
     pub conn_limiter: Arc<KeyedLimiter<governor::clock::DefaultClock>>,
+    /// Authenticated connects per user.
+    pub user_limiter: Arc<KeyedLimiter<governor::clock::DefaultClock, String>>,
     /// Failed authentications per remote address.
     pub auth_backoff: Arc<Mutex<AuthBackoff>>,
     /// Radio and console ports (`[[radio]]`, `[[console]]`), started by [`Gateway::serve`].
@@ -117,11 +142,40 @@ pub fn state_dir(cfg: &Config) -> Result<PathBuf, AppError> {
 /// # Errors
 /// [`AppError::Io`] when a key file or the state directory cannot be read or written.
 pub fn key_material(cfg: &Config) -> Result<KeyMaterial, AppError> {
+    key_material_with(cfg, true)
+}
+
+/// [`key_material`] for commands that must not create state (`radiogate token`,
+/// `check-config`): with HS256 and an empty `auth.secret`, `STATE_DIR/jwt-secret` must exist.
+///
+/// # Errors
+/// [`AppError::NoState`] naming the secret's path and what to do when it does not exist (or
+/// holds fewer than 32 characters); [`AppError::Io`] when a key file cannot be read.
+pub fn existing_key_material(cfg: &Config) -> Result<KeyMaterial, AppError> {
+    key_material_with(cfg, false)
+}
+
+fn key_material_with(cfg: &Config, create: bool) -> Result<KeyMaterial, AppError> {
     let read = |p: &Path| std::fs::read_to_string(p).map_err(io_err("cannot read key file", p));
     Ok(match cfg.auth.algorithm {
         Algorithm::HS256 if !cfg.auth.secret.is_empty() => KeyMaterial::Hs256 {
             secret: cfg.auth.secret.as_bytes().to_vec(),
         },
+        Algorithm::HS256 if !create => {
+            let path = cfg.state.dir.join("jwt-secret");
+            match std::fs::read_to_string(&path) {
+                Ok(s) if s.trim().len() >= 32 => KeyMaterial::Hs256 {
+                    secret: s.trim().as_bytes().to_vec(),
+                },
+                _ => {
+                    return Err(AppError::NoState {
+                        what: "token signing secret",
+                        path,
+                        hint: cfg.first_run_hint(true),
+                    })
+                }
+            }
+        }
         Algorithm::HS256 => {
             let path = state_dir(cfg)?.join("jwt-secret");
             let secret = match std::fs::read_to_string(&path) {
@@ -207,6 +261,8 @@ impl Gateway {
         let hub = Switchboard::new(hub, Some(audit.clone()));
         let per_minute = std::num::NonZeroU32::new(cfg.limits.connections_per_minute)
             .unwrap_or(std::num::NonZeroU32::MIN);
+        let per_user = std::num::NonZeroU32::new(cfg.limits.user_connections_per_minute)
+            .unwrap_or(std::num::NonZeroU32::MIN);
         let auth_backoff = AuthBackoff::new(AuthBackoffConfig {
             max_failures: cfg.limits.auth_failures,
             window: Duration::from_secs(cfg.limits.auth_failure_window_secs),
@@ -226,6 +282,10 @@ impl Gateway {
             bans: Arc::new(bans),
             conn_limiter: Arc::new(connection_limiter(
                 per_minute,
+                governor::clock::DefaultClock::default(),
+            )),
+            user_limiter: Arc::new(user_limiter(
+                per_user,
                 governor::clock::DefaultClock::default(),
             )),
             auth_backoff: Arc::new(Mutex::new(auth_backoff)),
@@ -276,6 +336,7 @@ impl Gateway {
         crate::server::ServerCtx {
             shutdown: self.shutdown.clone(),
             conn_limiter: Arc::clone(&self.conn_limiter),
+            user_limiter: Arc::clone(&self.user_limiter),
             auth_backoff: Arc::clone(&self.auth_backoff),
             verifier: self.verifier.clone(),
             bans: Arc::clone(&self.bans),
@@ -331,6 +392,7 @@ impl Gateway {
             tracing::info!(names = ?names, "generated certificate covers");
         }
         let sv = &self.cfg.server;
+        let cert_names = tls.as_ref().map(|t| t.names.clone());
         let pending = crate::web::pending::Pending::new(crate::web::pending::PendingLimits {
             timeout: Duration::from_millis(sv.header_timeout_ms),
             max_total: sv.max_pending_connections,
@@ -345,6 +407,21 @@ impl Gateway {
                 },
             )?;
         tracing::info!(addr = %bound, tls = tls_mode, "listening");
+        let urls = join_urls(&self.cfg, cert_names.as_deref(), bound);
+        for url in &urls {
+            tracing::info!(url = %url, "join URL for phones on the site network");
+        }
+        tracing::info!(
+            command = %mint_command(&self.cfg, urls.first().map(String::as_str)),
+            "mint a join link (and QR code) for a phone with"
+        );
+        if let Some(behind) = crate::ops::clock_behind_build(crate::clock::unix_secs()) {
+            tracing::warn!(
+                behind_secs = behind,
+                "the wall clock is before this binary's build time: tokens' iat/exp checks \
+                 will be wrong; set the clock (or give the Pi network time or an RTC)"
+            );
+        }
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
@@ -437,6 +514,132 @@ async fn housekeeping(gw: Arc<Gateway>) {
     loop {
         every.tick().await;
         gw.conn_limiter.retain_recent();
+        gw.user_limiter.retain_recent();
         gw.auth_backoff.lock().prune(Instant::now());
     }
+}
+
+/// The URLs phones open: `https://NAME:PORT/` for each name or address the certificate
+/// covers (`cert_names`, generated certificates; else `server.tls_names` and the box's
+/// addresses), `http://` with TLS off. Loopback names and wildcards are left out (a phone
+/// cannot use them) unless nothing else is left.
+fn join_urls(cfg: &Config, cert_names: Option<&[String]>, bound: SocketAddr) -> Vec<String> {
+    let scheme = if cfg.server.tls == crate::config::TlsMode::Off {
+        "http"
+    } else {
+        "https"
+    };
+    let names: Vec<String> = match cert_names {
+        Some(n) if !n.is_empty() => n.to_vec(),
+        _ if !cfg.server.tls_names.is_empty() => cfg.server.tls_names.clone(),
+        _ if !bound.ip().is_unspecified() => vec![bound.ip().to_string()],
+        _ => crate::web::tls::local_names(cfg),
+    };
+    let loopback = |n: &str| {
+        n == "localhost"
+            || n.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let url = |n: &str| match n.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("{scheme}://[{ip}]:{}/", bound.port()),
+        _ => format!("{scheme}://{n}:{}/", bound.port()),
+    };
+    let usable: Vec<String> = names
+        .iter()
+        .filter(|n| !loopback(n) && !n.contains('*'))
+        .map(|n| url(n))
+        .collect();
+    if usable.is_empty() {
+        names
+            .iter()
+            .filter(|n| !n.contains('*'))
+            .map(|n| url(n))
+            .collect()
+    } else {
+        usable
+    }
+}
+
+/// The `radiogate token` command line that mints a join link for this gateway.
+fn mint_command(cfg: &Config, url: Option<&str>) -> String {
+    let config = cfg
+        .file
+        .as_ref()
+        .map(|f| format!(" --config {}", f.display()))
+        .unwrap_or_default();
+    let base = url
+        .map(|u| u.trim_end_matches('/'))
+        .unwrap_or("https://HOST:PORT");
+    format!(
+        "radiogate token{config} --user USER --name NAME --role GENERAL --event EVENT \
+         --channel CHANNEL --url {base} --qr"
+    )
+}
+
+/// Every check `radiogate run` makes before it binds the port, without creating or changing
+/// anything (`radiogate check-config`): the values' ranges (already checked at load), the TLS
+/// files readable and their certificate and key a pair (`tls = "files"`, with the same
+/// function `run` uses), the token keys readable and parseable, the secret in the state
+/// directory when `auth.secret` is empty (a warning when it will be generated), the Redis URL
+/// and CA file, the database's integrity when it exists. Returns warnings (things `run` will create).
+///
+/// # Errors
+/// The first [`AppError`] `run` would stop at.
+pub fn preflight(cfg: &Config) -> Result<Vec<String>, AppError> {
+    let mut warnings = Vec::new();
+    if cfg.server.tls == crate::config::TlsMode::Files {
+        for (key, path) in [
+            ("server.tls_cert_file", &cfg.server.tls_cert_file),
+            ("server.tls_key_file", &cfg.server.tls_key_file),
+        ] {
+            std::fs::File::open(path).map_err(|source| AppError::KeyFile {
+                key,
+                path: path.clone(),
+                source,
+            })?;
+        }
+        // The same parse and pair check `run` makes (rustls refuses a key that is not the
+        // certificate's).
+        crate::web::tls::setup(cfg)?;
+    }
+    if cfg.auth.algorithm != Algorithm::HS256 {
+        for (key, path) in [
+            ("auth.public_key_file", &cfg.auth.public_key_file),
+            ("auth.private_key_file", &cfg.auth.private_key_file),
+        ] {
+            if !path.as_os_str().is_empty() {
+                std::fs::File::open(path).map_err(|source| AppError::KeyFile {
+                    key,
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+    }
+    match existing_key_material(cfg) {
+        Ok(key) => {
+            TokenVerifier::new(&key, cfg.auth.leeway_secs)?;
+            if cfg.auth.algorithm != Algorithm::HS256
+                && !cfg.auth.private_key_file.as_os_str().is_empty()
+            {
+                crate::access::token::TokenMinter::new(&key)?;
+            }
+        }
+        Err(AppError::NoState { path, .. }) => warnings.push(format!(
+            "{} does not exist yet: `radiogate run` generates it on first start",
+            path.display()
+        )),
+        Err(e) => return Err(e),
+    }
+    crate::permissions::PermissionSync::new(&cfg.redis)?;
+    let db = cfg.state.dir.join("radiogate.db");
+    if db.exists() {
+        crate::state::check_database(&db)?;
+    } else {
+        warnings.push(format!(
+            "{} does not exist yet: `radiogate run` creates it on first start",
+            db.display()
+        ));
+    }
+    Ok(warnings)
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 /// The documented default configuration, `config/radiogate.toml`, as compiled in.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/radiogate.toml");
 
+use crate::config_forms as de;
+mod paths;
 mod redis_sync;
 pub use redis_sync::RedisConfig;
 
@@ -78,17 +80,26 @@ pub struct Config {
     /// `[[console]]`: PTT-button consoles with a local microphone and speaker (none by default).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub console: Vec<crate::radio::ConsoleConfig>,
+    /// The file this configuration was read from ([`Config::load`]); `None` for the embedded
+    /// default. Not a key of the file.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// `[limits]` (spec note 002).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// New connections per remote address per minute.
+    /// Unauthenticated connection attempts (no token, or one that fails verification) per
+    /// remote address per minute.
     pub connections_per_minute: u32,
+    /// Authenticated connects per user id per minute (a verified token counts here, not
+    /// against its address: phones behind one NAT do not share a budget).
+    pub user_connections_per_minute: u32,
     /// Free failed authentications per address within the window.
     pub auth_failures: u32,
     /// Failed-authentication window, seconds.
+    #[serde(deserialize_with = "de::secs")]
     pub auth_failure_window_secs: u64,
     /// Sustained signaling messages per second per session.
     pub messages_per_second: u32,
@@ -107,6 +118,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             connections_per_minute: 20,
+            user_connections_per_minute: 20,
             auth_failures: 10,
             auth_failure_window_secs: 900,
             messages_per_second: 20,
@@ -123,6 +135,7 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DispatchConfig {
     /// Emergency broadcast hold guard, milliseconds.
+    #[serde(deserialize_with = "de::ms")]
     pub broadcast_hold_ms: u64,
 }
 
@@ -152,11 +165,14 @@ impl Default for AuditConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Listen address for HTTP and the WebSocket (`/ws`); port 0 picks a free port.
+    /// Listen address for HTTP and the WebSocket (`/ws`); port 0 picks a free port. A host
+    /// name (`localhost:8080`) is resolved when the file is loaded.
+    #[serde(deserialize_with = "de::socket_addr")]
     pub listen: SocketAddr,
     /// Largest accepted WebSocket frame/message, bytes; larger closes with 1009.
     pub max_frame_bytes: usize,
     /// Graceful shutdown budget, milliseconds.
+    #[serde(deserialize_with = "de::ms")]
     pub shutdown_grace_ms: u64,
     /// TLS on the listen port (sniffed per connection): generated certificate, files, or off.
     pub tls: TlsMode,
@@ -169,16 +185,20 @@ pub struct ServerConfig {
     /// Who may use plain HTTP (no TLS) on the listen port while TLS is on.
     pub plain_http: PlainHttp,
     /// Server WebSocket ping interval, milliseconds (dead-peer detection).
+    #[serde(deserialize_with = "de::ms")]
     pub ping_interval_ms: u64,
     /// A session that sent no frame (pong or other) for this long is closed, milliseconds.
+    #[serde(deserialize_with = "de::ms")]
     pub ping_timeout_ms: u64,
     /// Messages queued for one session before it counts as not keeping up and is closed
     /// with 1008.
     pub outbound_queue: usize,
     /// One WebSocket write may take this long before the session is closed, milliseconds.
+    #[serde(deserialize_with = "de::ms")]
     pub write_timeout_ms: u64,
     /// A connection must finish its TLS handshake and send a request head within this long
     /// (and an idle keep-alive connection is closed after it), milliseconds.
+    #[serde(deserialize_with = "de::ms")]
     pub header_timeout_ms: u64,
     /// Connections not yet carrying a request or a session, in total; beyond it the oldest
     /// is closed.
@@ -274,9 +294,13 @@ pub struct AuthConfig {
     /// PEM private key path for minting RS256/EdDSA tokens locally.
     pub private_key_file: PathBuf,
     /// Tolerated clock skew on `exp`, seconds.
+    #[serde(deserialize_with = "de::secs")]
     pub leeway_secs: u64,
     /// Default TTL of minted tokens, e.g. "8h".
     pub default_ttl: String,
+    /// Longest TTL `radiogate token --ttl` accepts, e.g. "7d" (a lost link stays valid this
+    /// long at most).
+    pub max_ttl: String,
 }
 
 impl Default for AuthConfig {
@@ -288,6 +312,7 @@ impl Default for AuthConfig {
             private_key_file: PathBuf::new(),
             leeway_secs: 30,
             default_ttl: "8h".into(),
+            max_ttl: "7d".into(),
         }
     }
 }
@@ -316,9 +341,11 @@ impl Default for ChannelLimits {
 #[serde(deny_unknown_fields, default)]
 pub struct FloorTiming {
     /// Time-out timer, milliseconds.
+    #[serde(deserialize_with = "de::ms")]
     pub time_out_timer_ms: u64,
     /// End-of-RTP-media timer (3GPP TS 24.380 T1), milliseconds: a talker with a media path
     /// whose uplink RTP stops this long loses the floor (`MEDIA_TIMEOUT`). 0 turns it off.
+    #[serde(deserialize_with = "de::ms")]
     pub end_of_media_timer_ms: u64,
 }
 
@@ -381,7 +408,15 @@ impl Config {
         if toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.is_empty()) {
             return Err(ConfigError::Empty(path.to_path_buf()));
         }
-        Self::from_toml(&text)
+        let mut cfg = Self::from_toml(&text)?;
+        // Relative paths in the file are relative to the file, wherever the command runs.
+        let abs = std::path::absolute(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        cfg.resolve_paths(abs.parent().unwrap_or(Path::new("/")));
+        cfg.file = Some(abs);
+        Ok(cfg)
     }
 
     /// The embedded default, parsed.
@@ -416,12 +451,7 @@ impl Config {
         )?;
         self.validate_tls()?;
         range("auth.leeway_secs", self.auth.leeway_secs, 0, 300)?;
-        crate::access::token::parse_ttl(&self.auth.default_ttl).map_err(|e| {
-            ConfigError::Invalid {
-                key: "auth.default_ttl",
-                reason: e.to_string(),
-            }
-        })?;
+        self.validate_ttls()?;
         if self.auth.algorithm != Algorithm::HS256
             && self.auth.public_key_file.as_os_str().is_empty()
         {
@@ -515,6 +545,12 @@ impl Config {
             1,
             10_000,
         )?;
+        range(
+            "limits.user_connections_per_minute",
+            l.user_connections_per_minute.into(),
+            1,
+            10_000,
+        )?;
         range("limits.auth_failures", l.auth_failures.into(), 1, 10_000)?;
         range(
             "limits.auth_failure_window_secs",
@@ -553,6 +589,37 @@ impl Config {
 }
 
 impl Config {
+    /// The longest TTL `radiogate token` mints (`auth.max_ttl`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `auth.max_ttl` does not parse.
+    pub fn max_ttl(&self) -> Result<Duration, ConfigError> {
+        crate::access::token::parse_ttl(&self.auth.max_ttl).map_err(|e| ConfigError::Invalid {
+            key: "auth.max_ttl",
+            reason: e.to_string(),
+        })
+    }
+
+    fn validate_ttls(&self) -> Result<(), ConfigError> {
+        let default = crate::access::token::parse_ttl(&self.auth.default_ttl).map_err(|e| {
+            ConfigError::Invalid {
+                key: "auth.default_ttl",
+                reason: e.to_string(),
+            }
+        })?;
+        let max = self.max_ttl()?;
+        if default > max {
+            return Err(ConfigError::Invalid {
+                key: "auth.default_ttl",
+                reason: format!(
+                    "{:?} is longer than auth.max_ttl {:?}",
+                    self.auth.default_ttl, self.auth.max_ttl
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn validate_tls(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         let have_files =
@@ -631,7 +698,12 @@ mod tests {
             assert!(err.to_string().contains("has no settings"), "{err}");
         }
         std::fs::write(&p, "[floor]\n").unwrap();
-        assert_eq!(Config::load(&p).unwrap(), Config::default());
+        let mut loaded = Config::load(&p).unwrap();
+        assert_eq!(loaded.file.as_deref(), Some(p.as_path()));
+        loaded.file = None;
+        let mut default = Config::default();
+        default.resolve_paths(dir.path());
+        assert_eq!(loaded, default);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod bridge;
 pub mod clock;
 pub mod config;
+pub mod config_forms;
 pub mod floor;
 pub mod hub;
 pub mod media;

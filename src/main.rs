@@ -6,7 +6,7 @@
 use clap::{Parser, Subcommand};
 use radiogate::access::role::Role;
 use radiogate::access::token::{parse_ttl, Claims, TokenMinter};
-use radiogate::app::{key_material, Gateway};
+use radiogate::app::{existing_key_material, Gateway};
 use radiogate::config::{Config, EMBEDDED_DEFAULT};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +29,8 @@ enum Cmd {
     },
     /// Print the documented default configuration.
     PrintConfig,
-    /// Check a configuration file; exits 1 naming the bad key.
+    /// Check a configuration file the way `run` does before it binds (ranges, TLS files and
+    /// pair, token keys, state); creates nothing. Exits 1 naming the bad key or file.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
@@ -61,7 +62,7 @@ enum Cmd {
         /// Device id, for hardware clients.
         #[arg(long)]
         device: Option<String>,
-        /// Lifetime, e.g. 8h, 30m, 2d (default: auth.default_ttl).
+        /// Lifetime, e.g. 8h, 30m, 2d (default: auth.default_ttl; at most auth.max_ttl).
         #[arg(long)]
         ttl: Option<String>,
         /// Configuration file naming the key (default: embedded configuration).
@@ -77,6 +78,40 @@ enum Cmd {
     },
     /// List and set users' and events' channels in the local SQLite copy.
     Permissions(radiogate::permissions::cli::PermissionsArgs),
+    /// Write the state that phones depend on (CA and server key, token secret, SQLite
+    /// database) to FILE, a tar archive (mode 0600); works while the gateway runs.
+    Backup {
+        /// The archive to write.
+        file: PathBuf,
+        /// Configuration file naming the state directory (default: embedded configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Restore a `radiogate backup` archive into the state directory (gateway stopped).
+    Restore {
+        /// The archive to read.
+        file: PathBuf,
+        /// Configuration file naming the state directory (default: embedded configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Replace an existing database and secret.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `--url BASE` must be an absolute http(s) URL: a phone cannot open a link without one.
+fn check_base_url(base: &str) -> Result<(), String> {
+    let rest = base
+        .strip_prefix("https://")
+        .or_else(|| base.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("--url {base:?}: needs the scheme, e.g. https://{base} (phones open the link as given)")
+        })?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("--url {base:?}: no host after the scheme"));
+    }
+    Ok(())
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, String> {
@@ -99,16 +134,60 @@ fn main() -> ExitCode {
             print!("{EMBEDDED_DEFAULT}");
             ExitCode::SUCCESS
         }
-        Cmd::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
+        Cmd::CheckConfig { file } => {
+            let checked = Config::load(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|cfg| radiogate::app::preflight(&cfg).map_err(|e| e.to_string()));
+            match checked {
+                Ok(warnings) => {
+                    for w in warnings {
+                        println!("note: {w}");
+                    }
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                ExitCode::FAILURE
+        }
+        Cmd::Backup { file, config } => {
+            let result = load(config.as_ref()).and_then(|cfg| {
+                radiogate::ops::backup::backup(&cfg.state.dir, &file).map_err(|e| e.to_string())
+            });
+            match result {
+                Ok(members) => {
+                    println!("{}: {}", file.display(), members.join(" "));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("radiogate backup: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
+        Cmd::Restore {
+            file,
+            config,
+            force,
+        } => {
+            let result = load(config.as_ref()).and_then(|cfg| {
+                radiogate::ops::backup::restore(&file, &cfg.state.dir, force)
+                    .map(|m| (cfg.state.dir.clone(), m))
+                    .map_err(|e| e.to_string())
+            });
+            match result {
+                Ok((dir, members)) => {
+                    println!("restored into {}: {}", dir.display(), members.join(" "));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("radiogate restore: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Unkey { config } => {
             let cfg = match load(config.as_ref()) {
                 Ok(c) => c,
@@ -142,10 +221,32 @@ fn main() -> ExitCode {
             url,
             qr,
         } => {
+            if let Some(base) = &url {
+                if let Err(e) = check_base_url(base) {
+                    eprintln!("radiogate token: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            if channels.is_empty() {
+                eprintln!(
+                    "radiogate token: warning: no --channel: the user can join no channel unless \
+                     the permission store (radiogate permissions, Redis) grants some"
+                );
+            }
             let result = load(config.as_ref()).and_then(|cfg| {
                 let ttl = parse_ttl(ttl.as_deref().unwrap_or(&cfg.auth.default_ttl))
                     .map_err(|e| format!("--ttl: {e}"))?;
-                let key = key_material(&cfg).map_err(|e| e.to_string())?;
+                let max = cfg.max_ttl().map_err(|e| e.to_string())?;
+                if ttl > max {
+                    return Err(format!(
+                        "--ttl: {} s is longer than auth.max_ttl {:?} ({} s); a shorter link, \
+                         or raise auth.max_ttl in the configuration",
+                        ttl.as_secs(),
+                        cfg.auth.max_ttl,
+                        max.as_secs()
+                    ));
+                }
+                let key = existing_key_material(&cfg).map_err(|e| e.to_string())?;
                 let minter = TokenMinter::new(&key).map_err(|e| e.to_string())?;
                 let now = radiogate::clock::unix_secs();
                 minter

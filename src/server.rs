@@ -40,8 +40,10 @@ const READ_BUFFER_BYTES: usize = 4096;
 pub struct ServerCtx {
     /// Cancelled on SIGINT/SIGTERM: new WebSockets are refused with 503.
     pub shutdown: CancellationToken,
-    /// New connections per remote address.
+    /// Unauthenticated connection attempts per remote address.
     pub conn_limiter: Arc<KeyedLimiter<governor::clock::DefaultClock>>,
+    /// Authenticated connects per user.
+    pub user_limiter: Arc<KeyedLimiter<governor::clock::DefaultClock, String>>,
     /// Failed authentications per remote address.
     pub auth_backoff: Arc<parking_lot::Mutex<AuthBackoff>>,
     /// Token verification.
@@ -231,6 +233,21 @@ fn session_cap(gw: &ServerCtx, claims: &Claims) -> Option<Response> {
     None
 }
 
+/// 429 for a connection rate limit (`whom`: "from this address" or "for this user"), audited
+/// with `actor` (the address or the user id).
+fn rate_limited(gw: &ServerCtx, actor: String, whom: &str) -> Response {
+    tracing::warn!(actor = ?actor, "connection rate limit {whom}");
+    gw.audit.record(
+        Entry::new(actor, Action::RateLimited)
+            .target("connect")
+            .outcome("too_many_connections"),
+    );
+    refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many connections {whom}; try again in a minute"),
+    )
+}
+
 async fn ws(
     State(gw): State<Arc<ServerCtx>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -242,27 +259,20 @@ async fn ws(
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
     }
     let ip = remote.ip();
-    if gw.conn_limiter.check_key(&ip).is_err() {
-        tracing::warn!(%remote, "connection rate limit");
-        gw.audit.record(
-            Entry::new(ip.to_string(), Action::RateLimited)
-                .target("connect")
-                .outcome("too_many_connections"),
-        );
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many connections from this address; try again in a minute".into(),
-        );
-    }
-    if let Err(wait) = gw.auth_backoff.lock().check(ip, Instant::now()) {
-        return retry_after(wait);
-    }
+    // The token first: a valid one is never refused for what others behind the same address
+    // (a NAT) did; only unauthenticated attempts count against the address (issue 13).
     let claims: Claims = match bearer(&headers, &query)
         .ok_or(TokenError::Missing)
         .and_then(|t| gw.verifier.verify(&t, unix_secs()))
     {
         Ok(c) => c,
         Err(e) => {
+            if let Err(wait) = gw.auth_backoff.lock().check(ip, Instant::now()) {
+                return retry_after(wait);
+            }
+            if gw.conn_limiter.check_key(&ip).is_err() {
+                return rate_limited(&gw, ip.to_string(), "from this address");
+            }
             tracing::warn!(%remote, reason = %e, "authentication refused");
             let delay = gw.auth_backoff.lock().failure(ip, Instant::now());
             gw.audit.record(
@@ -273,6 +283,9 @@ async fn ws(
             return refuse(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}"));
         }
     };
+    if gw.user_limiter.check_key(&claims.sub).is_err() {
+        return rate_limited(&gw, claims.sub.clone(), "for this user");
+    }
     if gw.bans.is_banned(&claims.sub) {
         tracing::warn!(%remote, user = ?claims.sub, "banned user refused");
         gw.audit.record(

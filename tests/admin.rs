@@ -285,29 +285,52 @@ async fn every_audit_action_appears() {
 #[tokio::test]
 async fn connection_rate_and_failed_auth_backoff() {
     let gw = Gateway::start("[limits]\nconnections_per_minute = 5\nauth_failures = 2\n");
-    // Failed authentications: 2 free, the 3rd starts a 1 s block refused without verifying.
+    // Failed authentications: 2 free, the 3rd starts a 1 s block for failed attempts.
     for _ in 0..3 {
         assert_eq!(connect(&gw, "x.y.z").await.err().unwrap().0, 401);
     }
-    let (status, body) = connect(&gw, &token("u", Role::General, "ev1", &[]))
-        .await
-        .err()
-        .unwrap();
+    let (status, body) = connect(&gw, "x.y.z").await.err().unwrap();
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("retry after 1 s"), "{body}");
-    let (status, _) = connect(&gw, &token("u", Role::General, "ev1", &[]))
-        .await
-        .err()
-        .unwrap();
+    // Only failures are slowed: a valid token from the same address connects (issue 13).
+    let ok = connect(&gw, &token("u", Role::General, "ev1", &[])).await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+
+    // Unauthenticated attempts per address: 5 per minute, then 429; a valid token still
+    // connects (it counts against its user, not the address).
+    let gw = Gateway::start("[limits]\nconnections_per_minute = 5\nauth_failures = 100\n");
+    for _ in 0..5 {
+        assert_eq!(connect(&gw, "x.y.z").await.err().unwrap().0, 401);
+    }
+    let (status, body) = connect(&gw, "x.y.z").await.err().unwrap();
     assert_eq!(status, 429);
-    // 5 attempts used the per-address connection budget of 5 per minute: the next is refused
-    // by the connection limit even with a good token.
+    assert!(
+        body.contains("too many connections from this address"),
+        "{body}"
+    );
+    let ok = connect(&gw, &token("u", Role::General, "ev1", &[])).await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+
+    // Authenticated connects per user.
+    let gw = Gateway::start("[limits]\nuser_connections_per_minute = 2\n");
+    let _a = connect(&gw, &token("u", Role::General, "ev1", &[]))
+        .await
+        .unwrap();
+    let _b = connect(&gw, &token("u", Role::General, "ev1", &[]))
+        .await
+        .unwrap();
     let (status, body) = connect(&gw, &token("u", Role::General, "ev1", &[]))
         .await
         .err()
         .unwrap();
     assert_eq!(status, 429);
-    assert!(body.contains("too many connections"), "{body}");
+    assert!(
+        body.contains("too many connections for this user"),
+        "{body}"
+    );
+    assert!(connect(&gw, &token("v", Role::General, "ev1", &[]))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]

@@ -1,5 +1,12 @@
-//! Abuse limits (spec note 002): new connections per remote address, failed authentications
-//! per address with a progressive delay, and messages per session with a burst allowance.
+//! Abuse limits (spec note 002): unauthenticated connection attempts per remote address,
+//! authenticated connects per user, failed authentications per address with a progressive
+//! delay, and messages per session with a burst allowance.
+//!
+//! Limits that fit a NAT (issue 13): a site's phones often share one public address (a travel
+//! router), so a correctly signed token is never refused by what other phones behind the same
+//! address did: the token is verified first, and only a failed verification counts against
+//! the address (connection rate and failed-authentication delay); a verified connect counts
+//! against its user.
 //!
 //! Connection and message rates use `governor` (GCRA) with an injectable clock; the failed-
 //! authentication backoff is a pure state machine with `now` passed in. ADMIN sessions are
@@ -104,12 +111,20 @@ impl AuthBackoff {
     }
 }
 
-/// Keyed GCRA limiter over an injectable clock.
-pub type KeyedLimiter<C> =
-    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// Keyed GCRA limiter over an injectable clock; keyed by remote address unless `K` says
+/// otherwise.
+pub type KeyedLimiter<C, K = IpAddr> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-/// New connections per remote address: `per_minute` with the whole budget as burst.
+/// Unauthenticated connection attempts per remote address: `per_minute` with the whole budget
+/// as burst (`limits.connections_per_minute`).
 pub fn connection_limiter<C: Clock>(per_minute: NonZeroU32, clock: C) -> KeyedLimiter<C> {
+    RateLimiter::dashmap_with_clock(Quota::per_minute(per_minute), clock)
+}
+
+/// Authenticated connects per user id: `per_minute` with the whole budget as burst
+/// (`limits.user_connections_per_minute`).
+pub fn user_limiter<C: Clock>(per_minute: NonZeroU32, clock: C) -> KeyedLimiter<C, String> {
     RateLimiter::dashmap_with_clock(Quota::per_minute(per_minute), clock)
 }
 
@@ -216,6 +231,22 @@ mod tests {
         clock.advance(Duration::from_secs(3)); // one token per 3 s
         assert!(l.check_key(&ip(1)).is_ok());
         assert!(l.check_key(&ip(1)).is_err());
+    }
+
+    #[test]
+    fn user_connects_are_counted_per_user() {
+        let clock = FakeRelativeClock::default();
+        let l = user_limiter(NonZeroU32::new(3).unwrap(), clock.clone());
+        for _ in 0..3 {
+            assert!(l.check_key(&"a".to_string()).is_ok());
+        }
+        assert!(l.check_key(&"a".to_string()).is_err());
+        // 200 users behind one address each reconnect once: none is refused.
+        for u in 0..200 {
+            assert!(l.check_key(&format!("u{u}")).is_ok());
+        }
+        clock.advance(Duration::from_secs(20));
+        assert!(l.check_key(&"a".to_string()).is_ok());
     }
 
     #[test]

@@ -25,10 +25,13 @@ pub struct RedisConfig {
     pub events: Vec<String>,
     /// Heartbeat refresh: connected users' permissions are re-read this often, milliseconds.
     /// Also the standalone re-read of the SQLite copy.
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub refresh_interval_ms: u64,
     /// Bound on establishing a Redis connection (TCP + TLS + AUTH), milliseconds.
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub connect_timeout_ms: u64,
     /// Bound on one Redis command or pipeline, milliseconds.
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub response_timeout_ms: u64,
 }
 

@@ -3,6 +3,7 @@
 //! string with the git revision ([`VERSION`]). The state directory's checks live in
 //! [`crate::state`], the wall clock in [`crate::clock`] (low-level modules the stores use).
 
+pub mod backup;
 pub mod log_escape;
 pub mod metrics;
 pub mod systemd;
@@ -18,6 +19,21 @@ pub const VERSION: &str = concat!(
 
 /// The git revision the binary was built from (see [`VERSION`]).
 pub const GIT_REV: &str = env!("RADIOGATE_GIT_REV");
+
+/// When the binary's source was committed (or built), seconds since 1970 (build.rs): the wall
+/// clock cannot truly be earlier.
+pub const BUILD_UNIX: &str = env!("RADIOGATE_BUILD_UNIX");
+
+/// How many seconds the wall clock (`now_unix`, seconds since 1970) is before [`BUILD_UNIX`],
+/// or `None` when it is not: a Pi with no RTC and no network starts at an old time, and
+/// tokens' `iat`/`exp` checks then refuse or accept the wrong tokens (issue 13).
+pub fn clock_behind_build(now_unix: u64) -> Option<u64> {
+    behind(now_unix, BUILD_UNIX.parse().unwrap_or(0))
+}
+
+fn behind(now: u64, built: u64) -> Option<u64> {
+    (now < built).then(|| built - now)
+}
 
 /// Whether stderr is the systemd journal: `JOURNAL_STREAM` (set by systemd for
 /// `StandardError=journal`) names the device and inode of stderr.
@@ -84,4 +100,16 @@ pub fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
         .with_ansi(false)
         .init();
     Some(guard)
+}
+
+#[cfg(test)]
+mod clock_tests {
+    #[test]
+    fn a_clock_before_the_build_is_reported() {
+        assert_eq!(super::behind(100, 150), Some(50));
+        assert_eq!(super::behind(150, 150), None);
+        assert_eq!(super::behind(200, 150), None);
+        assert!(super::BUILD_UNIX.parse::<u64>().unwrap() > 1_700_000_000);
+        assert_eq!(super::clock_behind_build(u64::MAX), None);
+    }
 }

@@ -96,13 +96,17 @@ fn run_inner(args: PermissionsArgs) -> Result<(), String> {
         Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => Config::embedded().map_err(|e| e.to_string())?,
     };
-    let dir = crate::state::ensure_dir(&cfg.state.dir).map_err(|e| {
-        format!(
-            "cannot create state directory {}: {e}",
-            cfg.state.dir.display()
-        )
-    })?;
-    let store = SqliteStore::open(&dir.join("radiogate.db")).map_err(|e| e.to_string())?;
+    // Never creates state: a wrong --config (or none, from another directory) must not
+    // silently start an empty database elsewhere (issue 13).
+    let db = cfg.state.dir.join("radiogate.db");
+    if !db.exists() {
+        return Err(format!(
+            "no database at {}: {}",
+            db.display(),
+            cfg.first_run_hint(false)
+        ));
+    }
+    let store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
     let warn_redis = || {
         if cfg.redis.enabled() {
             eprintln!(

@@ -116,6 +116,7 @@ pub struct LineConfig {
     /// The input is active when low.
     pub active_low: bool,
     /// Debounce time, milliseconds (0..=1000). Default 20.
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub debounce_ms: u64,
     /// CM108: input report byte (0..=3). Default 0.
     pub byte: usize,
@@ -124,8 +125,10 @@ pub struct LineConfig {
     /// VOX: opening level, dBFS (RMS over 10 ms). Default -35.
     pub threshold_dbfs: f32,
     /// VOX: level must stay above the threshold this long to open, ms. Default 20.
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub attack_ms: u64,
     /// VOX: level must stay below the threshold this long to close, ms. Default 500.
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub release_ms: u64,
 }
 
@@ -180,8 +183,10 @@ pub struct AudioConfig {
     /// Card channel count; 0 = the card's native count.
     pub channels: u16,
     /// Card period, milliseconds (2..=100). Default 10.
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub period_ms: u32,
     /// Ring buffer between the card and the gateway, milliseconds (100..=10000). Default 2000.
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub buffer_ms: u32,
 }
 
@@ -222,22 +227,28 @@ pub struct RadioConfig {
     pub device_id: Option<String>,
     /// Key-up delay before audio, ms (0..=2000). Default 150.
     #[serde(default = "d150")]
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub tx_delay_ms: u64,
     /// Stay keyed this long after the last audio, ms (0..=10000). Default 500.
     #[serde(default = "d500")]
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub hang_time_ms: u64,
     /// Transmit time-out timer, ms (1000..=3600000). Default 180000.
     #[serde(default = "d180000")]
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub tx_timeout_ms: u64,
     /// Squelch ignored this long after an unkey, ms (0..=5000). Default 300.
     #[serde(default = "d300")]
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub squelch_ignore_after_unkey_ms: u64,
     /// Received audio dropped at squelch close (squelch crash), ms (0..=1000). Default 100.
     /// The audio sent to the channel lags the radio by this much.
     #[serde(default = "d100")]
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub squelch_tail_ms: u64,
     /// Received audio kept while the floor request is pending, ms (20..=5000). Default 1000.
     #[serde(default = "d1000")]
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub rx_prebuffer_ms: u64,
     /// Peak limit of audio to the radio, fraction of full scale (0 disables, else
     /// 0.05..=1.0). Default 0.89 (-1 dBFS).
@@ -248,6 +259,7 @@ pub struct RadioConfig {
     pub courtesy_tone_hz: f32,
     /// Courtesy tone length, ms (10..=2000). Default 100.
     #[serde(default = "d100")]
+    #[serde(deserialize_with = "crate::config_forms::ms")]
     pub courtesy_tone_ms: u64,
     /// Courtesy tone amplitude, fraction of full scale (0..=1). Default 0.3.
     #[serde(default = "d03")]

@@ -45,6 +45,10 @@ pub struct Gateway {
     pub log: Arc<(Mutex<Vec<String>>, std::sync::Condvar)>,
 }
 
+/// Put in a test's extra TOML to run with the shipped `[limits]` defaults (the harness lifts
+/// `limits.connections_per_minute` otherwise).
+pub const DEFAULT_LIMITS: &str = "# default limits\n";
+
 impl Gateway {
     /// Starts the gateway with the test defaults plus `extra` TOML (sections appended; keys in
     /// `[floor]`, `[channels]` may be given through `floor_ms` and `extra_channels`).
@@ -124,13 +128,21 @@ impl Gateway {
         env: &[(&str, String)],
     ) -> Self {
         // Every test connects from 127.0.0.1: lift the per-address connection limit unless the
-        // test sets it.
-        let extra = if !extra.contains("[limits]") {
-            format!("{extra}\n[limits]\nconnections_per_minute = 10000\n")
-        } else if !extra.contains("connections_per_minute") {
-            extra.replace("[limits]\n", "[limits]\nconnections_per_minute = 10000\n")
-        } else {
+        // test sets it, or asks for the shipped defaults with the comment `# default limits`.
+        let extra = if extra.contains(DEFAULT_LIMITS) {
             extra.to_string()
+        } else {
+            let mut extra = if extra.contains("[limits]") {
+                extra.to_string()
+            } else {
+                format!("{extra}\n[limits]\n")
+            };
+            for key in ["connections_per_minute", "user_connections_per_minute"] {
+                if !extra.contains(&format!("\n{key}")) {
+                    extra = extra.replace("[limits]\n", &format!("[limits]\n{key} = 10000\n"));
+                }
+            }
+            extra
         };
         let frame = if server_extra.contains("max_frame_bytes") {
             ""
