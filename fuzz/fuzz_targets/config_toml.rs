@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cfg) = Config::from_toml(text) else {
         return;
     };
-    cfg.validate().expect("an accepted configuration validates again");
+    cfg.validate()
+        .expect("an accepted configuration validates again");
     let _ = cfg.time_out_timer();
     let _ = cfg.redis.redacted_url();
     let _ = cfg.redis.refresh_interval();

@@ -9,8 +9,15 @@ use libfuzzer_sys::fuzz_target;
 use radiogate::permissions::redis_source::{parse_update, Action, MAX_CHANNELS, MAX_ID_BYTES};
 
 fn check_id(s: &str) {
-    assert!(!s.is_empty() && s.len() <= MAX_ID_BYTES, "id length {}", s.len());
-    assert!(!s.chars().any(char::is_control), "control character in {s:?}");
+    assert!(
+        !s.is_empty() && s.len() <= MAX_ID_BYTES,
+        "id length {}",
+        s.len()
+    );
+    assert!(
+        !s.chars().any(char::is_control),
+        "control character in {s:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

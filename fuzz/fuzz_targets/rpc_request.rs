@@ -7,8 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use radiogate::signaling::protocol::{
-    error_frame, params, parse_request, result_frame, CandidateParams, ChannelParams,
-    OfferParams,
+    error_frame, params, parse_request, result_frame, CandidateParams, ChannelParams, OfferParams,
 };
 use serde_json::Value;
 
@@ -19,13 +18,19 @@ fuzz_target!(|data: &[u8]| {
     };
     match parse_request(text) {
         Err((id, err)) => {
-            assert!(matches!(id, Value::Null | Value::Number(_) | Value::String(_)));
+            assert!(matches!(
+                id,
+                Value::Null | Value::Number(_) | Value::String(_)
+            ));
             let frame = error_frame(&id, &err);
             let v: Value = serde_json::from_str(&frame).expect("error frame is JSON");
             assert_eq!(v["id"], id);
         }
         Ok(req) => {
-            assert!(matches!(req.id, None | Some(Value::Number(_)) | Some(Value::String(_))));
+            assert!(matches!(
+                req.id,
+                None | Some(Value::Number(_)) | Some(Value::String(_))
+            ));
             let id = req.id.clone().unwrap_or(Value::Null);
             // Every params struct, whatever the method: the session picks one by method name.
             let replies = [

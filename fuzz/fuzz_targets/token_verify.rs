@@ -70,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(!claims.sub.trim().is_empty(), "empty sub accepted");
     assert!(!claims.event.trim().is_empty(), "empty event accepted");
-    assert!(NOW < claims.exp.saturating_add(LEEWAY), "expired token accepted");
+    assert!(
+        NOW < claims.exp.saturating_add(LEEWAY),
+        "expired token accepted"
+    );
     assert!(claims.iat <= NOW + LEEWAY, "token from the future accepted");
     let header_b64 = token.trim().split('.').next().expect("three parts");
     let header: serde_json::Value =
