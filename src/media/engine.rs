@@ -5,28 +5,20 @@
 //! listener and sending the copies in `sendmmsg` batches.
 
 use super::demux::{self, Kind};
+use super::offer::{negotiate, Negotiated, OfferSettings};
 use super::socket::Batch;
 use super::{Answer, Control, Forward, MediaError, OnClosed, PeerId, RTCIceCandidateInit};
 use crate::sfu::rewrite::{SlotStream, SpurtKey};
 use crate::sfu::routes::{Routes, Sink};
-use crate::sfu::{audio_mlines, opus_payload_type};
 use bytes::BytesMut;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -281,74 +273,27 @@ impl Engine {
         slot_ssrcs: &[u32],
         on_closed: OnClosed,
     ) -> Result<Answer, MediaError> {
-        let wanted = audio_mlines(offer);
-        if wanted == 0 {
-            return Err(MediaError::BadOffer("no audio m-line".into()));
-        }
-        let slots = wanted.min(slot_ssrcs.len());
-        let mut media = MediaEngine::default();
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus_codec(),
-                    payload_type: 111,
-                },
-                RtpCodecKind::Audio,
-            )
-            .map_err(rerr)?;
         let ufrag = loop {
             let u = random_token(16);
             if !self.by_ufrag.contains_key(&u) {
                 break u;
             }
         };
-        let mut setting =
-            SettingEngineBuilder::new().with_ice_credentials(ufrag.clone(), random_token(24));
-        if !self.srtp_profiles.is_empty() {
-            setting = setting.with_srtp_protection_profiles(self.srtp_profiles.clone());
-        }
-        let setting = setting.build();
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media)
-            .with_setting_engine(setting)
-            .with_interceptor_registry(configure_rtcp_reports(rtc::interceptor::Registry::new()))
-            .build(Instant::now())
-            .map_err(rerr)?;
-        let desc = RTCSessionDescription::offer(offer.to_string())
-            .map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        pc.set_remote_description(Instant::now(), desc)
-            .map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        let mut senders = Vec::with_capacity(slots);
-        for (i, ssrc) in slot_ssrcs[..slots].iter().enumerate() {
-            let track = MediaStreamTrack::new(
-                format!("radiogate-{conn}"),
-                format!("slot-{i}"),
-                format!("slot-{i}"),
-                RtpCodecKind::Audio,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(*ssrc),
-                        ..Default::default()
-                    },
-                    codec: opus_codec(),
-                    ..Default::default()
-                }],
-            );
-            senders.push(pc.add_track(track).map_err(rerr)?);
-        }
-        for c in &self.candidates {
-            pc.add_local_candidate(host_candidate(*c)?).map_err(rerr)?;
-        }
-        let answer = pc.create_answer(None).map_err(rerr)?;
-        pc.set_local_description(Instant::now(), answer)
-            .map_err(rerr)?;
-        let sdp = pc
-            .local_description()
-            .ok_or_else(|| MediaError::Rtc("no local description".into()))?
-            .sdp;
-        let pt = opus_payload_type(&sdp)
-            .ok_or_else(|| MediaError::BadOffer("no Opus in the negotiated answer".into()))?;
+        let settings = OfferSettings {
+            conn,
+            ufrag: &ufrag,
+            pwd: &random_token(24),
+            srtp_profiles: &self.srtp_profiles,
+            candidates: &self.candidates,
+            slot_ssrcs,
+        };
+        let Negotiated {
+            pc,
+            senders,
+            sdp,
+            payload_type: pt,
+        } = negotiate(offer, &settings, Instant::now())?;
+        let slots = senders.len();
         let slots_v = senders
             .into_iter()
             .zip(slot_ssrcs)

@@ -23,8 +23,10 @@
 
 mod demux;
 mod engine;
+mod offer;
 
 pub use engine::{host_candidate, opus_codec};
+pub use offer::{negotiate, Negotiated, OfferSettings};
 mod socket;
 
 use crate::config::SfuConfig;
