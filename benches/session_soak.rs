@@ -182,7 +182,12 @@ fn offerer() -> RTCPeerConnection {
 }
 
 /// Connects session `i` of round `round`, joins its channel, and (when `rtc`) negotiates.
-async fn join(gw: &Gateway, round: usize, i: usize, rtc: bool) -> (WsClient, Option<RTCPeerConnection>) {
+async fn join(
+    gw: &Gateway,
+    round: usize,
+    i: usize,
+    rtc: bool,
+) -> (WsClient, Option<RTCPeerConnection>) {
     let ch = format!("c{}", i % CHANNELS);
     let user = format!("r{round}u{i}");
     let mut ws = connect(gw, &token(&user, Role::General, "ev1", &[&ch]))
@@ -216,7 +221,11 @@ async fn join(gw: &Gateway, round: usize, i: usize, rtc: bool) -> (WsClient, Opt
 
 async fn round(gw: &Gateway, o: &Opts, r: usize) -> (u64, u64) {
     let pid = gw.pid();
-    println!("round {r}: {} sessions ({} with WebRTC)", o.sessions, o.webrtc.min(o.sessions));
+    println!(
+        "round {r}: {} sessions ({} with WebRTC)",
+        o.sessions,
+        o.webrtc.min(o.sessions)
+    );
     let start = sample(pid, "start");
     let t0 = Instant::now();
     let mut clients: Vec<(WsClient, Option<RTCPeerConnection>)> =
@@ -225,7 +234,10 @@ async fn round(gw: &Gateway, o: &Opts, r: usize) -> (u64, u64) {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-    println!("  connected and joined in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "  connected and joined in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     sample(pid, "connected");
     for (i, (ws, _)) in clients.iter_mut().enumerate() {
         if i % TALKER_EVERY == 0 {
@@ -240,7 +252,10 @@ async fn round(gw: &Gateway, o: &Opts, r: usize) -> (u64, u64) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     sample(pid, "held");
-    println!("  high-water mark (VmHWM)  {} KiB", status_field(pid, "VmHWM:"));
+    println!(
+        "  high-water mark (VmHWM)  {} KiB",
+        status_field(pid, "VmHWM:")
+    );
     for (ws, _) in &clients {
         ws.close();
     }
