@@ -51,6 +51,13 @@ mod tests {
         });
         let released = release_free_heap();
         assert_eq!(blocks.len(), 64);
-        assert_eq!(released, cfg!(all(target_os = "linux", target_env = "gnu")));
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert!(
+                released,
+                "glibc had free pages between live blocks to give back"
+            );
+        } else {
+            assert!(!released, "without glibc nothing is done");
+        }
     }
 }
