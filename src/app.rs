@@ -425,6 +425,10 @@ impl Gateway {
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
+        let memory = tokio::spawn(crate::ops::memory::run(
+            self.sessions.clone(),
+            self.shutdown.clone(),
+        ));
         let perm_sync = tokio::spawn(crate::permissions::sync::run(Arc::new(
             crate::permissions::sync::SyncCtx {
                 perm_sync: Arc::clone(&self.perm_sync),
@@ -478,6 +482,7 @@ impl Gateway {
         }
         timer.abort();
         housekeeping.abort();
+        memory.abort();
         // Every session closed its peer connection; the media thread closes any left.
         let media = self.media.clone();
         let _ = tokio::task::spawn_blocking(move || media.stop()).await;

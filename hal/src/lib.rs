@@ -24,6 +24,7 @@ pub mod cm108;
 pub mod error;
 pub mod gpio;
 pub mod line;
+pub mod memory;
 pub mod ptt;
 pub mod reconnect;
 pub mod serial;

@@ -1,10 +1,12 @@
 //! Operations on the Pi: the Prometheus `/metrics` endpoint ([`metrics`]), systemd readiness
 //! and watchdog ([`systemd`]), journal or terminal logging ([`init_logging`]), the version
-//! string with the git revision ([`VERSION`]). The state directory's checks live in
+//! string with the git revision ([`VERSION`]), returning freed heap memory after sessions leave
+//! ([`memory`]). The state directory's checks live in
 //! [`crate::state`], the wall clock in [`crate::clock`] (low-level modules the stores use).
 
 pub mod backup;
 pub mod log_escape;
+pub mod memory;
 pub mod metrics;
 pub mod systemd;
 
