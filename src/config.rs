@@ -248,8 +248,8 @@ impl Default for ServerConfig {
             outbound_queue: 256,
             write_timeout_ms: 10_000,
             header_timeout_ms: 10_000,
-            max_pending_connections: 128,
-            max_pending_per_address: 64,
+            max_pending_connections: 1024,
+            max_pending_per_address: 512,
         }
     }
 }

@@ -402,3 +402,35 @@ async fn a_reason_longer_than_a_close_frame_is_cut_and_sent_whole_before_the_clo
         "{cut:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_candidates_are_capped_per_peer_connection() {
+    let gw = Gateway::start("");
+    let mut ws = connect(&gw, &token("cand", Role::General, "ev1", &["c1"]))
+        .await
+        .unwrap();
+    let _rtc = RtcClient::join(&mut ws, "c1").await;
+    let max = radiogate::signaling::session::MAX_REMOTE_CANDIDATES;
+    for i in 0..max {
+        let c = format!(
+            "candidate:{i} 1 udp 2122260223 10.9.{}.{} {} typ host",
+            i / 250,
+            i % 250 + 1,
+            40000 + i
+        );
+        ws.call(
+            "webrtc.candidate",
+            json!({"candidate": c, "sdpMid": "0", "sdpMLineIndex": 0}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("candidate {i}: {e}"));
+    }
+    let e = ws
+        .call(
+            "webrtc.candidate",
+            json!({"candidate": "candidate:99 1 udp 2122260223 10.9.9.9 49999 typ host", "sdpMid": "0", "sdpMLineIndex": 0}),
+        )
+        .await
+        .unwrap_err();
+    assert!(e["message"].as_str().unwrap().contains("at most"), "{e}");
+}

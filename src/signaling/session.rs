@@ -89,7 +89,14 @@ pub struct SessionCtx {
 /// The session's peer connection in the media engine.
 struct MediaLink {
     peer: PeerId,
+    /// Remote candidates added with `webrtc.candidate` (at most [`MAX_REMOTE_CANDIDATES`]).
+    candidates: usize,
 }
+
+/// Remote ICE candidates one peer connection accepts through `webrtc.candidate`. The ICE agent
+/// keeps every candidate and sends connectivity checks to each: without a cap a client could
+/// make the gateway send STUN to any number of addresses. A phone has a handful.
+pub const MAX_REMOTE_CANDIDATES: usize = 20;
 
 /// The channels a connecting session may use, as read at connect, and the permission sync
 /// [`generation`](crate::permissions::PermissionSync::generation) read just before.
@@ -649,14 +656,24 @@ impl Session {
                     .enumerate()
                     .map(|(i, s)| json!({"slot": i, "ssrc": s}))
                     .collect();
-                self.media = Some(MediaLink { peer: answer.peer });
+                self.media = Some(MediaLink {
+                    peer: answer.peer,
+                    candidates: 0,
+                });
                 Ok(json!({"type": "answer", "sdp": answer.sdp, "slots": slots}))
             }
             "webrtc.candidate" => {
                 let p: CandidateParams = protocol::params(&req.params)?;
-                let link = self.media.as_ref().ok_or_else(|| {
+                let link = self.media.as_mut().ok_or_else(|| {
                     RpcError::new(ErrorCode::MediaError, "send webrtc.offer first")
                 })?;
+                if link.candidates >= MAX_REMOTE_CANDIDATES {
+                    return Err(RpcError::new(
+                        ErrorCode::MediaError,
+                        format!("at most {MAX_REMOTE_CANDIDATES} candidates per offer"),
+                    ));
+                }
+                link.candidates += 1;
                 self.gw
                     .media
                     .add_candidate(

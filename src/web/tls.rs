@@ -336,6 +336,9 @@ pub enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// Pending connections closed at once when accept finds no file descriptor left.
+const EVICT_ON_EMFILE: usize = 4;
+
 /// A connection accepted by [`Listener`]. It fails its reads and writes once its pending
 /// guard is cancelled (it stayed pending too long, or was evicted: see [`super::pending`]),
 /// which makes the HTTP server drop it.
@@ -513,8 +516,12 @@ async fn accept_loop(
             Err(e) => {
                 // Out of file descriptors: close the oldest pending connection to make room;
                 // with none to close, back off instead of spinning.
-                if pending.evict_oldest() {
-                    tracing::debug!(error = %e, "accept failed; closed the oldest pending connection");
+                // A few at once: each frees its descriptor only when its task drops it.
+                let evicted = (0..EVICT_ON_EMFILE)
+                    .filter(|_| pending.evict_oldest())
+                    .count();
+                if evicted > 0 {
+                    tracing::debug!(error = %e, evicted, "accept failed; closed the oldest pending connections");
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 } else {
                     tracing::warn!(error = %e, "accept failed");
