@@ -196,14 +196,19 @@ async fn a_session_that_stops_reading_is_closed_not_buffered_for() {
 async fn sessions_are_capped_per_user_and_in_total() {
     let gw = Gateway::start("[limits]\nmax_sessions_per_user = 2\nmax_sessions = 3\n");
     let t = token("ann", Role::General, "ev1", &["c1"]);
-    let _a = connect(&gw, &t).await.unwrap();
-    let _b = connect(&gw, &t).await.unwrap();
+    // Each session is registered before its channel.list: wait for it, so the next connect
+    // sees it (the caps are checked at connect).
+    let mut a = connect(&gw, &t).await.unwrap();
+    a.notification("channel.list").await;
+    let mut b = connect(&gw, &t).await.unwrap();
+    b.notification("channel.list").await;
     let (status, body) = connect(&gw, &t).await.err().expect("third session refused");
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("too many sessions for this user"), "{body}");
-    let _c = connect(&gw, &token("bob", Role::General, "ev1", &["c1"]))
+    let mut c = connect(&gw, &token("bob", Role::General, "ev1", &["c1"]))
         .await
         .unwrap();
+    c.notification("channel.list").await;
     let (status, body) = connect(&gw, &token("cy", Role::General, "ev1", &["c1"]))
         .await
         .err()
