@@ -32,6 +32,28 @@ dpkg-query -W -f='${Conffiles}\n' radiogate | grep -q '/etc/radiogate/radiogate.
 # The service user can read the config and open the state directory.
 runuser -u radiogate -- /usr/bin/radiogate check-config /etc/radiogate/radiogate.toml >/dev/null ||
   fail "check-config as the service user"
+# `permissions` never creates state (issue 13): before the first start it fails, naming the
+# database and what to do.
+if out="$(runuser -u radiogate -- /usr/bin/radiogate permissions set \
+  --config /etc/radiogate/radiogate.toml --event site1 --user ana --channel ops 2>&1)"; then
+  fail "permissions set created state before the gateway's first start"
+fi
+grep -q "/var/lib/radiogate/radiogate.db" <<<"$out" || fail "permissions did not name the database: $out"
+# The first start creates the state, as the service would (bounded wait for its listening line).
+log="$(mktemp)"
+runuser -u radiogate -- /usr/bin/radiogate run --config /etc/radiogate/radiogate.toml >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 200); do
+  grep -q "listening" "$log" && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q "listening" "$log" || fail "first start as the service user: $(tail -5 "$log")"
+# runuser passes SIGTERM on and reports the signal itself: the gateway's own log says how it ended.
+kill -TERM "$pid"
+wait "$pid" || true
+grep -q "shutdown complete" "$log" || fail "first start did not shut down cleanly: $(tail -5 "$log")"
+rm -f "$log"
 runuser -u radiogate -- /usr/bin/radiogate permissions set --config /etc/radiogate/radiogate.toml \
   --event site1 --user ana --channel ops >/dev/null 2>&1 || fail "permissions set as the service user"
 [ -f /var/lib/radiogate/radiogate.db ] || fail "no database in /var/lib/radiogate"
