@@ -121,27 +121,11 @@ impl BanList {
             Err(e) => {
                 self.health.failed(&e, pending.len());
                 drop(pending);
-                let (conn, pending, health) = (
-                    Arc::clone(&self.conn),
-                    Arc::clone(&self.pending),
-                    self.health.clone(),
-                );
-                self.health.spawn_retry(move || {
-                    let mut p = pending.lock();
-                    if p.is_empty() {
-                        return true;
-                    }
-                    match flush(&conn, &mut p) {
-                        Ok(()) => {
-                            health.succeeded(0);
-                            true
-                        }
-                        Err(e) => {
-                            health.failed(&e, p.len());
-                            false
-                        }
-                    }
-                });
+                let conn = Arc::clone(&self.conn);
+                self.health
+                    .retry_kept(Arc::clone(&self.pending), BTreeMap::len, move |p| {
+                        flush(&conn, p)
+                    });
             }
         }
     }

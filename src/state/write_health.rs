@@ -220,6 +220,38 @@ impl WriteMonitor {
         !h.status().failing
     }
 
+    /// Retries writing what a store kept in memory: every [`RETRY_INTERVAL`] (see
+    /// [`WriteMonitor::spawn_retry`]) locks `kept`, calls `write` unless it is empty (`len` 0),
+    /// and reports the outcome here (`failed` with what is still kept, or `succeeded`); stops
+    /// once everything is written.
+    pub fn retry_kept<T, R, E>(
+        &self,
+        kept: Arc<Mutex<T>>,
+        len: fn(&T) -> usize,
+        mut write: impl FnMut(&mut T) -> Result<R, E> + Send + 'static,
+    ) where
+        T: Send + 'static,
+        E: std::fmt::Display,
+    {
+        let health = self.clone();
+        self.spawn_retry(move || {
+            let mut k = kept.lock();
+            if len(&k) == 0 {
+                return true;
+            }
+            match write(&mut k) {
+                Ok(_) => {
+                    health.succeeded(0);
+                    true
+                }
+                Err(e) => {
+                    health.failed(&e, len(&k));
+                    false
+                }
+            }
+        });
+    }
+
     /// Starts a thread named `radiogate-retry-{store}` that calls `flush` every
     /// [`RETRY_INTERVAL`] until it returns `true` (nothing left to write), unless one is
     /// already running. `flush` reports to this monitor itself.

@@ -194,27 +194,12 @@ impl SqliteStore {
     }
 
     fn retry_pending(&self) {
-        let (conn, pending, health) = (
-            std::sync::Arc::clone(&self.conn),
+        let conn = std::sync::Arc::clone(&self.conn);
+        self.health.retry_kept(
             std::sync::Arc::clone(&self.pending),
-            self.health.clone(),
+            Pending::len,
+            move |p| flush(&conn, p),
         );
-        self.health.spawn_retry(move || {
-            let mut p = pending.lock();
-            if p.is_empty() {
-                return true;
-            }
-            match flush(&conn, &mut p) {
-                Ok(_) => {
-                    health.succeeded(0);
-                    true
-                }
-                Err(e) => {
-                    health.failed(&e, p.len());
-                    false
-                }
-            }
-        });
     }
 }
 
