@@ -29,35 +29,14 @@ async fn member(gw: &Gateway, user: &str, channel: &str) -> WsClient {
     ws
 }
 
-/// Waits (bounded by [`WAIT`]) until a log line contains every one of `needles`.
+/// The first log line containing every one of `needles` (waits at most [`WAIT`]).
 fn wait_log(gw: &Gateway, needles: &[&str]) -> Option<String> {
-    let (lines, cv) = &*gw.log;
-    let has = |l: &Vec<String>| {
-        l.iter()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-            .cloned()
-    };
-    let guard = lines.lock().unwrap();
-    let (guard, _) = cv
-        .wait_timeout_while(guard, WAIT, |l| has(l).is_none())
-        .unwrap();
-    has(&guard)
+    gw.wait_lines(needles, 1).into_iter().next()
 }
 
-/// Waits (bounded by [`WAIT`]) until `n` log lines contain every one of `needles`; returns
-/// how many do.
+/// How many log lines contain every one of `needles`, once `n` do (waits at most [`WAIT`]).
 fn wait_count(gw: &Gateway, needles: &[&str], n: usize) -> usize {
-    let (lines, cv) = &*gw.log;
-    let count = |l: &Vec<String>| {
-        l.iter()
-            .filter(|l| needles.iter().all(|x| l.contains(x)))
-            .count()
-    };
-    let guard = lines.lock().unwrap();
-    let (guard, _) = cv
-        .wait_timeout_while(guard, WAIT, |l| count(l) < n)
-        .unwrap();
-    count(&guard)
+    gw.wait_lines(needles, n).len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

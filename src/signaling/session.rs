@@ -441,24 +441,26 @@ impl Session {
     /// Counts one received frame against the message rate (spec note 002); false when the
     /// session must close (the rate kept being exceeded: `limits.message_strikes`).
     fn count_frame(&mut self) -> bool {
+        !matches!(self.rate_verdict(), MessageVerdict::Close)
+    }
+
+    /// The message-rate verdict for one received frame; a `Close` is audited and logged here.
+    fn rate_verdict(&mut self) -> MessageVerdict {
         let max = self.gw.cfg.limits.message_strikes;
-        match self.strikes.verdict(self.limiter.check().is_ok(), max) {
-            MessageVerdict::Allow | MessageVerdict::Refuse => true,
-            MessageVerdict::Close => {
-                self.gw
-                    .audit
-                    .record(self.entry(Action::RateLimited).outcome("closed"));
-                tracing::warn!(conn = self.id, "message rate exceeded, closing with 1008");
-                false
-            }
+        let verdict = self.strikes.verdict(self.limiter.check().is_ok(), max);
+        if verdict == MessageVerdict::Close {
+            self.gw
+                .audit
+                .record(self.entry(Action::RateLimited).outcome("closed"));
+            tracing::warn!(conn = self.id, "message rate exceeded, closing with 1008");
         }
+        verdict
     }
 
     /// Handles one text frame; returns false when the session must close (rate limit).
     async fn handle_text(&mut self, text: &str) -> bool {
         let received = Instant::now();
-        let max = self.gw.cfg.limits.message_strikes;
-        match self.strikes.verdict(self.limiter.check().is_ok(), max) {
+        match self.rate_verdict() {
             MessageVerdict::Allow => {}
             MessageVerdict::Refuse => {
                 self.gw
@@ -476,13 +478,7 @@ impl Session {
                 );
                 return true;
             }
-            MessageVerdict::Close => {
-                self.gw
-                    .audit
-                    .record(self.entry(Action::RateLimited).outcome("closed"));
-                tracing::warn!(conn = self.id, "message rate exceeded, closing with 1008");
-                return false;
-            }
+            MessageVerdict::Close => return false,
         }
         let req = match protocol::parse_request(text) {
             Ok(r) => r,

@@ -232,12 +232,24 @@ impl Gateway {
 
     /// Whether a log line containing `needle` is printed (waits for it, at most [`WAIT`]).
     pub fn logged(&self, needle: &str) -> bool {
+        !self.wait_lines(&[needle], 1).is_empty()
+    }
+
+    /// The log lines containing every one of `needles`, once there are `n` of them or
+    /// [`WAIT`] has passed (then fewer, maybe none).
+    pub fn wait_lines(&self, needles: &[&str], n: usize) -> Vec<String> {
         let (lines, cv) = &*self.log;
+        let matching = |l: &Vec<String>| -> Vec<String> {
+            l.iter()
+                .filter(|l| needles.iter().all(|x| l.contains(x)))
+                .cloned()
+                .collect()
+        };
         let guard = lines.lock().unwrap();
         let (guard, _) = cv
-            .wait_timeout_while(guard, WAIT, |l| !l.iter().any(|l| l.contains(needle)))
+            .wait_timeout_while(guard, WAIT, |l| matching(l).len() < n)
             .unwrap();
-        guard.iter().any(|l| l.contains(needle))
+        matching(&guard)
     }
 }
 
