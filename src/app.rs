@@ -98,6 +98,8 @@ pub struct Gateway {
     pub perm_sync: Arc<crate::permissions::PermissionSync>,
     /// Token verification at connect.
     pub verifier: TokenVerifier,
+    /// Signs join links from the admin panel, when this gateway holds a signing key.
+    issuer: Option<crate::access::issue::LinkIssuer>,
     /// Cancelled on SIGINT/SIGTERM.
     pub shutdown: CancellationToken,
     /// Session tasks, waited for at shutdown.
@@ -241,7 +243,9 @@ impl Gateway {
         let dir_lock = crate::state::lock_dir(&dir)?;
         crate::state::check_database(&db)?;
         let store = Arc::new(SqliteStore::open(&db)?);
-        let verifier = TokenVerifier::new(&key_material(&cfg)?, cfg.auth.leeway_secs)?;
+        let key = key_material(&cfg)?;
+        let verifier = TokenVerifier::new(&key, cfg.auth.leeway_secs)?;
+        let issuer = link_issuer(&cfg, &key);
         let audit = Audit::open(&db, cfg.audit.retention)?;
         let bans = BanList::open(&db)?;
         let perm_sync = Arc::new(crate::permissions::PermissionSync::new(&cfg.redis)?);
@@ -275,6 +279,7 @@ impl Gateway {
             store,
             perm_sync,
             verifier,
+            issuer,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             started: Instant::now(),
@@ -304,7 +309,7 @@ impl Gateway {
         }
     }
 
-    fn server_ctx(&self) -> crate::server::ServerCtx {
+    fn server_ctx(&self, join_urls: Vec<String>) -> crate::server::ServerCtx {
         let cfg = &self.cfg;
         let admin = crate::signaling::admin::AdminCtx {
             hub: Arc::clone(&self.hub),
@@ -313,6 +318,9 @@ impl Gateway {
             perm_sync: Arc::clone(&self.perm_sync),
             radio: Arc::clone(&self.radio),
             started: self.started,
+            store: Arc::clone(&self.store),
+            issuer: self.issuer.clone(),
+            join_urls,
         };
         let session = crate::signaling::session::SessionCtx {
             cfg: crate::signaling::session::SessionConfig {
@@ -445,7 +453,7 @@ impl Gateway {
             tracing::error!(error = %e, "radio ports not started");
         }
         let router = crate::server::router(
-            Arc::new(self.server_ctx()),
+            Arc::new(self.server_ctx(urls)),
             &self.cfg.state.dir,
             self.cfg.server.tls,
             pending,
@@ -522,6 +530,14 @@ async fn housekeeping(gw: Arc<Gateway>) {
         gw.user_limiter.retain_recent();
         gw.auth_backoff.lock().prune(Instant::now());
     }
+}
+
+/// The admin panel's link issuer: `Some` when `key` can sign (HS256, or RS256/EdDSA with
+/// `auth.private_key_file`), with `auth.default_ttl` and `auth.max_ttl` (checked at load).
+fn link_issuer(cfg: &Config, key: &KeyMaterial) -> Option<crate::access::issue::LinkIssuer> {
+    let default = crate::access::parse_ttl(&cfg.auth.default_ttl).ok()?;
+    let max = cfg.max_ttl().ok()?;
+    crate::access::issue::LinkIssuer::for_key(key, default, max)
 }
 
 /// The URLs phones open: `https://NAME:PORT/` for each name or address the certificate

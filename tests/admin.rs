@@ -238,6 +238,13 @@ async fn every_audit_action_appears() {
         .await
         .unwrap();
     admin
+        .call(
+            "admin.issueLink",
+            json!({"userId": "late", "role": "GENERAL", "channels": ["c1"]}),
+        )
+        .await
+        .unwrap(); // TOKEN_ISSUED
+    admin
         .call("admin.disconnect", json!({"userId": "d"}))
         .await
         .unwrap(); // FORCE, DISCONNECT
@@ -425,6 +432,124 @@ async fn an_admin_cannot_disconnect_or_ban_itself_and_rows_act_on_one_connection
     me.call("session.ping", json!({})).await.unwrap();
     let bans = admin_ok(&mut me, "admin.bans", json!({})).await;
     assert_eq!(bans["bans"].as_array().unwrap().len(), 0, "{bans}");
+}
+
+/// Issue 13: links issued from the panel for channels of the admin's own event, with the TTL
+/// capped; the admin lists every channel of its event; rows carry joined channels; audit rows
+/// read as sentences.
+#[tokio::test]
+async fn links_from_the_panel_connect_and_are_audited() {
+    let gw = Gateway::start("");
+    // ops and gate become channels of ev1 when these users connect (standalone mode).
+    let mut ben = connect(&gw, &token("ben", Role::General, "ev1", &["ops", "gate"]))
+        .await
+        .unwrap();
+    ben.notification("channel.list").await;
+    ben.call("channel.join", json!({"channelId": "gate"}))
+        .await
+        .unwrap();
+    let _other = connect(&gw, &token("x", Role::General, "ev2", &["elsewhere"]))
+        .await
+        .unwrap();
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    let list = admin.notification("channel.list").await;
+    let ids: Vec<&str> = list["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channelId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gate", "ops"], "every channel of ev1, none of ev2");
+    let st = admin_ok(&mut admin, "admin.status", json!({})).await;
+    assert_eq!(st["eventChannels"], json!(["gate", "ops"]));
+    assert_eq!(st["links"]["maxTtlSecs"], 7 * 86_400, "auth.max_ttl");
+    let rows = admin_ok(&mut admin, "admin.connections", json!({})).await;
+    let ben_row = rows["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["userId"] == "ben")
+        .unwrap()
+        .clone();
+    assert_eq!(ben_row["channels"], json!(["gate"]), "{ben_row}");
+
+    let link = admin_ok(
+        &mut admin,
+        "admin.issueLink",
+        json!({"userId": "late", "name": "Late Arrival", "role": "GENERAL",
+               "channels": ["ops", "gate"], "ttl": "2h", "baseUrl": "https://pi.local:8443"}),
+    )
+    .await;
+    let token = link["token"].as_str().unwrap();
+    assert_eq!(
+        link["url"].as_str().unwrap(),
+        format!("https://pi.local:8443/?token={token}")
+    );
+    assert!(link["qrSvg"].as_str().unwrap().starts_with("<svg"));
+    assert_eq!(link["claims"]["event"], "ev1");
+    assert_eq!(
+        link["claims"]["exp"].as_u64().unwrap() - link["claims"]["iat"].as_u64().unwrap(),
+        7200
+    );
+    let mut late = connect(&gw, token).await.unwrap();
+    let hello = late.notification("channel.list").await;
+    assert_eq!(hello["name"], "Late Arrival");
+    late.call("channel.join", json!({"channelId": "ops"}))
+        .await
+        .unwrap();
+
+    for (params, why) in [
+        (
+            json!({"userId": "a", "role": "GENERAL", "channels": ["elsewhere"]}),
+            "not a channel of this event",
+        ),
+        (
+            json!({"userId": "a", "role": "GENERAL", "channels": []}),
+            "at least one channel",
+        ),
+        (
+            json!({"userId": "a", "role": "GENERAL", "channels": ["ops"], "ttl": "8d"}),
+            "longer than auth.max_ttl",
+        ),
+        (
+            json!({"userId": "", "role": "GENERAL", "channels": ["ops"]}),
+            "user id",
+        ),
+        (
+            json!({"userId": "a", "role": "KING", "channels": ["ops"]}),
+            "KING",
+        ),
+    ] {
+        let e = admin.call("admin.issueLink", params).await.unwrap_err();
+        assert_eq!(e["data"]["type"], "INVALID_PARAMS", "{e}");
+        assert!(e["message"].as_str().unwrap().contains(why), "{why}: {e}");
+    }
+    let e = ben
+        .call(
+            "admin.issueLink",
+            json!({"userId": "a", "role": "ADMIN", "channels": ["ops"]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e["data"]["type"], "PERMISSION_DENIED");
+
+    // Audited, as a sentence.
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    let mut text = String::new();
+    for _ in 0..50 {
+        poll.tick().await;
+        let r = admin_ok(&mut admin, "admin.audit", json!({"action": "TOKEN_ISSUED"})).await;
+        if let Some(t) = r["entries"][0]["text"].as_str() {
+            text = t.to_string();
+            break;
+        }
+    }
+    assert_eq!(
+        text,
+        "root (ADMIN) issued a GENERAL link for late (Late Arrival) on ops, gate, valid 2 h 0 min."
+    );
 }
 
 async fn admin_ok(

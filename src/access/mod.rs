@@ -7,10 +7,12 @@
 //! - [`TokenMinter`]: signing, for the `radiogate token` CLI and tests.
 //! - [`TokenError`]: typed refusal reasons whose `Display` is safe for a 401 body.
 //! - [`parse_ttl`]: `--ttl` values such as `8h`, `30m`, `90s`, `2d`, `3600`.
+//! - [`issue`]: join links issued from the admin panel.
 //! - [`bans`]: banned users, in SQLite.
 //! - [`limits`]: connection, failed-authentication and message rate limits.
 
 pub mod bans;
+pub mod issue;
 pub mod limits;
 pub mod role;
 pub mod token;

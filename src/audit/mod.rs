@@ -12,6 +12,7 @@
 //! every [`crate::state::write_health::RETRY_INTERVAL`], and reports to [`Audit::write_health`]
 //! (counted, logged at most once a minute, shown in `/healthz` `stateWrites.audit`).
 
+pub mod sentence;
 mod store;
 
 pub use store::{AuditQuery, AuditRow, BACKLOG_CAPACITY};
@@ -62,11 +63,13 @@ pub enum Action {
     Unban,
     ForceDisconnect,
     RateLimited,
+    /// A join link issued from the admin panel (`admin.issueLink`, issue 13).
+    TokenIssued,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Action::AuthSuccess,
         Action::AuthFailure,
         Action::Connect,
@@ -87,6 +90,7 @@ impl Action {
         Action::Unban,
         Action::ForceDisconnect,
         Action::RateLimited,
+        Action::TokenIssued,
     ];
 
     /// The stored name, e.g. `"FLOOR_GRANTED"`.

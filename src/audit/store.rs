@@ -205,6 +205,8 @@ pub struct AuditRow {
     pub outcome: String,
     /// Details (JSON).
     pub details: serde_json::Value,
+    /// The entry as a sentence ([`super::sentence::sentence`]).
+    pub text: String,
 }
 
 pub(super) struct Reader {
@@ -256,8 +258,13 @@ impl Reader {
                 target: r.get(6)?,
                 outcome: r.get(7)?,
                 details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                text: String::new(),
             })
         })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
+        for r in &mut rows {
+            r.text = super::sentence::sentence(r);
+        }
+        Ok(rows)
     }
 }

@@ -20,6 +20,18 @@ pub struct ChannelEntry {
     pub talker: Option<TalkerRef>,
 }
 
+/// One row of `admin.connections`: what the registry knows of a participant and the
+/// channels it has joined, sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionRow {
+    /// The registry's entry (flattened into the row).
+    #[serde(flatten)]
+    pub info: super::ConnectionInfo,
+    /// Joined channel ids, sorted.
+    pub channels: Vec<String>,
+}
+
 /// One channel in the admin status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,13 +63,20 @@ pub struct HubStatus {
 }
 
 impl Hub {
-    /// The channel list of a participant: every permitted channel, sorted.
-    pub fn channel_list(&self, id: ConnId) -> Vec<ChannelEntry> {
+    /// The channel list of a participant: every permitted channel, every joined one and
+    /// `also` (for an ADMIN, every channel of its event from the permission store: issue 13),
+    /// sorted, without duplicates.
+    pub fn channel_list(&self, id: ConnId, also: &[String]) -> Vec<ChannelEntry> {
         let Some(s) = self.sessions.get(&id) else {
             return Vec::new();
         };
-        s.permitted
+        let ids: std::collections::BTreeSet<&String> = s
+            .permitted
             .iter()
+            .chain(s.joined.keys())
+            .chain(also.iter())
+            .collect();
+        ids.into_iter()
             .map(|c| {
                 let joined = s.joined.get(c);
                 ChannelEntry {
@@ -66,6 +85,23 @@ impl Hub {
                     slot: joined.copied().flatten(),
                     talker: self.holder_ref(c),
                 }
+            })
+            .collect()
+    }
+
+    /// Every registered participant with the channels it has joined (`admin.connections`),
+    /// ordered by connection id.
+    pub fn connections(&self) -> Vec<ConnectionRow> {
+        self.registry
+            .all()
+            .into_iter()
+            .map(|info| ConnectionRow {
+                channels: self
+                    .sessions
+                    .get(&info.conn_id)
+                    .map(|s| s.joined.keys().cloned().collect())
+                    .unwrap_or_default(),
+                info,
             })
             .collect()
     }

@@ -4,12 +4,13 @@
 
 use super::protocol::{close, params, ErrorCode, Incoming, RpcError};
 use crate::access::bans::{Ban, BanList};
+use crate::access::issue::{LinkIssuer, LinkRequest};
 use crate::access::token::Claims;
 use crate::audit::Audit;
 use crate::audit::{Action, AuditQuery, Entry};
 use crate::bridge::Radios;
 use crate::hub::ConnId;
-use crate::permissions::PermissionSync;
+use crate::permissions::{PermissionSync, SqliteStore};
 use crate::switchboard::Switchboard;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,8 +44,9 @@ fn internal(e: impl std::fmt::Display) -> RpcError {
     RpcError::new(ErrorCode::Internal, e.to_string())
 }
 
-/// What the admin methods use: the hub, the audit log, the ban list, the permission sync's
-/// status, the radio ports' status and the start time.
+/// What the admin methods use: the hub, the audit log, the ban list, the permission store
+/// (the event's channels) and the sync's status, the radio ports' status, the start time and,
+/// when this gateway signs tokens, the link issuer and the join URLs.
 pub struct AdminCtx {
     /// The hub's shell.
     pub hub: Arc<Switchboard>,
@@ -58,6 +60,21 @@ pub struct AdminCtx {
     pub radio: Arc<Radios>,
     /// When the gateway started.
     pub started: Instant,
+    /// The permission store: the channels of the admin's event.
+    pub store: Arc<SqliteStore>,
+    /// Signs join links (`admin.issueLink`); `None` when this gateway holds no signing key
+    /// (tokens come from the control plane).
+    pub issuer: Option<LinkIssuer>,
+    /// The join URLs phones open (`run` logs them too); the first is the default link base.
+    pub join_urls: Vec<String>,
+}
+
+async fn event_channels(gw: &Arc<AdminCtx>, event: &str) -> Result<Vec<String>, RpcError> {
+    let (g, event) = (Arc::clone(gw), event.to_string());
+    tokio::task::spawn_blocking(move || g.store.event_channels(&event))
+        .await
+        .map_err(internal)?
+        .map_err(internal)
 }
 
 /// Handles one admin method for the ADMIN session `me` with claims `admin`.
@@ -89,9 +106,51 @@ pub async fn handle(
                 "auditDropped": gw.audit.dropped(),
                 "bans": gw.bans.list().len(),
                 "radio": gw.radio.status_json(),
+                "eventChannels": event_channels(gw, &admin.event).await?,
+                "links": gw.issuer.as_ref().map(|i| json!({
+                    "defaultTtlSecs": i.default_ttl().as_secs(),
+                    "maxTtlSecs": i.max_ttl().as_secs(),
+                    "joinUrls": gw.join_urls,
+                })),
             }))
         }
-        "admin.connections" => Ok(json!({"connections": gw.hub.lock().registry().all()})),
+        "admin.connections" => Ok(json!({"connections": gw.hub.lock().connections()})),
+        "admin.issueLink" => {
+            let Some(issuer) = &gw.issuer else {
+                return Err(RpcError::new(
+                    ErrorCode::InvalidParams,
+                    "this gateway does not issue links: tokens come from the control plane \
+                     (auth has a public key and no private_key_file)",
+                ));
+            };
+            let req: LinkRequest = params(&req.params)?;
+            let channels = event_channels(gw, &admin.event).await?;
+            let base = gw
+                .join_urls
+                .first()
+                .map_or("https://localhost", String::as_str);
+            let link = issuer
+                .issue(
+                    &admin.event,
+                    &channels,
+                    req,
+                    base,
+                    crate::clock::unix_secs(),
+                )
+                .map_err(|e| RpcError::new(ErrorCode::InvalidParams, e.to_string()))?;
+            let c = &link.claims;
+            tracing::info!(by = ?admin.sub, user = ?c.sub, role = %c.role, channels = ?c.channels,
+                           ttl_secs = c.exp - c.iat, "join link issued from the admin panel");
+            gw.audit.record(
+                entry(Action::TokenIssued)
+                    .target(c.sub.clone())
+                    .details(json!({
+                        "name": c.name, "role": c.role, "channels": c.channels,
+                        "ttlSecs": c.exp - c.iat, "expiresAtMs": link.expires_at_ms,
+                    })),
+            );
+            Ok(json!(link))
+        }
         "admin.disconnect" => {
             let p: DisconnectParams = params(&req.params)?;
             let reason = p

@@ -32,6 +32,7 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("admin.unban", ADMIN),
     ("admin.bans", ADMIN),
     ("admin.audit", ADMIN),
+    ("admin.issueLink", ADMIN),
 ];
 
 /// Outcome of looking a method up for a role.

@@ -107,6 +107,28 @@ pub struct Permitted {
     pub generation: u64,
 }
 
+/// The channels an ADMIN session lists besides its permitted ones: every channel of its event
+/// in the permission store (issue 13: "the admin sees every channel of its event"; the hub
+/// lets an ADMIN join any of them). Empty for other roles, and when the store cannot be read
+/// (logged: the permitted channels are still listed).
+async fn admin_event_channels(store: &Arc<SqliteStore>, claims: &Claims) -> Vec<String> {
+    if claims.role != crate::access::role::Role::Admin {
+        return Vec::new();
+    }
+    let (store, event) = (Arc::clone(store), claims.event.clone());
+    match tokio::task::spawn_blocking(move || store.event_channels(&event)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "event channels unreadable: the admin sees its own only");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "event channels task failed");
+            Vec::new()
+        }
+    }
+}
+
 /// Runs a session to its end: registers it, sends the channel list, serves requests, and on
 /// exit leaves every channel (releasing floors) and closes the peer connection.
 pub async fn run(
@@ -129,12 +151,13 @@ pub async fn run(
         remote_addr: remote,
         connected_at_ms: crate::clock::unix_ms(),
     };
+    let also = admin_event_channels(&gw.store, &claims).await;
     {
         let mut hub = gw.hub.lock();
         hub.register(info, permitted.channels, slots, tx.clone());
         let params = json!({"connId": id, "userId": claims.sub, "name": claims.name,
                             "role": claims.role, "event": claims.event,
-                            "slots": slots, "channels": hub.channel_list(id)});
+                            "slots": slots, "channels": hub.channel_list(id, &also)});
         hub.send(
             id,
             Outbound::Frame(notification_frame("channel.list", params)),
@@ -533,7 +556,10 @@ impl Session {
         let now = Instant::now();
         match req.method.as_str() {
             "session.ping" => Ok(json!({"pong": true})),
-            "channel.list" => Ok(json!({"channels": self.gw.hub.lock().channel_list(self.id)})),
+            "channel.list" => {
+                let also = admin_event_channels(&self.gw.store, &self.claims).await;
+                Ok(json!({"channels": self.gw.hub.lock().channel_list(self.id, &also)}))
+            }
             "channel.join" => {
                 let p: ChannelParams = protocol::params(&req.params)?;
                 let gw = Arc::clone(&self.gw);

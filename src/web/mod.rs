@@ -124,6 +124,33 @@ pub fn join_url(base: &str, token: &str) -> String {
     format!("{}/?token={token}", base.trim_end_matches('/'))
 }
 
+/// A QR code of `text` as a standalone SVG document (issue 13: the admin panel shows it and
+/// prints it): one unit per module, a 4-module quiet zone (ISO/IEC 18004), dark modules as one
+/// black path on a white square, `shape-rendering="crispEdges"` so it stays sharp when scaled.
+/// Error correction level M (15 %: a scuffed print still scans).
+///
+/// # Errors
+/// When `text` is too long for a QR code.
+pub fn qr_svg(text: &str) -> Result<String, qrcode::types::QrError> {
+    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M)?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let quiet = 4;
+    let size = width + 2 * quiet;
+    let mut path = String::new();
+    for (i, c) in colors.iter().enumerate() {
+        if *c == qrcode::Color::Dark {
+            let (x, y) = (i % width + quiet, i / width + quiet);
+            path.push_str(&format!("M{x} {y}h1v1h-1z"));
+        }
+    }
+    Ok(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" \
+         shape-rendering=\"crispEdges\"><rect width=\"{size}\" height=\"{size}\" fill=\"#fff\"/>\
+         <path fill=\"#000\" d=\"{path}\"/></svg>"
+    ))
+}
+
 /// A QR code of `text` for a terminal: two modules per character cell (Unicode half blocks),
 /// dark modules drawn as spaces on a light frame so it scans on dark and light terminals
 /// alike, with a 2-module quiet zone.
@@ -164,6 +191,29 @@ pub fn qr_terminal(text: &str) -> Result<String, qrcode::types::QrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qr_svg_draws_every_dark_module_inside_a_quiet_zone() {
+        let svg = qr_svg("https://pi.local:8443/?token=a.b.c").unwrap();
+        let code = qrcode::QrCode::with_error_correction_level(
+            "https://pi.local:8443/?token=a.b.c",
+            qrcode::EcLevel::M,
+        )
+        .unwrap();
+        let dark = code
+            .to_colors()
+            .iter()
+            .filter(|c| **c == qrcode::Color::Dark)
+            .count();
+        assert_eq!(svg.matches("h1v1h-1z").count(), dark);
+        let size = code.width() + 8;
+        assert!(svg.contains(&format!("viewBox=\"0 0 {size} {size}\"")));
+        assert!(
+            !svg.contains("M0 ") && !svg.contains("M3 "),
+            "quiet zone kept free"
+        );
+        assert!(qr_svg(&"x".repeat(8000)).is_err());
+    }
 
     #[test]
     fn join_url_has_one_slash() {

@@ -16,6 +16,7 @@ import { chromium } from 'playwright-core';
 import { X509Certificate, createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import jsQR from 'jsqr';
 
 const PORT = need('RADIOGATE_PORT');
 const TOKENS = JSON.parse(need('RADIOGATE_TOKENS'));
@@ -463,6 +464,65 @@ async function main() {
     await z.click('#admin-bans li[data-user="F"] button[data-action="unban"]');
     await z.waitForSelector('#admin-bans li[data-user="F"]', { state: 'detached', timeout: WAIT });
     check(true, 'unban removes F from the ban list');
+    // Rows show their channels; the filter narrows them; the admin sees every channel of its event.
+    check(/on ch2/.test(await z.textContent('#admin-conns li[data-user="C"]')), 'a connection row shows its channels (C: on ch2)');
+    await z.fill('#admin-filter', 'ch2');
+    await z.waitForFunction(() => {
+      const li = [...document.querySelectorAll('#admin-conns li')];
+      return li.some((x) => x.dataset.user === 'C') && li.every((x) => /ch2/.test(x.textContent));
+    }, null, { timeout: WAIT });
+    const users = await z.evaluate(() => [...document.querySelectorAll('#admin-conns li')].map((x) => x.dataset.user).sort().join(','));
+    const count = await z.textContent('#admin-filter-count');
+    check(users === 'A,C' && /^2 of \d+ shown$/.test(count), `the filter "ch2" leaves the rows on ch2 (${users}: ${count})`);
+    await z.fill('#admin-filter', '');
+    await z.waitForSelector('#admin-conns li[data-user="A"]', { timeout: WAIT });
+    check(await z.isVisible('#admin-channels li[data-channel="ch2"]') && await z.evaluate(() => window.radiogate.channels.has('ch2')),
+      'ADMIN Z (token: ch1 only) sees ch2, a channel of its event, in the panel and in its channel list');
+    // Issue a link from the panel: QR code on screen, decoded from its pixels, opened by a new phone.
+    await z.waitForSelector('#admin-issue:not([hidden])', { timeout: WAIT });
+    await z.fill('#issue-user', 'Q');
+    await z.fill('#issue-name', 'Name Q');
+    await z.selectOption('#issue-role', 'GENERAL');
+    await z.check('#issue-channels input[value="ch2"]');
+    await z.check('#issue-channels input[value="ch1"]');
+    await z.fill('#issue-ttl', '2h');
+    await z.click('#issue-btn');
+    await z.waitForSelector('#link-card:not([hidden])', { timeout: WAIT });
+    await z.locator('#link-card').scrollIntoViewIfNeeded();
+    await z.screenshot({ path: join(ARTIFACTS, 'admin-link-390x844.png') });
+    // The page renders the QR code's SVG to pixels; jsQR (tests/browser/package.json) decodes them here.
+    const pixels = await z.evaluate(async () => {
+      const svg = document.querySelector('#link-qr svg');
+      const img = new Image();
+      img.src = `data:image/svg+xml;base64,${btoa(new XMLSerializer().serializeToString(svg))}`;
+      await img.decode();
+      const n = svg.viewBox.baseVal.width * 4;
+      const canvas = document.createElement('canvas');
+      canvas.width = canvas.height = n;
+      const g = canvas.getContext('2d');
+      g.imageSmoothingEnabled = false;
+      g.drawImage(img, 0, 0, n, n);
+      return { n, rgba: Array.from(g.getImageData(0, 0, n, n).data) };
+    });
+    const code = jsQR(Uint8ClampedArray.from(pixels.rgba), pixels.n, pixels.n);
+    const decoded = code ? code.data : null;
+    const shown = await z.inputValue('#link-url');
+    check(decoded !== null && decoded === shown && decoded.startsWith(`${HTTP}/?token=`),
+      `the QR code decodes to the link shown (${decoded ? decoded.slice(0, 48) : decoded}…)`);
+    const q = await openUser(speechBrowser, 'Q', HTTP, decoded.split('?token=')[1], consoleLines);
+    await start(q, 'ch1');
+    check(/Name Q/.test(await q.textContent('#me')) && await q.evaluate(() => window.radiogate.channels.has('ch2')),
+      'the issued link connects as Name Q with ch1 and ch2');
+    await q.context().close();
+    await z.selectOption('#audit-action', 'TOKEN_ISSUED');
+    await z.click('#audit-form button[type="submit"]');
+    await z.waitForFunction(() => {
+      const li = [...document.querySelectorAll('#admin-audit li')];
+      return li.length >= 1 && li.every((x) => x.dataset.action === 'TOKEN_ISSUED');
+    }, null, { timeout: WAIT });
+    const issued = await z.textContent('#admin-audit li');
+    check(/Z \(ADMIN\) issued a GENERAL link for Q \(Name Q\) on ch2, ch1, valid 2 h 0 min\./.test(issued),
+      `the audit log says who issued which link, as a sentence ("${issued}")`);
     // Audit log with filters.
     await z.fill('#audit-user', 'D');
     await z.selectOption('#audit-action', 'FORCE_DISCONNECT');
@@ -472,7 +532,9 @@ async function main() {
       const li = [...document.querySelectorAll('#admin-audit li')];
       return li.length >= 1 && li.every((x) => x.dataset.action === 'FORCE_DISCONNECT');
     }, null, { timeout: WAIT });
-    check(/Shift is over/.test(await z.textContent('#admin-audit')), 'the audit view shows the force-disconnect with its reason');
+    const forced = await z.textContent('#admin-audit li');
+    check(/Z \(ADMIN\) disconnected D \(1 connection\): Shift is over, thank you\./.test(forced),
+      `the audit view shows the force-disconnect as a sentence with its reason ("${forced}")`);
     await z.fill('#audit-user', '');
     await z.selectOption('#audit-action', 'FLOOR_PREEMPTED');
     await z.click('#audit-form button[type="submit"]');

@@ -548,6 +548,15 @@
     if (pending.size) msgs.push(`Access to ${[...pending].join(', ')} ends when you release`);
     if (msgs.length) banner(msgs.join(' · '), 'info', 8000);
     render();
+    // An ADMIN also lists every channel of its event, which a permission update does not carry.
+    if (S.me && S.me.role === 'ADMIN') {
+      call('channel.list').then((r) => {
+        for (const e of (r.channels || []).map(channelEntry)) {
+          if (!S.channels.has(e.channelId)) S.channels.set(e.channelId, { id: e.channelId, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false });
+        }
+        render();
+      }).catch(() => {});
+    }
   }
 
   // ---------- media ----------
@@ -903,7 +912,7 @@
   const AUDIT_ACTIONS = ['AUTH_SUCCESS', 'AUTH_FAILURE', 'CONNECT', 'DISCONNECT', 'CHANNEL_JOIN',
     'CHANNEL_LEAVE', 'CHANNEL_JOIN_DENIED', 'FLOOR_GRANTED', 'FLOOR_DENIED', 'FLOOR_RELEASED',
     'FLOOR_REVOKED', 'FLOOR_PREEMPTED', 'BROADCAST_START', 'BROADCAST_STOP', 'PERMISSION_DENIED',
-    'PERMISSION_CHANGE', 'BAN', 'UNBAN', 'FORCE_DISCONNECT', 'RATE_LIMITED'];
+    'PERMISSION_CHANGE', 'BAN', 'UNBAN', 'FORCE_DISCONNECT', 'RATE_LIMITED', 'TOKEN_ISSUED'];
 
   // A DOM element with attributes (`class`, `data-*`, properties) and children (text or nodes).
   function el(tag, attrs, ...children) {
@@ -994,10 +1003,91 @@
       ['Version', s.version || ''],
     ];
     $('admin-status').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
-    $('admin-channels').replaceChildren(...(hub.channels || []).map((c) => el('li', { 'data-channel': c.channelId },
-      el('span', { class: 'row-main' }, el('b', {}, c.channelId), ` · ${c.event}`),
-      el('span', { class: 'row-sub' }, `${(c.members || []).length} member(s)` +
-        (c.talker ? ` · talking: ${c.talker.name || c.talker.userId}` : '')))));
+    // Every channel of the admin's event, with or without members.
+    const active = new Map((hub.channels || []).filter((c) => !S.me || c.event === S.me.event).map((c) => [c.channelId, c]));
+    const ids = [...new Set([...(s.eventChannels || []), ...active.keys()])].sort();
+    $('admin-channels').replaceChildren(...ids.map((id) => {
+      const c = active.get(id) || { members: [] };
+      return el('li', { 'data-channel': id },
+        el('span', { class: 'row-main' }, el('b', {}, id)),
+        el('span', { class: 'row-sub' }, `${(c.members || []).length} member(s)` +
+          (c.talker ? ` · talking: ${c.talker.name || c.talker.userId}` : '')));
+    }));
+    renderIssueForm(s.links, s.eventChannels || []);
+  }
+
+  // ---------- issue a link (only when this gateway signs tokens: status.links) ----------
+
+  function renderIssueForm(links, channels) {
+    $('admin-issue').hidden = !links;
+    if (!links) return;
+    const box = $('issue-channels');
+    const ticked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
+    const have = [...box.querySelectorAll('input')].map((i) => i.value).join('\n');
+    if (have !== channels.join('\n')) {
+      box.replaceChildren(box.querySelector('legend'), ...channels.map((c) => el('label', {},
+        el('input', { type: 'checkbox', value: c, checked: ticked.has(c), onclick: () => tickOrder(c) }), c)));
+    }
+    if (!channels.length) box.append(el('span', { class: 'hint' }, 'No channel is known for this event yet.'));
+    const span = (secs) => fmtDuration(secs).replace(/ 0 min$/, '');
+    $('issue-ttl').placeholder = span(links.defaultTtlSecs);
+    $('issue-ttl-hint').textContent = `Empty: ${span(links.defaultTtlSecs)}. At most ${span(links.maxTtlSecs)}. Examples: 30m, 8h, 2d.`;
+    S.admin.joinUrls = links.joinUrls || [];
+  }
+
+  // The order channels were ticked in: the first is where the phone starts.
+  function tickOrder(c) {
+    const order = S.admin.tickOrder || (S.admin.tickOrder = []);
+    const i = order.indexOf(c);
+    if (i >= 0) order.splice(i, 1);
+    if ($('issue-channels').querySelector(`input[value="${CSS.escape(c)}"]`).checked) order.push(c);
+  }
+
+  async function issueLink(ev) {
+    ev.preventDefault();
+    const ticked = [...$('issue-channels').querySelectorAll('input:checked')].map((i) => i.value);
+    const order = (S.admin.tickOrder || []).filter((c) => ticked.includes(c));
+    const channels = [...order, ...ticked.filter((c) => !order.includes(c))];
+    const params = {
+      userId: $('issue-user').value.trim(), name: $('issue-name').value.trim(),
+      role: $('issue-role').value, channels, baseUrl: location.origin,
+    };
+    const ttl = $('issue-ttl').value.trim();
+    if (ttl) params.ttl = ttl;
+    if (!channels.length) return adminMsg('Pick at least one channel', 'error');
+    try {
+      const r = await call('admin.issueLink', params);
+      const c = r.claims || {};
+      $('link-who').textContent = `${c.name || c.sub} · ${c.role} · ${(c.channels || []).join(', ')}`;
+      // The SVG is the gateway's own rendering of the QR modules (no text from outside in it).
+      $('link-qr').innerHTML = r.qrSvg;
+      $('link-url').value = r.url;
+      $('link-expiry').textContent = `Valid until ${new Date(r.expiresAtMs).toLocaleString()}. Anyone with this link can talk as ${c.name || c.sub}: hand it to that person only.`;
+      $('link-card').hidden = false;
+      adminMsg(`Link issued for ${c.name || c.sub}`, 'info');
+      adminAudit();
+    } catch (e) {
+      adminMsg(`Issuing the link failed: ${errText(e)}`, 'error');
+    }
+  }
+
+  async function copyLink() {
+    const url = $('link-url').value;
+    try {
+      await navigator.clipboard.writeText(url);
+      adminMsg('Link copied', 'info');
+    } catch (_) {
+      $('link-url').select();
+      adminMsg('Select and copy the link by hand (the browser refused the clipboard)', 'error');
+    }
+  }
+
+  function printLink() {
+    document.body.classList.add('printing');
+    const done = () => { document.body.classList.remove('printing'); window.removeEventListener('afterprint', done); };
+    window.addEventListener('afterprint', done);
+    window.print();
+    setTimeout(done, 1000);
   }
 
   // A button that asks "sure?" on the first tap and acts on the second (within 4 s).
@@ -1024,10 +1114,23 @@
     return $('admin-reason').value.trim() || undefined;
   }
 
+  // The words a connection row is found by with the filter.
+  function connWords(c) {
+    return [c.name, c.userId, c.role, c.event, c.deviceId, c.remoteAddr, ...(c.channels || [])]
+      .filter(Boolean).join(' ').toLowerCase();
+  }
+
   function renderAdminConns(list) {
+    if (list) S.admin.conns = list;
+    list = S.admin.conns || [];
     if (S.admin.confirm) return; // do not swap the button out from under a pending confirm
     list.sort((a, b) => (a.event + a.name).localeCompare(b.event + b.name));
     $('admin-conn-count').textContent = `(${list.length})`;
+    const all = list;
+    const terms = $('admin-filter').value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    list = all.filter((c) => terms.every((t) => connWords(c).includes(t)));
+    $('admin-filter-count').hidden = !terms.length;
+    $('admin-filter-count').textContent = `${list.length} of ${all.length} shown`;
     const perUser = new Map();
     for (const c of list) perUser.set(c.userId, (perUser.get(c.userId) || 0) + 1);
     $('admin-conns').replaceChildren(...list.map((c) => {
@@ -1053,6 +1156,7 @@
           () => `Banned ${who}`)), { title: 'Ban: disconnect now and refuse further connects' }));
       return el('li', { 'data-user': c.userId, 'data-conn': String(c.connId) },
         el('span', { class: 'row-main' }, el('b', {}, who), el('span', { class: `role role-${String(c.role).toLowerCase()}` }, c.role)),
+        el('span', { class: 'row-chans' }, (c.channels || []).length ? `on ${c.channels.join(', ')}` : 'on no channel'),
         el('span', { class: 'row-sub' }, [c.event, c.deviceId ? `device ${c.deviceId}` : null, c.remoteAddr,
           `since ${fmtTime(c.connectedAtMs)}`].filter(Boolean).join(' · ')),
         actions);
@@ -1094,13 +1198,11 @@
       const entries = r.entries || [];
       $('audit-count').textContent = `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}, newest first`;
       $('admin-audit').replaceChildren(...entries.map((e) => {
-        const details = e.details && Object.keys(e.details).length ? JSON.stringify(e.details) : '';
-        return el('li', { 'data-action': e.action, 'data-outcome': e.outcome || '' },
+        // The gateway's sentence (audit/sentence.rs); the raw entry stays in the tooltip.
+        const raw = JSON.stringify({ actor: e.actor, role: e.role, event: e.event, target: e.target, outcome: e.outcome, details: e.details });
+        return el('li', { 'data-action': e.action, 'data-outcome': e.outcome || '', title: raw },
           el('span', { class: 'row-main' }, el('span', { class: 'audit-time' }, fmtTime(e.tsMs)),
-            el('b', {}, e.action), e.outcome && e.outcome !== 'ok' ? el('span', { class: 'audit-outcome' }, e.outcome) : null),
-          el('span', { class: 'row-sub' }, [[e.actor && `${e.actor}${e.role ? ` (${e.role})` : ''}`,
-            e.target && `→ ${e.target}`].filter(Boolean).join(' '), e.event && `event ${e.event}`].filter(Boolean).join(' · ')),
-          details ? el('span', { class: 'audit-details' }, details.length > 240 ? details.slice(0, 240) + '…' : details) : null);
+            el('span', { class: 'audit-text' }, e.text || `${e.actor} ${e.action} ${e.target}`)));
       }));
     } catch (e) {
       adminMsg(`Audit query failed: ${errText(e)}`, 'error');
@@ -1295,6 +1397,10 @@
     const sel = $('audit-action');
     for (const a of AUDIT_ACTIONS) sel.append(el('option', { value: a }, a));
     $('admin-refresh').addEventListener('click', () => adminRefresh());
+    $('admin-filter').addEventListener('input', () => renderAdminConns());
+    $('issue-form').addEventListener('submit', issueLink);
+    $('link-copy').addEventListener('click', copyLink);
+    $('link-print').addEventListener('click', printLink);
     $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); adminAudit(); });
     window.addEventListener('hashchange', route);
 
