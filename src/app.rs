@@ -302,6 +302,7 @@ impl Gateway {
     pub fn observed(&self) -> crate::ops::metrics::Observed {
         crate::ops::metrics::Observed {
             hub: Arc::clone(&self.hub),
+            media: self.media.clone(),
             audit: self.audit.clone(),
             perm_sync: Arc::clone(&self.perm_sync),
             radio: Arc::clone(&self.radio),

@@ -35,7 +35,7 @@ async fn floor_holder_speech_reaches_members_and_nobody_else() {
     let (mut a_ws, mut a) = member(&gw, "alice", &["c1"]).await;
     let (_b_ws, b) = member(&gw, "bob", &["c1"]).await;
     let (_c_ws, c) = member(&gw, "carol", &["c1"]).await;
-    let (_d_ws, d) = member(&gw, "dave", &["c2"]).await;
+    let (d_ws, d) = member(&gw, "dave", &["c2"]).await;
 
     let frames = encode_opus(&speech_pcm());
     assert!(frames.len() >= 150, "at least 3 s of speech");
@@ -60,6 +60,36 @@ async fn floor_holder_speech_reaches_members_and_nobody_else() {
     assert!(got_c * 100 >= n * 95, "carol got {got_c}/{n}");
     assert_eq!(d.received(), 0, "another channel hears nothing");
     assert_eq!(a.received(), 0, "the talker does not hear itself");
+
+    // /metrics (issue 13): four peer connections with ICE connected (or completed), c1 with
+    // three members and a talker, and at least what bob heard counted as c1's packets.
+    let (_, m) = gw.http_get("/metrics").await;
+    let sample = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+    };
+    let up = sample("radiogate_webrtc_peers{ice_state=\"connected\"}")
+        + sample("radiogate_webrtc_peers{ice_state=\"completed\"}");
+    assert_eq!(up, 4.0, "{m}");
+    assert_eq!(sample("radiogate_webrtc_peers{ice_state=\"failed\"}"), 0.0);
+    assert_eq!(
+        sample("radiogate_channel_members{channel=\"c1\",event=\"ev1\"}"),
+        3.0
+    );
+    assert_eq!(
+        sample("radiogate_channel_talkers{channel=\"c1\",event=\"ev1\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample("radiogate_channel_talkers{channel=\"c2\",event=\"ev1\"}"),
+        0.0
+    );
+    let c1 = sample("radiogate_channel_rtp_packets_total{channel=\"c1\"}");
+    assert!(
+        c1 >= got_b as f64 && c1 <= n as f64,
+        "c1 packets {c1}, bob got {got_b} of {n}"
+    );
 
     // The decoded audio matches the source: energy envelopes correlate.
     let mut pk = b.packets();
@@ -87,6 +117,28 @@ async fn floor_holder_speech_reaches_members_and_nobody_else() {
     assert!(r > 0.9, "envelope correlation {r}");
     // One SSRC, the slot's, for the whole stream.
     assert!(pk.iter().all(|p| p.ssrc == b.slot_ssrcs[0]));
+
+    // A closed peer connection leaves the ICE-state gauges.
+    d_ws.close();
+    let mut gone = false;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    for _ in 0..50 {
+        poll.tick().await;
+        let (_, m) = gw.http_get("/metrics").await;
+        let up: f64 = m
+            .lines()
+            .filter(|l| {
+                l.starts_with("radiogate_webrtc_peers{ice_state=\"connected\"}")
+                    || l.starts_with("radiogate_webrtc_peers{ice_state=\"completed\"}")
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        if up == 3.0 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "dave's peer connection is no longer counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -250,6 +250,10 @@ async fn metrics_are_prometheus_text() {
         "radiogate_floors_granted_total 2",
         "radiogate_floor_requests_timed_total 2",
         "radiogate_floor_request_latency_seconds{quantile=\"0.99\"} ",
+        "radiogate_channel_members{channel=\"ops\",event=\"ev1\"} 1",
+        "radiogate_channel_talkers{channel=\"ops\",event=\"ev1\"} 1",
+        "radiogate_webrtc_peers{ice_state=\"new\"} 0",
+        "radiogate_webrtc_peers{ice_state=\"connected\"} 0",
     ] {
         assert!(body.contains(want), "missing {want:?} in\n{body}");
     }
@@ -264,6 +268,10 @@ async fn metrics_are_prometheus_text() {
         assert!(
             body.contains(&format!("# TYPE {family} ")),
             "untyped {family}"
+        );
+        assert!(
+            body.contains(&format!("# HELP {family} ")),
+            "{family} has no HELP"
         );
     }
 }

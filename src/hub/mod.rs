@@ -701,6 +701,40 @@ impl Hub {
         n
     }
 
+    /// The channels whose floor each talker holds, sorted (one per talker, several during an
+    /// emergency broadcast).
+    pub fn talker_channels(&self) -> BTreeMap<ConnId, Vec<String>> {
+        let mut m: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
+        for (name, ch) in &self.channels {
+            if let Some(t) = ch.floor.holder() {
+                m.entry(t.id).or_default().push(name.clone());
+            }
+        }
+        for chs in m.values_mut() {
+            chs.sort();
+        }
+        m
+    }
+
+    /// Channels with members: `(channel id, event, members, whether the floor is taken)`,
+    /// sorted by id (`/metrics`).
+    pub fn channel_gauges(&self) -> Vec<(String, String, usize, bool)> {
+        let mut v: Vec<_> = self
+            .channels
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    c.event.clone(),
+                    c.members.len(),
+                    c.floor.holder().is_some(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Who hears whom now: every other member of each channel whose floor is granted, on that
     /// member's slot for the channel (members without a slot hear nothing).
     pub fn routes(&self) -> RouteSet {

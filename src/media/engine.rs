@@ -5,6 +5,7 @@
 //! listener and sending the copies in `sendmmsg` batches.
 
 use super::demux::{self, Kind};
+use super::ice_states::IceStates;
 use super::offer::{negotiate, Negotiated, OfferSettings};
 use super::socket::Batch;
 use super::{Answer, Control, Forward, MediaError, OnClosed, PeerId, RTCIceCandidateInit};
@@ -15,7 +16,7 @@ use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
@@ -26,6 +27,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Longest the thread sleeps without a deadline, ms.
@@ -51,6 +53,8 @@ struct Peer {
     slots: Vec<Slot>,
     addrs: Vec<SocketAddr>,
     connected: bool,
+    /// Its ICE connection state (counted in [`IceStates`]).
+    ice: RTCIceConnectionState,
     deadline: Option<Instant>,
     on_closed: OnClosed,
 }
@@ -75,6 +79,8 @@ pub(super) struct Engine {
     uplink: Vec<rtc::rtp::Packet>,
     /// SRTP protection profiles offered in DTLS (empty: `rtc`'s default, AES-GCM first).
     srtp_profiles: Vec<SrtpProtectionProfile>,
+    /// Peer connections by ICE state (`/metrics`).
+    ice: Arc<IceStates>,
 }
 
 /// The one audio codec the gateway offers and expects: Opus, 48 kHz, 2 channels (RFC 7587),
@@ -130,6 +136,7 @@ pub(super) struct Parts {
     pub forward: Receiver<Forward>,
     pub waker: UnixDatagram,
     pub srtp_profiles: Vec<SrtpProtectionProfile>,
+    pub ice: Arc<IceStates>,
 }
 
 impl Engine {
@@ -150,6 +157,7 @@ impl Engine {
             batch: Batch::default(),
             uplink: Vec::new(),
             srtp_profiles: p.srtp_profiles,
+            ice: p.ice,
         }
     }
 
@@ -317,10 +325,12 @@ impl Engine {
                 slots: slots_v,
                 addrs: Vec::new(),
                 connected: false,
+                ice: RTCIceConnectionState::New,
                 deadline: None,
                 on_closed,
             },
         );
+        self.ice.enter(RTCIceConnectionState::New);
         Ok(Answer {
             peer: id,
             sdp,
@@ -381,13 +391,24 @@ impl Engine {
         }
         let mut gone = false;
         while let Some(e) = p.pc.poll_event() {
-            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = e {
-                tracing::debug!(conn = p.conn, state = %s, "media peer state");
-                match s {
-                    RTCPeerConnectionState::Connected => p.connected = true,
-                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => gone = true,
-                    _ => {}
+            match e {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => {
+                    tracing::debug!(conn = p.conn, state = %s, "media peer state");
+                    match s {
+                        RTCPeerConnectionState::Connected => p.connected = true,
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                            gone = true
+                        }
+                        _ => {}
+                    }
                 }
+                RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(s) if s != p.ice => {
+                    tracing::debug!(conn = p.conn, state = %s, "media peer ICE state");
+                    self.ice.leave(p.ice);
+                    self.ice.enter(s);
+                    p.ice = s;
+                }
+                _ => {}
             }
         }
         self.uplink.clear();
@@ -480,6 +501,7 @@ impl Engine {
         let Some(mut p) = self.peers.remove(&id) else {
             return;
         };
+        self.ice.leave(p.ice);
         let _ = p.pc.close();
         while let Some(w) = p.pc.poll_write() {
             self.batch

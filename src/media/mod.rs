@@ -23,6 +23,7 @@
 
 mod demux;
 mod engine;
+pub mod ice_states;
 mod offer;
 
 pub use engine::{host_candidate, opus_codec};
@@ -124,6 +125,8 @@ struct Shared {
     next_peer: AtomicU64,
     local: SocketAddr,
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Peer connections by ICE state (written by the media thread).
+    ice: Arc<ice_states::IceStates>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -236,6 +239,8 @@ impl MediaEngine {
         let (control_tx, control_rx): (Sender<Control>, Receiver<Control>) = mpsc::channel();
         let (forward_tx, forward_rx) = mpsc::sync_channel(FORWARD_QUEUE);
         let (wake_tx, wake_rx) = UnixDatagram::pair()?;
+        let ice = Arc::new(ice_states::IceStates::default());
+        let ice_engine = Arc::clone(&ice);
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         let thread = std::thread::Builder::new()
@@ -251,6 +256,7 @@ impl MediaEngine {
                     forward: forward_rx,
                     waker: wake_rx,
                     srtp_profiles,
+                    ice: ice_engine,
                 })
                 .run()
             })?;
@@ -263,8 +269,14 @@ impl MediaEngine {
                 next_peer: AtomicU64::new(1),
                 local: bound,
                 thread: parking_lot::Mutex::new(Some(thread)),
+                ice,
             }),
         })
+    }
+
+    /// Live peer connections by ICE state: `(W3C state name, count)` for every state.
+    pub fn ice_states(&self) -> Vec<(&'static str, u64)> {
+        self.shared.ice.snapshot()
     }
 
     /// The media socket's local address.

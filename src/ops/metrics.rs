@@ -1,92 +1,134 @@
-//! `GET /metrics`: the gateway's counters in the Prometheus text exposition format (0.0.4),
-//! rendered from the live state on each scrape (no separate registry to keep in step).
+//! `GET /metrics`: the gateway's state in the Prometheus text exposition format (0.0.4),
+//! encoded by prometheus-client from the live state on each scrape: one [`Collector`] reads
+//! the hub, the route table's counters, the media engine, the audit queue, the permission sync
+//! and the radio ports, so there is no second copy of any counter to keep in step.
 //!
-//! Sections: build and uptime; sessions (by role), channels, floors; floor control counters;
-//! media forwarding; the audit queue; permission sync (Redis state,
-//! [`crate::permissions::PermissionSync::metrics_text`]); radio ports ([`radio_ports`]).
-//! To add a metric, write it in the section's function with [`gauge`] / [`counter`].
+//! Sections: build and uptime; sessions (by role); channels (per channel: members, floor
+//! taken, uplink packets); floor control; media forwarding and WebRTC peer connections by ICE
+//! state; the audit queue; permission sync; radio ports ([`radio_ports`]). Every family has
+//! HELP. Counter names get `_total` from the encoder. To add a metric, add it to a section with
+//! [`Families`].
 
+use super::radio_metrics::radio_ports;
 use crate::access::role::Role;
+use crate::permissions::policy::LinkState;
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::fmt::Write;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeMetric,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::fmt;
 
-/// The Prometheus text format's content type.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The Prometheus text format's content type (0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-/// Writes one metric family with a single unlabelled sample.
-pub fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
-    family(out, name, help, "gauge", &[("", value.to_string())]);
+/// Labels of one sample: `(name, value)` pairs; values are escaped by the encoder.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// Writes families to an encoder: thin helpers over prometheus-client's const metrics.
+pub struct Families<'a> {
+    enc: DescriptorEncoder<'a>,
 }
 
-/// Writes one counter family (`name` should end in `_total`) with a single sample.
-pub fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    family(out, name, help, "counter", &[("", value.to_string())]);
-}
+impl Families<'_> {
+    /// A gauge family with one unlabelled sample.
+    ///
+    /// # Errors
+    /// Only when the output cannot be written (never for a `String`).
+    pub fn gauge<V: EncodeGaugeValue>(&mut self, name: &str, help: &str, v: V) -> fmt::Result {
+        let g = ConstGauge::new(v);
+        g.encode(
+            self.enc
+                .encode_descriptor(name, help, None, g.metric_type())?,
+        )
+    }
 
-/// Writes a metric family: `# HELP`, `# TYPE` and one sample per (labels, value); labels
-/// are given preformatted (`role="ADMIN"`), empty for none.
-pub fn family<L: AsRef<str>>(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    kind: &str,
-    samples: &[(L, String)],
-) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let labels = labels.as_ref();
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    /// A counter family (`name` without `_total`: the encoder adds it) with one sample.
+    ///
+    /// # Errors
+    /// Only when the output cannot be written.
+    pub fn counter(&mut self, name: &str, help: &str, v: u64) -> fmt::Result {
+        let c = ConstCounter::new(v);
+        c.encode(
+            self.enc
+                .encode_descriptor(name, help, None, c.metric_type())?,
+        )
+    }
+
+    /// A gauge family with one sample per label set.
+    ///
+    /// # Errors
+    /// Only when the output cannot be written.
+    pub fn gauges<V: EncodeGaugeValue + Copy>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: &[(Labels, V)],
+    ) -> fmt::Result {
+        let mut m = self
+            .enc
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (labels, v) in samples {
+            ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
         }
+        Ok(())
+    }
+
+    /// A counter family (`name` without `_total`) with one sample per label set.
+    ///
+    /// # Errors
+    /// Only when the output cannot be written.
+    pub fn counters<V: EncodeCounterValue + Copy>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: &[(Labels, V)],
+    ) -> fmt::Result {
+        let mut m = self
+            .enc
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (labels, v) in samples {
+            ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    /// A latency summary: `name{quantile="0.5"|"0.99"}` in seconds (a gauge family) and its
+    /// sample count as the counter `count_name` (without `_total`).
+    ///
+    /// # Errors
+    /// Only when the output cannot be written.
+    pub fn latency(
+        &mut self,
+        (name, help): (&str, &str),
+        (count_name, count_help): (&str, &str),
+        s: crate::sfu::stats::LatencySummary,
+    ) -> fmt::Result {
+        self.gauges(
+            name,
+            help,
+            &[
+                (vec![("quantile", "0.5".into())], s.p50_us as f64 / 1e6),
+                (vec![("quantile", "0.99".into())], s.p99_us as f64 / 1e6),
+            ],
+        )?;
+        self.counter(count_name, count_help, s.count)
     }
 }
 
-/// Writes a latency histogram's summary: `name{quantile="0.5"|"0.99"}` in seconds (a gauge
-/// family) and its sample count as the counter `count_name`.
-pub fn latency(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    count_name: &str,
-    count_help: &str,
-    summary: crate::sfu::stats::LatencySummary,
-) {
-    family(
-        out,
-        name,
-        help,
-        "gauge",
-        &[
-            (
-                "quantile=\"0.5\"",
-                format!("{}", summary.p50_us as f64 / 1e6),
-            ),
-            (
-                "quantile=\"0.99\"",
-                format!("{}", summary.p99_us as f64 / 1e6),
-            ),
-        ],
-    );
-    counter(out, count_name, count_help, summary.count);
-}
-
-/// Escapes a label value (backslash, double quote, newline).
-pub fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// What `/metrics` and `/healthz` read: the hub, the audit queue, the permission sync, the
-/// radio ports and the start time.
+/// What `/metrics` and `/healthz` read: the hub, the media engine, the audit queue, the
+/// permission sync, the radio ports and the start time.
 #[derive(Clone)]
 pub struct Observed {
     /// The hub's shell (floors, sessions, forwarding counters).
     pub hub: std::sync::Arc<crate::switchboard::Switchboard>,
+    /// The media engine (peer connections by ICE state).
+    pub media: crate::media::MediaEngine,
     /// The audit log (dropped entries).
     pub audit: crate::audit::Audit,
     /// The permission sync (state, counters).
@@ -97,309 +139,229 @@ pub struct Observed {
     pub started: std::time::Instant,
 }
 
+impl fmt::Debug for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observed").finish_non_exhaustive()
+    }
+}
+
+impl Collector for Observed {
+    fn encode(&self, enc: DescriptorEncoder) -> fmt::Result {
+        let mut f = Families { enc };
+        f.gauges(
+            "radiogate_build_info",
+            "Version and git revision of the running binary (value 1).",
+            &[(
+                vec![
+                    ("version", env!("CARGO_PKG_VERSION").into()),
+                    ("revision", super::GIT_REV.into()),
+                ],
+                1u64,
+            )],
+        )?;
+        f.gauge(
+            "radiogate_uptime_seconds",
+            "Seconds since the gateway started.",
+            self.started.elapsed().as_secs(),
+        )?;
+        hub_section(self, &mut f)?;
+        media_section(self, &mut f)?;
+        f.counter(
+            "radiogate_audit_dropped",
+            "Audit entries dropped because the audit queue was full.",
+            self.audit.dropped(),
+        )?;
+        permission_sync(self, &mut f)?;
+        radio_ports(&self.radio, &mut f)
+    }
+}
+
 /// The whole exposition.
 pub fn render(gw: &Observed) -> String {
-    let mut out = String::with_capacity(4096);
-    family(
-        &mut out,
-        "radiogate_build_info",
-        "Version and git revision of the running binary.",
-        "gauge",
-        &[(
-            format!(
-                "version=\"{}\",revision=\"{}\"",
-                env!("CARGO_PKG_VERSION"),
-                label_value(super::GIT_REV)
-            ),
-            "1".into(),
-        )],
-    );
-    gauge(
-        &mut out,
-        "radiogate_uptime_seconds",
-        "Seconds since the gateway started.",
-        gw.started.elapsed().as_secs(),
-    );
-    hub_section(gw, &mut out);
-    counter(
-        &mut out,
-        "radiogate_audit_dropped_total",
-        "Audit entries dropped because the audit queue was full.",
-        gw.audit.dropped(),
-    );
-    out.push_str(&gw.perm_sync.metrics_text());
-    radio_ports(gw, &mut out);
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(gw.clone()));
+    let mut out = String::with_capacity(8192);
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
     out
 }
 
-fn hub_section(gw: &Observed, out: &mut String) {
-    let (sessions, by_role, channels, floors, c) = {
+fn hub_section(gw: &Observed, f: &mut Families) -> fmt::Result {
+    let (sessions, by_role, channels, c) = {
         let hub = gw.hub.lock();
         let reg = hub.registry();
-        let by_role: Vec<(String, String)> = [Role::Admin, Role::Dispatch, Role::General]
+        let by_role: Vec<(Labels, f64)> = Role::ALL
             .into_iter()
             .map(|r| {
                 (
-                    format!("role=\"{}\"", r.as_str()),
-                    reg.count_by_role(r).to_string(),
+                    vec![("role", r.as_str().into())],
+                    reg.count_by_role(r) as f64,
                 )
             })
             .collect();
-        (
-            reg.len(),
-            by_role,
-            hub.channel_count(),
-            hub.floors_taken(),
-            hub.counters(),
-        )
+        (reg.len(), by_role, hub.channel_gauges(), hub.counters())
     };
-    let f = gw.hub.routes().counters();
-    gauge(
-        out,
+    f.gauge(
         "radiogate_sessions",
         "Connected signaling sessions.",
-        sessions,
-    );
-    family(
-        out,
+        sessions as u64,
+    )?;
+    f.gauges(
         "radiogate_sessions_by_role",
         "Connected signaling sessions by role.",
-        "gauge",
         &by_role,
-    );
-    gauge(
-        out,
+    )?;
+    f.gauge(
         "radiogate_channels",
         "Channels with at least one member.",
-        channels,
-    );
-    gauge(
-        out,
+        channels.len() as u64,
+    )?;
+    f.gauge(
         "radiogate_floors_taken",
         "Channels whose floor is taken now.",
-        floors,
-    );
-    counter(
-        out,
-        "radiogate_floors_granted_total",
+        channels.iter().filter(|c| c.3).count() as u64,
+    )?;
+    let label = |ch: &str, ev: &str| vec![("channel", ch.to_string()), ("event", ev.to_string())];
+    f.gauges(
+        "radiogate_channel_members",
+        "Members of each channel with members (phones, consoles, radio ports).",
+        &channels
+            .iter()
+            .map(|(ch, ev, n, _)| (label(ch, ev), *n as u64))
+            .collect::<Vec<_>>(),
+    )?;
+    f.gauges(
+        "radiogate_channel_talkers",
+        "Talkers on each channel with members: 1 while its floor is taken, else 0.",
+        &channels
+            .iter()
+            .map(|(ch, ev, _, taken)| (label(ch, ev), u64::from(*taken)))
+            .collect::<Vec<_>>(),
+    )?;
+    f.counters(
+        "radiogate_channel_rtp_packets",
+        "Uplink RTP packets of each channel's floor holder forwarded to its members since \
+         start (one per packet, however many members hear it).",
+        &gw.hub
+            .routes()
+            .channel_packets()
+            .into_iter()
+            .map(|(ch, n)| (vec![("channel", ch)], n))
+            .collect::<Vec<_>>(),
+    )?;
+    f.counter(
+        "radiogate_floors_granted",
         "Floor requests granted.",
         c.floors_granted,
-    );
-    counter(
-        out,
-        "radiogate_floors_denied_total",
+    )?;
+    f.counter(
+        "radiogate_floors_denied",
         "Floor requests denied.",
         c.floors_denied,
-    );
-    counter(
-        out,
-        "radiogate_floors_revoked_total",
-        "Floors revoked (time-out timer, pre-emption).",
+    )?;
+    f.counter(
+        "radiogate_floors_revoked",
+        "Floors revoked (time-out timer, pre-emption, end-of-media timer, emergency).",
         c.floors_revoked,
-    );
-    counter(
-        out,
-        "radiogate_rtp_packets_forwarded_total",
-        "RTP packets queued to listeners.",
-        f.packets_forwarded,
-    );
-    counter(
-        out,
-        "radiogate_rtp_bytes_forwarded_total",
-        "RTP payload bytes queued to listeners.",
-        f.bytes_forwarded,
-    );
-    counter(
-        out,
-        "radiogate_rtp_packets_dropped_total",
-        "RTP packets dropped because a listener's queue was full.",
-        f.packets_dropped,
-    );
-    counter(
-        out,
-        "radiogate_rtp_packets_unauthorised_total",
-        "RTP packets from members not holding the floor (not forwarded).",
-        f.packets_unauthorised,
-    );
-    latency(
-        out,
-        "radiogate_forward_latency_seconds",
-        "SFU forwarding latency since start (uplink RTP to listener sender), 10 us buckets.",
-        "radiogate_forward_latency_samples_total",
-        "RTP packets whose forwarding latency was measured.",
-        crate::sfu::stats::FORWARD_LATENCY.summary(),
-    );
-    latency(
-        out,
-        "radiogate_floor_request_latency_seconds",
-        "Floor request handling since start (request frame read to reply queued), 10 us buckets.",
-        "radiogate_floor_requests_timed_total",
-        "floor.request and floor.priority_request frames whose handling was timed.",
+    )?;
+    f.latency(
+        (
+            "radiogate_floor_request_latency_seconds",
+            "Floor request handling since start (request frame read to reply queued), 10 us buckets.",
+        ),
+        (
+            "radiogate_floor_requests_timed",
+            "floor.request and floor.priority_request frames whose handling was timed.",
+        ),
         crate::signaling::stats::FLOOR_REQUEST_LATENCY.summary(),
-    );
+    )
 }
 
-/// Radio and console ports: the port count, then one sample per port (label
-/// `port="NAME",kind="radio|console",channel="ID"`) of its state (joined, keyed, squelch open or
-/// button pressed, sending, locked out after a time-out, devices down) and its counters since
-/// start (key-ups, seconds keyed, time-outs, floors denied and revoked, 20 ms frames sent,
-/// channel voice packets received and lost, errors, playout samples dropped).
-pub fn radio_ports(gw: &Observed, out: &mut String) {
-    let ports = gw.radio.status();
-    gauge(
-        out,
-        "radiogate_radio_ports",
-        "Configured radio and console ports.",
-        ports.len(),
-    );
-    if ports.is_empty() {
-        return;
-    }
-    let labels: Vec<String> = ports
-        .iter()
-        .map(|p| {
-            format!(
-                "port=\"{}\",kind=\"{}\",channel=\"{}\"",
-                label_value(&p.name),
-                p.kind,
-                label_value(&p.channel)
-            )
-        })
-        .collect();
-    let per_port = |out: &mut String,
-                    name: &str,
-                    help: &str,
-                    kind: &str,
-                    v: &dyn Fn(&crate::bridge::PortStatus) -> String| {
-        let samples: Vec<(&String, String)> = labels
+fn media_section(gw: &Observed, f: &mut Families) -> fmt::Result {
+    let r = gw.hub.routes().counters();
+    f.counter(
+        "radiogate_rtp_packets_forwarded",
+        "RTP packets sent or queued to listeners (copies).",
+        r.packets_forwarded,
+    )?;
+    f.counter(
+        "radiogate_rtp_bytes_forwarded",
+        "RTP payload bytes sent or queued to listeners.",
+        r.bytes_forwarded,
+    )?;
+    f.counter(
+        "radiogate_rtp_packets_dropped",
+        "RTP copies dropped because a listener's queue was full.",
+        r.packets_dropped,
+    )?;
+    f.counter(
+        "radiogate_rtp_packets_unauthorised",
+        "RTP packets from members not holding the floor (not forwarded).",
+        r.packets_unauthorised,
+    )?;
+    f.latency(
+        (
+            "radiogate_forward_latency_seconds",
+            "SFU forwarding latency since start (uplink RTP to listener sender), 10 us buckets.",
+        ),
+        (
+            "radiogate_forward_latency_samples",
+            "RTP packets whose forwarding latency was measured.",
+        ),
+        crate::sfu::stats::FORWARD_LATENCY.summary(),
+    )?;
+    f.gauges(
+        "radiogate_webrtc_peers",
+        "WebRTC peer connections by ICE connection state (W3C RTCIceConnectionState).",
+        &gw.media
+            .ice_states()
+            .into_iter()
+            .map(|(s, n)| (vec![("ice_state", s.to_string())], n))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn permission_sync(gw: &Observed, f: &mut Families) -> fmt::Result {
+    let s = gw.perm_sync.status();
+    let states = [
+        (LinkState::Standalone, "standalone"),
+        (LinkState::Connecting, "connecting"),
+        (LinkState::Connected, "connected"),
+        (LinkState::Degraded, "degraded"),
+    ];
+    f.gauges(
+        "radiogate_permission_sync_state",
+        "Permission sync state: 1 for the current one (standalone: no Redis configured).",
+        &states
             .iter()
-            .zip(ports.iter())
-            .map(|(l, p)| (l, v(p)))
-            .collect();
-        family(out, name, help, kind, &samples);
-    };
-    let flag = |b: bool| u8::from(b).to_string();
-    per_port(
-        out,
-        "radiogate_radio_port_joined",
-        "1 while the port is a member of its channel.",
-        "gauge",
-        &|p| flag(p.joined),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_keyed",
-        "1 while the port's PTT is keyed.",
-        "gauge",
-        &|p| flag(p.keyed),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_receiving",
-        "1 while the squelch (COS) is open or the console button pressed.",
-        "gauge",
-        &|p| flag(p.squelch_open),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_sending",
-        "1 while the port holds the floor and sends to its channel.",
-        "gauge",
-        &|p| flag(p.sending),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_locked_out",
-        "1 while the transmitter is locked out after a time-out.",
-        "gauge",
-        &|p| flag(p.locked_out),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_devices_down",
-        "Devices of the port that are down (reconnecting); a sound card still starting is not counted.",
-        "gauge",
-        &|p| {
-            p.devices
-                .iter()
-                .filter(|d| d.state == "down")
-                .count()
-                .to_string()
-        },
-    );
-    let c = |f: fn(&crate::bridge::PortCounters) -> u64| {
-        move |p: &crate::bridge::PortStatus| f(&p.counters).to_string()
-    };
-    per_port(
-        out,
-        "radiogate_radio_port_key_ups_total",
-        "Times the PTT was keyed.",
-        "counter",
-        &c(|c| c.key_ups),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_keyed_seconds_total",
-        "Time keyed, seconds.",
-        "counter",
-        &|p| format!("{}", p.counters.keyed_ms as f64 / 1000.0),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_tot_expired_total",
-        "Transmit time-outs (time-out timer).",
-        "counter",
-        &c(|c| c.time_outs),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_floor_denied_total",
-        "Floor requests of the port denied.",
-        "counter",
-        &c(|c| c.floor_denied),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_floor_revoked_total",
-        "Floors of the port revoked.",
-        "counter",
-        &c(|c| c.floor_revoked),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_frames_sent_total",
-        "20 ms audio frames sent to the channel.",
-        "counter",
-        &c(|c| c.frames_sent),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_packets_received_total",
-        "Channel voice RTP packets decoded for the radio.",
-        "counter",
-        &c(|c| c.packets_received),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_packets_lost_total",
-        "Channel voice packets missing (sequence gaps), concealed.",
-        "counter",
-        &c(|c| c.packets_lost),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_errors_total",
-        "Device and codec errors.",
-        "counter",
-        &c(|c| c.errors),
-    );
-    per_port(
-        out,
-        "radiogate_radio_port_playout_dropped_samples_total",
-        "Samples to play dropped (card not running or queue over its cap).",
-        "counter",
-        &c(|c| c.playout_dropped),
-    );
+            .map(|(st, name)| {
+                (
+                    vec![("state", (*name).to_string())],
+                    u64::from(s.state == *st),
+                )
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    f.gauge(
+        "radiogate_permission_sync_degraded_since_seconds",
+        "Unix time sync became degraded (0 when it is not).",
+        s.degraded_since_ms.map_or(0.0, |m| m as f64 / 1000.0),
+    )?;
+    f.gauge(
+        "radiogate_permission_sync_last_full_sync_seconds",
+        "Unix time of the last full read of the permissions from Redis (0: never).",
+        s.last_full_sync_ms.map_or(0.0, |m| m as f64 / 1000.0),
+    )?;
+    f.counter(
+        "radiogate_permission_updates_applied",
+        "Membership updates from Redis applied.",
+        s.updates_applied,
+    )?;
+    f.counter(
+        "radiogate_permission_updates_skipped",
+        "Membership updates from Redis skipped (unusable or for an event not followed).",
+        s.updates_skipped,
+    )
 }
 
 /// The `GET /metrics` response.

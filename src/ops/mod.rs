@@ -8,6 +8,7 @@ pub mod backup;
 pub mod log_escape;
 pub mod memory;
 pub mod metrics;
+pub mod radio_metrics;
 pub mod systemd;
 
 /// `radiogate --version`: the package version and the git revision it was built from

@@ -6,7 +6,7 @@
 //! Standalone (no `[redis] url`), the same loop re-reads the SQLite copy for connected users
 //! every refresh interval, so `radiogate permissions set` reaches live sessions.
 
-use super::policy::{LinkState, ResyncScope, SyncPolicy, SyncStatus, Transition};
+use super::policy::{ResyncScope, SyncPolicy, SyncStatus, Transition};
 use super::redis_source::{parse_update, Action, RedisSource, SourceError};
 use super::{Source, SqliteStore, StoreError};
 use crate::access::token::Claims;
@@ -142,35 +142,6 @@ impl PermissionSync {
     /// The current sync status (state, degraded since, last full sync, counters).
     pub fn status(&self) -> SyncStatus {
         self.policy.lock().status().clone()
-    }
-
-    /// Prometheus text lines for the sync state (for the metrics endpoint).
-    pub fn metrics_text(&self) -> String {
-        let s = self.status();
-        let state = |st: LinkState| u8::from(s.state == st);
-        format!(
-            "# TYPE radiogate_permission_sync_state gauge\n\
-             radiogate_permission_sync_state{{state=\"standalone\"}} {}\n\
-             radiogate_permission_sync_state{{state=\"connecting\"}} {}\n\
-             radiogate_permission_sync_state{{state=\"connected\"}} {}\n\
-             radiogate_permission_sync_state{{state=\"degraded\"}} {}\n\
-             # TYPE radiogate_permission_sync_degraded_since_seconds gauge\n\
-             radiogate_permission_sync_degraded_since_seconds {}\n\
-             # TYPE radiogate_permission_sync_last_full_sync_seconds gauge\n\
-             radiogate_permission_sync_last_full_sync_seconds {}\n\
-             # TYPE radiogate_permission_updates_applied_total counter\n\
-             radiogate_permission_updates_applied_total {}\n\
-             # TYPE radiogate_permission_updates_skipped_total counter\n\
-             radiogate_permission_updates_skipped_total {}\n",
-            state(LinkState::Standalone),
-            state(LinkState::Connecting),
-            state(LinkState::Connected),
-            state(LinkState::Degraded),
-            s.degraded_since_ms.map_or(0.0, |m| m as f64 / 1000.0),
-            s.last_full_sync_ms.map_or(0.0, |m| m as f64 / 1000.0),
-            s.updates_applied,
-            s.updates_skipped,
-        )
     }
 
     /// Whether this gateway follows `event` (`redis.events` empty: every event).

@@ -91,6 +91,9 @@ pub struct RouteTable {
     by_talker: HashMap<u64, Vec<Target>>,
     /// Per talker: when its uplink RTP was last seen, ms since [`Routes`]' base + 1 (0: never).
     heard: HashMap<u64, Arc<AtomicU64>>,
+    /// Per talker: the packet counters of the channels whose floor it holds
+    /// ([`Routes::channel_packets`]).
+    channels: HashMap<u64, Vec<Arc<AtomicU64>>>,
 }
 
 impl RouteTable {
@@ -101,6 +104,7 @@ impl RouteTable {
         Self {
             by_talker,
             heard: HashMap::new(),
+            channels: HashMap::new(),
         }
     }
 
@@ -143,6 +147,9 @@ pub struct ForwardCounters {
 pub struct Routes {
     table: Arc<ArcSwap<RouteTable>>,
     stats: Arc<ForwardStats>,
+    /// Uplink RTP packets routed per channel since start (read per scrape; the map is only
+    /// locked when a table is published, never per packet).
+    channel_stats: Arc<parking_lot::Mutex<HashMap<String, Arc<AtomicU64>>>>,
     /// Time base of the last-uplink stamps.
     base: Instant,
 }
@@ -152,12 +159,49 @@ impl Default for Routes {
         Self {
             table: Arc::default(),
             stats: Arc::default(),
+            channel_stats: Arc::default(),
             base: Instant::now(),
         }
     }
 }
 
 impl Routes {
+    /// Replaces the table (the hub shell, after a change), with `talker_channels`: the
+    /// channels whose floor each talker holds, whose packet counters its uplink advances.
+    /// Each talker keeps its last-uplink stamp from the table it replaces.
+    pub fn publish_with_channels(
+        &self,
+        mut table: RouteTable,
+        talker_channels: &std::collections::BTreeMap<u64, Vec<String>>,
+    ) {
+        let mut stats = self.channel_stats.lock();
+        table.channels = talker_channels
+            .iter()
+            .map(|(t, chs)| {
+                let counters = chs
+                    .iter()
+                    .map(|c| Arc::clone(stats.entry(c.clone()).or_default()))
+                    .collect();
+                (*t, counters)
+            })
+            .collect();
+        drop(stats);
+        self.publish(table);
+    }
+
+    /// Uplink RTP packets routed to each channel since start (one per packet of the floor
+    /// holder, however many members hear it), sorted by channel id.
+    pub fn channel_packets(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .channel_stats
+            .lock()
+            .iter()
+            .map(|(c, n)| (c.clone(), n.load(Ordering::Relaxed)))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Replaces the table (the hub shell, after a change). Each talker keeps its last-uplink
     /// stamp from the table it replaces.
     pub fn publish(&self, mut table: RouteTable) {
@@ -173,13 +217,17 @@ impl Routes {
         self.table.store(Arc::new(table));
     }
 
-    /// Records that uplink RTP of `talker` arrived at `at` (one relaxed atomic store; no
-    /// lock). Call it with the table the packet was routed by.
+    /// Records that uplink RTP of `talker` arrived at `at` (one relaxed atomic store, and one
+    /// add per channel whose floor it holds; no lock). Call it with the table the packet was
+    /// routed by.
     pub fn heard(&self, table: &RouteTable, talker: u64, at: Instant) {
         if let Some(stamp) = table.heard.get(&talker) {
             let ms = u64::try_from(at.saturating_duration_since(self.base).as_millis())
                 .unwrap_or(u64::MAX - 1);
             stamp.store(ms + 1, Ordering::Relaxed);
+        }
+        for c in table.channels.get(&talker).into_iter().flatten() {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -235,7 +235,9 @@ impl HubGuard<'_> {
                     (talker, targets)
                 })
                 .collect();
-            self.board.routes.publish(RouteTable::new(table));
+            self.board
+                .routes
+                .publish_with_channels(RouteTable::new(table), &shell.core.talker_channels());
         }
         let deadline = shell.core.next_deadline();
         if deadline != shell.deadline {
