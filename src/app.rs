@@ -307,6 +307,10 @@ impl Gateway {
             perm_sync: Arc::clone(&self.perm_sync),
             radio: Arc::clone(&self.radio),
             started: self.started,
+            disk: crate::state::disk::DiskCheck {
+                dir: self.cfg.state.dir.clone(),
+                min_free_bytes: self.cfg.state.min_free_bytes,
+            },
         }
     }
 
@@ -434,6 +438,11 @@ impl Gateway {
         on_bound(bound);
         let timer = tokio::spawn(floor_timer(Arc::clone(&self)));
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&self)));
+        let ban_watch = tokio::spawn(watch_bans(
+            Arc::clone(&self.bans),
+            Arc::clone(&self.hub),
+            self.audit.clone(),
+        ));
         let memory = tokio::spawn(crate::ops::memory::run(
             self.sessions.clone(),
             self.shutdown.clone(),
@@ -491,6 +500,7 @@ impl Gateway {
         }
         timer.abort();
         housekeeping.abort();
+        ban_watch.abort();
         memory.abort();
         // Every session closed its peer connection; the media thread closes any left.
         let media = self.media.clone();
@@ -530,6 +540,50 @@ async fn housekeeping(gw: Arc<Gateway>) {
         gw.conn_limiter.retain_recent();
         gw.user_limiter.retain_recent();
         gw.auth_backoff.lock().prune(Instant::now());
+    }
+}
+
+/// Applies bans written by another process (`radiogate bans add|remove` on the Pi, issue 13)
+/// every [`crate::access::bans::RELOAD_INTERVAL`]: a new ban closes the user's sessions with
+/// 4003 like an admin's ban, and each change is logged and audited (the actor is the ban's
+/// `by`, e.g. `cli:root`).
+async fn watch_bans(bans: Arc<BanList>, hub: Arc<Switchboard>, audit: Audit) {
+    use crate::audit::{Action, Entry};
+    let mut every = tokio::time::interval(crate::access::bans::RELOAD_INTERVAL);
+    loop {
+        every.tick().await;
+        let b = Arc::clone(&bans);
+        let changes = match tokio::task::spawn_blocking(move || b.reload()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "ban list not re-read");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for ban in changes.added {
+            let n = {
+                let mut hub = hub.lock();
+                let ids = hub.registry().by_user(&ban.user_id);
+                hub.force_disconnect(
+                    &ids,
+                    close::FORCED,
+                    &crate::access::bans::suspended(&ban.reason),
+                    Instant::now(),
+                )
+            };
+            tracing::warn!(user = ?ban.user_id, by = ?ban.by, reason = ?ban.reason,
+                           disconnected = n, "user banned outside the gateway (radiogate bans)");
+            audit.record(
+                Entry::new(ban.by.clone(), Action::Ban)
+                    .target(ban.user_id.clone())
+                    .details(serde_json::json!({"reason": ban.reason, "disconnected": n})),
+            );
+        }
+        for user in changes.removed {
+            tracing::info!(user = ?user, "ban lifted outside the gateway (radiogate bans)");
+            audit.record(Entry::new("cli", Action::Unban).target(user));
+        }
     }
 }
 

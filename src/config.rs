@@ -260,12 +260,16 @@ impl Default for ServerConfig {
 pub struct StateConfig {
     /// Directory holding `radiogate.db` and `jwt-secret`.
     pub dir: PathBuf,
+    /// Free space on the state directory's file system below which `/healthz` reports
+    /// `"state disk nearly full"`, bytes (0: never).
+    pub min_free_bytes: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("./radiogate-state"),
+            min_free_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -144,6 +144,10 @@ async fn healthz(State(ctx): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
     if radio_down {
         degraded.push(DEGRADED_RADIO);
     }
+    let disk = gw.disk.status();
+    if disk.nearly_full {
+        degraded.push(crate::state::disk::DEGRADED_DISK);
+    }
     let state_writes: serde_json::Map<String, serde_json::Value> = writes
         .iter()
         .map(|w| (w.store().to_string(), json!(w.status())))
@@ -154,6 +158,7 @@ async fn healthz(State(ctx): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
         "status": if degraded.is_empty() { "ok" } else { "degraded" },
         "degraded": degraded,
         "stateWrites": state_writes,
+        "stateDisk": disk,
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSecs": gw.started.elapsed().as_secs(),
         "sessions": hub.registry().len(),

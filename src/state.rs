@@ -10,6 +10,7 @@
 //! gateway on the same directory (refused here by an advisory lock that the kernel drops when
 //! the holder dies, so it is never left stale by a crash or power cut).
 
+pub mod disk;
 pub mod write_health;
 
 use std::fs::File;

@@ -404,3 +404,103 @@ async fn backup_and_restore_keep_tokens_and_the_ca() {
     );
     assert!(!o.status.success());
 }
+
+/// `radiogate bans` while the gateway runs (issue 13): a ban added on the Pi's shell closes the
+/// user's session (4003 with the reason) and refuses reconnects; `list` shows it; `remove`
+/// lets the user back in; both are audited.
+#[tokio::test]
+async fn bans_from_the_cli_act_on_the_running_gateway() {
+    use common::{connect, token};
+    use radiogate::access::role::Role;
+    use std::time::Duration;
+    let gw = common::Gateway::start("");
+    let cfg = gw.dir.path().join("radiogate.toml");
+    let cfg = cfg.to_str().unwrap();
+    let eve_token = token("eve", Role::General, "ev1", &["c1"]);
+    let mut eve = connect(&gw, &eve_token).await.unwrap();
+    eve.notification("channel.list").await;
+
+    let o = radiogate(
+        gw.dir.path(),
+        &[
+            "bans",
+            "--config",
+            cfg,
+            "add",
+            "--user",
+            "eve",
+            "--reason",
+            "left the site",
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let closed = tokio::time::timeout(Duration::from_secs(10), eve.wait_closed())
+        .await
+        .expect("closed within the reload interval");
+    assert_eq!(
+        closed,
+        (
+            Some(4003),
+            "Account is suspended: left the site".to_string()
+        )
+    );
+    let refused = connect(&gw, &eve_token).await.err().expect("refused");
+    assert_eq!(refused.0, 403, "{refused:?}");
+    let (out, _) = text(&radiogate(
+        gw.dir.path(),
+        &["bans", "--config", cfg, "list"],
+    ));
+    assert!(out.starts_with("eve\tleft the site\tcli:"), "{out}");
+
+    let o = radiogate(
+        gw.dir.path(),
+        &["bans", "--config", cfg, "remove", "--user", "eve"],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("lifted the ban on eve"));
+    let mut back = None;
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    for _ in 0..50 {
+        poll.tick().await;
+        if let Ok(c) = connect(&gw, &eve_token).await {
+            back = Some(c);
+            break;
+        }
+    }
+    assert!(back.is_some(), "eve connects again after the ban is lifted");
+
+    // Audited with the CLI as the actor.
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    let r = admin
+        .call("admin.audit", serde_json::json!({"userId": "eve"}))
+        .await
+        .unwrap();
+    let actions: Vec<(String, String)> = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .any(|(a, by)| a == "BAN" && by.starts_with("cli:")),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|(a, _)| a == "UNBAN"), "{actions:?}");
+
+    // Never creates state: a config whose state directory does not exist fails.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("r.toml"), "[state]\ndir = \"nowhere\"\n").unwrap();
+    let o = radiogate(empty.path(), &["bans", "--config", "r.toml", "list"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("no database at"), "{:?}", text(&o));
+    assert!(!empty.path().join("nowhere").exists());
+}

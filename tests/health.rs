@@ -40,3 +40,30 @@ async fn a_radio_whose_ptt_device_is_missing_makes_healthz_degraded() {
         .collect();
     assert!(reasons.contains(&"radio device down"), "{health}");
 }
+
+/// `/healthz` says "degraded" while the state disk has less free space than
+/// `state.min_free_bytes` (here: more than any disk has), "ok" with the default.
+#[tokio::test]
+async fn a_nearly_full_state_disk_makes_healthz_degraded() {
+    let full = Gateway::start("[state]\nmin_free_bytes = 18446744073709551615\n");
+    let (status, body) = full.http_get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(
+        h["degraded"],
+        serde_json::json!(["state disk nearly full"]),
+        "{h}"
+    );
+    assert!(h["stateDisk"]["freeBytes"].as_u64().unwrap() > 0, "{h}");
+    let (_, metrics) = full.http_get("/metrics").await;
+    assert!(
+        metrics.contains("radiogate_state_disk_free_bytes "),
+        "{metrics}"
+    );
+
+    let fine = Gateway::start("");
+    let h: serde_json::Value = serde_json::from_str(&fine.http_get("/healthz").await.1).unwrap();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["stateDisk"]["minFreeBytes"], 64 * 1024 * 1024);
+}

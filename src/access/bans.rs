@@ -22,6 +22,14 @@ pub enum BanError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// The close reason and refusal text of a banned user's sessions (spec note 000).
+pub fn suspended(reason: &str) -> String {
+    format!("Account is suspended: {reason}")
+}
+
+/// How often the gateway looks for bans written by another process ([`BanList::reload`]).
+pub const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One ban.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,10 +44,41 @@ pub struct Ban {
     pub at_ms: u64,
 }
 
+/// What changed in the database since the last look ([`BanList::reload`]): bans another
+/// process (`radiogate bans`) added or lifted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BanChanges {
+    /// New or changed bans.
+    pub added: Vec<Ban>,
+    /// User ids no longer banned.
+    pub removed: Vec<String>,
+}
+
+fn read_all(conn: &Connection) -> Result<HashMap<String, Ban>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached("SELECT user_id, reason, by, at_ms FROM bans")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Ban {
+            user_id: r.get(0)?,
+            reason: r.get(1)?,
+            by: r.get(2)?,
+            at_ms: r.get::<_, i64>(3)? as u64,
+        })
+    })?;
+    let mut m = HashMap::new();
+    for b in rows {
+        let b = b?;
+        m.insert(b.user_id.clone(), b);
+    }
+    Ok(m)
+}
+
 /// The ban list: SQLite table `bans` plus an in-memory map read on every connect.
 pub struct BanList {
     conn: Arc<Mutex<Connection>>,
     cache: Mutex<HashMap<String, Ban>>,
+    /// SQLite's `PRAGMA data_version` at the last load: it changes when another connection
+    /// (another process) commits to the database.
+    data_version: Mutex<i64>,
     /// Changes the database refused, by user: `Some` a ban to store, `None` a ban to delete.
     pending: Arc<Mutex<BTreeMap<String, Option<Ban>>>>,
     health: WriteMonitor,
@@ -82,25 +121,12 @@ impl BanList {
                 user_id TEXT PRIMARY KEY, reason TEXT NOT NULL, by TEXT NOT NULL,
                 at_ms INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
-        let mut cache = HashMap::new();
-        {
-            let mut stmt = conn.prepare("SELECT user_id, reason, by, at_ms FROM bans")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Ban {
-                    user_id: r.get(0)?,
-                    reason: r.get(1)?,
-                    by: r.get(2)?,
-                    at_ms: r.get::<_, i64>(3)? as u64,
-                })
-            })?;
-            for b in rows {
-                let b = b?;
-                cache.insert(b.user_id.clone(), b);
-            }
-        }
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let cache = read_all(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             cache: Mutex::new(cache),
+            data_version: Mutex::new(version),
             pending: Arc::new(Mutex::new(BTreeMap::new())),
             health: WriteMonitor::new("bans"),
         })
@@ -158,6 +184,51 @@ impl BanList {
         Ok(was)
     }
 
+    /// Picks up bans that another process wrote to the database (`radiogate bans add|remove`
+    /// while the gateway runs: same SQLite file, WAL). Cheap when nothing changed: one
+    /// `PRAGMA data_version` read. Changes this process keeps in memory (a refused write) win
+    /// over the database. Returns what changed in the in-memory list.
+    ///
+    /// # Errors
+    /// [`BanError::Sqlite`] if the database cannot be read (the list is left as it was).
+    pub fn reload(&self) -> Result<BanChanges, BanError> {
+        let fresh = {
+            let conn = self.conn.lock();
+            let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            let mut last = self.data_version.lock();
+            if *last == version {
+                return Ok(BanChanges::default());
+            }
+            let fresh = read_all(&conn)?;
+            *last = version;
+            fresh
+        };
+        let mut fresh = fresh;
+        for (user, change) in self.pending.lock().iter() {
+            match change {
+                Some(b) => fresh.insert(user.clone(), b.clone()),
+                None => fresh.remove(user),
+            };
+        }
+        let mut cache = self.cache.lock();
+        let mut changes = BanChanges {
+            added: fresh
+                .values()
+                .filter(|b| cache.get(&b.user_id) != Some(*b))
+                .cloned()
+                .collect(),
+            removed: cache
+                .keys()
+                .filter(|u| !fresh.contains_key(*u))
+                .cloned()
+                .collect(),
+        };
+        changes.added.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        changes.removed.sort();
+        *cache = fresh;
+        Ok(changes)
+    }
+
     /// Every ban, by user id.
     pub fn list(&self) -> Vec<Ban> {
         let mut v: Vec<Ban> = self.cache.lock().values().cloned().collect();
@@ -169,6 +240,40 @@ impl BanList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bans_written_by_another_process_are_picked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let gw = BanList::open(&path).unwrap();
+        assert_eq!(gw.reload().unwrap(), BanChanges::default());
+        let cli = BanList::open(&path).unwrap();
+        let ban = Ban {
+            user_id: "u1".into(),
+            reason: "abuse".into(),
+            by: "cli:root".into(),
+            at_ms: 7,
+        };
+        cli.ban(ban.clone()).unwrap();
+        assert!(!gw.is_banned("u1"));
+        let c = gw.reload().unwrap();
+        assert_eq!(c.added, vec![ban]);
+        assert!(gw.is_banned("u1"));
+        assert_eq!(gw.reload().unwrap(), BanChanges::default(), "nothing new");
+        // Its own writes do not show up as changes.
+        gw.ban(Ban {
+            user_id: "u2".into(),
+            reason: "r".into(),
+            by: "admin".into(),
+            at_ms: 8,
+        })
+        .unwrap();
+        assert_eq!(gw.reload().unwrap(), BanChanges::default());
+        assert!(cli.unban("u1").unwrap());
+        let c = gw.reload().unwrap();
+        assert_eq!(c.removed, vec!["u1".to_string()]);
+        assert!(!gw.is_banned("u1") && gw.is_banned("u2"));
+    }
 
     #[test]
     fn bans_survive_reopen_and_unban() {

@@ -137,6 +137,8 @@ pub struct Observed {
     pub radio: std::sync::Arc<crate::bridge::Radios>,
     /// When the gateway started.
     pub started: std::time::Instant,
+    /// The state directory's file system.
+    pub disk: crate::state::disk::DiskCheck,
 }
 
 impl fmt::Debug for Observed {
@@ -172,6 +174,14 @@ impl Collector for Observed {
             self.audit.dropped(),
         )?;
         permission_sync(self, &mut f)?;
+        let disk = self.disk.status();
+        if let Some(free) = disk.free_bytes {
+            f.gauge(
+                "radiogate_state_disk_free_bytes",
+                "Bytes free on the state directory's file system (statvfs f_bavail).",
+                free,
+            )?;
+        }
         radio_ports(&self.radio, &mut f)
     }
 }

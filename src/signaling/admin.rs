@@ -233,7 +233,7 @@ pub async fn handle(
             let n = hub.force_disconnect(
                 &ids,
                 close::FORCED,
-                &format!("Account is suspended: {reason}"),
+                &crate::access::bans::suspended(&reason),
                 Instant::now(),
             );
             drop(hub);

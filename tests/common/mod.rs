@@ -149,9 +149,21 @@ impl Gateway {
         } else {
             "max_frame_bytes = 4096\n"
         };
+        // Keys of a `[state]` table in `extra` go into the harness's own `[state]` table.
+        let (extra, state_extra) = match extra.find("[state]\n") {
+            Some(at) => {
+                let body = &extra[at + "[state]\n".len()..];
+                let end = body.find("\n[").map_or(body.len(), |e| e + 1);
+                (
+                    format!("{}{}", &extra[..at], &body[end..]),
+                    body[..end].to_string(),
+                )
+            }
+            None => (extra, String::new()),
+        };
         let cfg = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n{frame}{server_extra}\n\
-             [state]\ndir = \"{}\"\n[auth]\nsecret = \"{SECRET}\"\n\
+             [state]\ndir = \"{}\"\n{state_extra}[auth]\nsecret = \"{SECRET}\"\n\
              [sfu]\nudp_bind_ip = \"127.0.0.1\"\n{extra}",
             state.display()
         );
