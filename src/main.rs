@@ -80,7 +80,7 @@ enum Cmd {
     Permissions(radiogate::permissions::cli::PermissionsArgs),
     /// List, add and lift bans (works with the gateway running: it disconnects a newly
     /// banned user within 2 s).
-    Bans(radiogate::access::bans_cli::BansArgs),
+    Bans(radiogate::ops::bans_cli::BansArgs),
     /// Write the state that phones depend on (CA and server key, token secret, SQLite
     /// database) to FILE, a tar archive (mode 0600); works while the gateway runs.
     Backup {
@@ -133,7 +133,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Permissions(args) => radiogate::permissions::cli::run(args),
-        Cmd::Bans(args) => radiogate::access::bans_cli::run(args),
+        Cmd::Bans(args) => radiogate::ops::bans_cli::run(args),
         Cmd::PrintConfig => {
             print!("{EMBEDDED_DEFAULT}");
             ExitCode::SUCCESS

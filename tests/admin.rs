@@ -244,6 +244,7 @@ async fn every_audit_action_appears() {
         )
         .await
         .unwrap(); // TOKEN_ISSUED
+    g.call("session.renew", json!({})).await.unwrap(); // TOKEN_RENEWED
     admin
         .call("admin.disconnect", json!({"userId": "d"}))
         .await
@@ -550,6 +551,37 @@ async fn links_from_the_panel_connect_and_are_audited() {
         text,
         "root (ADMIN) issued a GENERAL link for late (Late Arrival) on ops, gate, valid 2 h 0 min."
     );
+}
+
+/// `session.renew` (issue 12): a fresh token with the same claims and `auth.default_ttl`; it
+/// connects.
+#[tokio::test]
+async fn a_session_renews_its_token() {
+    let gw = Gateway::start("");
+    let short = common::token_with("ana", Role::Dispatch, "ev1", &["ops", "gate"], 120);
+    let mut ana = connect(&gw, &short).await.unwrap();
+    ana.notification("channel.list").await;
+    let r = ana.call("session.renew", json!({})).await.unwrap();
+    let fresh = r["token"].as_str().unwrap();
+    let now_ms = radiogate::clock::unix_ms();
+    let exp_ms = r["expiresAtMs"].as_u64().unwrap();
+    assert!(
+        exp_ms > now_ms + 8 * 3600 * 1000 - 60_000 && exp_ms <= now_ms + 8 * 3600 * 1000 + 1000,
+        "default TTL 8 h: {r}"
+    );
+    let mut again = connect(&gw, fresh).await.unwrap();
+    let hello = again.notification("channel.list").await;
+    assert_eq!(
+        (hello["userId"].clone(), hello["role"].clone()),
+        (json!("ana"), json!("DISPATCH"))
+    );
+    let ids: Vec<&str> = hello["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channelId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{hello}");
 }
 
 async fn admin_ok(

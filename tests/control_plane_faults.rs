@@ -220,8 +220,13 @@ async fn full_state_dir_phones_still_connect_join_and_talk() {
     let outer = tempfile::tempdir().unwrap();
     let state = outer.path().join("state");
     let mount = Tmpfs::mount(&state, "2m");
-    // Declared after the mount: the gateway is stopped before the unmount.
-    let gw = Gateway::launch(tempfile::tempdir().unwrap(), &state, "");
+    // Declared after the mount: the gateway is stopped before the unmount. "Nearly full"
+    // below 64 KiB free: the 2 MiB file system starts well above it.
+    let gw = Gateway::launch(
+        tempfile::tempdir().unwrap(),
+        &state,
+        "[state]\nmin_free_bytes = 65536\n",
+    );
     let mut alice = connect(&gw, &token("alice", Role::General, "ev1", &["c1"]))
         .await
         .expect("alice");
@@ -270,6 +275,10 @@ async fn full_state_dir_phones_still_connect_join_and_talk() {
     assert_eq!(h["status"], "degraded", "{h}");
     assert!(
         reasons(&h).contains(&"state database writes failing".to_string()),
+        "{h}"
+    );
+    assert!(
+        reasons(&h).contains(&"state disk nearly full".to_string()),
         "{h}"
     );
     for store in ["audit", "permissions", "bans"] {

@@ -1,6 +1,7 @@
 //! Join links issued from the admin panel (issue 13, `admin.issueLink`): a token for a user of
 //! the admin's own event, on channels picked from that event's channels, with a TTL capped by
-//! `auth.max_ttl`, as a link and a QR code.
+//! `auth.max_ttl` (the admin methods make the link and its QR code), and renewals
+//! (`session.renew`, issue 12).
 //!
 //! Pure: the caller passes the event's channels, the link base and the time. Only a gateway
 //! that holds a signing key (HS256 secret, or `auth.private_key_file` for RS256/EdDSA) is an
@@ -8,7 +9,7 @@
 
 use super::role::Role;
 use super::token::{parse_ttl, Claims, KeyMaterial, ParseTtlError, TokenError, TokenMinter};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::time::Duration;
 
 /// Longest user id, display name or channel id accepted, in bytes.
@@ -46,9 +47,6 @@ pub enum IssueError {
     /// The base URL has no `https://` or `http://` scheme, or has spaces or control characters.
     #[error("base URL must start with https:// (or http://) and have no spaces")]
     BadBaseUrl,
-    /// The link does not fit a QR code.
-    #[error("the link is too long for a QR code")]
-    Qr,
 }
 
 /// What the admin asks for (`admin.issueLink` params).
@@ -73,19 +71,14 @@ pub struct LinkRequest {
     pub base_url: Option<String>,
 }
 
-/// An issued link.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IssuedLink {
+/// An issued token: what the admin methods turn into a link and a QR code.
+#[derive(Debug, Clone)]
+pub struct Issued {
     /// The signed token.
     pub token: String,
-    /// `BASE/?token=TOKEN`.
-    pub url: String,
-    /// A QR code of `url` as an SVG document ([`crate::web::qr_svg`]).
-    pub qr_svg: String,
-    /// Expiry, milliseconds since the Unix epoch.
-    pub expires_at_ms: u64,
-    /// The claims signed (for the panel to show what it issued).
+    /// The link base to put before `/?token=` (checked: `https://` or `http://`).
+    pub base: String,
+    /// The claims signed.
     pub claims: Claims,
 }
 
@@ -120,6 +113,19 @@ impl LinkIssuer {
             .map(|m| Self::new(m, default_ttl, max_ttl))
     }
 
+    /// A fresh token for a session's `claims` (`session.renew`, issue 12): the same claims with
+    /// `iat` = `now_secs` and `exp` = `now_secs` + `auth.default_ttl`. Returns the token and its
+    /// claims.
+    ///
+    /// # Errors
+    /// [`IssueError::Mint`] if signing fails.
+    pub fn renew(&self, claims: &Claims, now_secs: u64) -> Result<(String, Claims), IssueError> {
+        let mut c = claims.clone();
+        c.iat = now_secs;
+        c.exp = now_secs + self.default_ttl.as_secs();
+        Ok((self.minter.mint(&c)?, c))
+    }
+
     /// `auth.default_ttl`.
     pub fn default_ttl(&self) -> Duration {
         self.default_ttl
@@ -137,7 +143,7 @@ impl LinkIssuer {
     /// # Errors
     /// [`IssueError`]: a bad user id or name, no channel, a channel not in `event_channels`,
     /// a TTL that does not parse or exceeds `auth.max_ttl`, a base URL without a scheme, a
-    /// signing failure, a link too long for a QR code.
+    /// signing failure.
     pub fn issue(
         &self,
         event: &str,
@@ -145,7 +151,7 @@ impl LinkIssuer {
         req: LinkRequest,
         base: &str,
         now_secs: u64,
-    ) -> Result<IssuedLink, IssueError> {
+    ) -> Result<Issued, IssueError> {
         let base = req.base_url.as_deref().unwrap_or(base);
         if !(base.starts_with("https://") || base.starts_with("http://"))
             || base.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -193,13 +199,9 @@ impl LinkIssuer {
             exp: now_secs + ttl.as_secs(),
         };
         let token = self.minter.mint(&claims)?;
-        let url = crate::web::join_url(base, &token);
-        let qr_svg = crate::web::qr_svg(&url).map_err(|_| IssueError::Qr)?;
-        Ok(IssuedLink {
+        Ok(Issued {
             token,
-            url,
-            qr_svg,
-            expires_at_ms: claims.exp.saturating_mul(1000),
+            base: base.to_string(),
             claims,
         })
     }
@@ -252,16 +254,37 @@ mod tests {
                 now,
             )
             .unwrap();
-        assert!(l.url.starts_with("https://pi:8443/?token="));
-        assert!(l.url.ends_with(&l.token));
-        assert!(l.qr_svg.starts_with("<svg"));
+        assert_eq!(l.base, "https://pi:8443/");
         let c = v.verify(&l.token, now).unwrap();
         assert_eq!(c.sub, "late-arrival");
         assert_eq!(c.name, "late-arrival");
         assert_eq!(c.event, "ev");
         assert_eq!(c.channels, vec!["ops".to_string(), "gate".to_string()]);
         assert_eq!(c.exp - c.iat, 8 * 3600);
-        assert_eq!(l.expires_at_ms, c.exp * 1000);
+        assert_eq!(l.claims, c);
+    }
+
+    #[test]
+    fn renewal_keeps_the_claims_and_moves_exp() {
+        let (i, v) = issuer();
+        let now = 1_800_000_000;
+        let old = i
+            .issue(
+                "ev",
+                &event(),
+                req(&["gate"], Some("10m")),
+                "https://pi",
+                now,
+            )
+            .unwrap();
+        let (token, c) = i.renew(&old.claims, now + 300).unwrap();
+        let back = v.verify(&token, now + 300).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(
+            (c.sub.as_str(), c.channels.clone()),
+            ("late-arrival", vec!["gate".to_string()])
+        );
+        assert_eq!((c.iat, c.exp), (now + 300, now + 300 + 8 * 3600));
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! - [`limits`]: connection, failed-authentication and message rate limits.
 
 pub mod bans;
-pub mod bans_cli;
 pub mod issue;
 pub mod limits;
 pub mod role;

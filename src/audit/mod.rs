@@ -65,11 +65,13 @@ pub enum Action {
     RateLimited,
     /// A join link issued from the admin panel (`admin.issueLink`, issue 13).
     TokenIssued,
+    /// A session's token renewed (`session.renew`, issue 12).
+    TokenRenewed,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::AuthSuccess,
         Action::AuthFailure,
         Action::Connect,
@@ -91,6 +93,7 @@ impl Action {
         Action::ForceDisconnect,
         Action::RateLimited,
         Action::TokenIssued,
+        Action::TokenRenewed,
     ];
 
     /// The stored name, e.g. `"FLOOR_GRANTED"`.

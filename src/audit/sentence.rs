@@ -219,6 +219,10 @@ pub fn sentence(row: &AuditRow) -> String {
             list(d, "channels").join(", "),
             duration(n(d, "ttlSecs").unwrap_or(0).saturating_mul(1000))
         ),
+        "TOKEN_RENEWED" => format!(
+            "{who} renewed its access link for {}",
+            duration(n(d, "ttlSecs").unwrap_or(0).saturating_mul(1000))
+        ),
         other => format!(
             "{who}: {other}{}{}",
             if t.is_empty() {

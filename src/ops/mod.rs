@@ -5,6 +5,7 @@
 //! [`crate::state`], the wall clock in [`crate::clock`] (low-level modules the stores use).
 
 pub mod backup;
+pub mod bans_cli;
 pub mod log_escape;
 pub mod memory;
 pub mod metrics;

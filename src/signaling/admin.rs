@@ -138,18 +138,27 @@ pub async fn handle(
                     crate::clock::unix_secs(),
                 )
                 .map_err(|e| RpcError::new(ErrorCode::InvalidParams, e.to_string()))?;
+            let url = crate::web::join_url(&link.base, &link.token);
+            let qr_svg = crate::web::qr_svg(&url).map_err(|_| {
+                RpcError::new(
+                    ErrorCode::InvalidParams,
+                    "the link is too long for a QR code",
+                )
+            })?;
             let c = &link.claims;
             tracing::info!(by = ?admin.sub, user = ?c.sub, role = %c.role, channels = ?c.channels,
                            ttl_secs = c.exp - c.iat, "join link issued from the admin panel");
+            let expires_at_ms = c.exp.saturating_mul(1000);
             gw.audit.record(
                 entry(Action::TokenIssued)
                     .target(c.sub.clone())
                     .details(json!({
                         "name": c.name, "role": c.role, "channels": c.channels,
-                        "ttlSecs": c.exp - c.iat, "expiresAtMs": link.expires_at_ms,
+                        "ttlSecs": c.exp - c.iat, "expiresAtMs": expires_at_ms,
                     })),
             );
-            Ok(json!(link))
+            Ok(json!({"token": link.token, "url": url, "qrSvg": qr_svg,
+                      "expiresAtMs": expires_at_ms, "claims": c}))
         }
         "admin.disconnect" => {
             let p: DisconnectParams = params(&req.params)?;

@@ -13,6 +13,7 @@ const ADMIN: &[Role] = &[Role::Admin];
 /// ADMIN adds the admin methods; no talk priority, no broadcast (spec note 003).
 pub const METHODS: &[(&str, &[Role])] = &[
     ("session.ping", ALL),
+    ("session.renew", ALL),
     ("channel.list", ALL),
     ("channel.join", ALL),
     ("channel.leave", ALL),

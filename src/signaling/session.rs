@@ -220,6 +220,8 @@ pub async fn run(
     );
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
+    // `session.renew` moves the token's exp: the session then ends at the new one.
+    let mut exp_seen = session.claims.exp;
     // Dead-peer detection: any frame (a pong to the writer's pings, or anything else) counts
     // as a sign of life; none for `ping_timeout` closes the session.
     let mut last_heard = Instant::now();
@@ -235,6 +237,15 @@ pub async fn run(
                     Some(Ok(Message::Text(text))) => {
                         if !session.handle_text(text.as_str()).await {
                             break End::by_us(close::POLICY, "message rate limit exceeded");
+                        }
+                        if session.claims.exp != exp_seen {
+                            exp_seen = session.claims.exp;
+                            let left = Duration::from_secs(
+                                exp_seen
+                                    .saturating_sub(crate::clock::unix_secs())
+                                    .saturating_add(gw.cfg.leeway_secs),
+                            );
+                            expiry.as_mut().reset(tokio::time::Instant::now() + left);
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -552,10 +563,42 @@ impl Session {
         self.gw.cfg.broadcast_hold
     }
 
+    /// `session.renew` (issue 12): a fresh token with this session's claims and a new `exp`
+    /// (`auth.default_ttl` from now), when this gateway signs tokens and the user is not
+    /// banned; the session then ends at the new `exp`. `PERMISSION_DENIED` with a sentence when
+    /// the tokens come from a control plane or the user is banned.
+    fn renew(&mut self) -> Result<Value, RpcError> {
+        let Some(issuer) = &self.gw.admin.issuer else {
+            return Err(RpcError::new(
+                ErrorCode::PermissionDenied,
+                "this gateway does not issue links: ask the organiser for a new link",
+            ));
+        };
+        if self.gw.admin.bans.is_banned(&self.claims.sub) {
+            return Err(RpcError::new(
+                ErrorCode::PermissionDenied,
+                "account is suspended",
+            ));
+        }
+        let (token, claims) = issuer
+            .renew(&self.claims, crate::clock::unix_secs())
+            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+        let ttl = claims.exp - claims.iat;
+        self.gw.audit.record(
+            self.entry(Action::TokenRenewed)
+                .details(json!({"ttlSecs": ttl, "expiresAtMs": claims.exp * 1000})),
+        );
+        tracing::info!(conn = self.id, user = ?claims.sub, ttl_secs = ttl, "access link renewed");
+        self.claims.exp = claims.exp;
+        self.claims.iat = claims.iat;
+        Ok(json!({"token": token, "expiresAtMs": claims.exp * 1000}))
+    }
+
     async fn dispatch(&mut self, req: &Incoming) -> Result<Value, RpcError> {
         let now = Instant::now();
         match req.method.as_str() {
             "session.ping" => Ok(json!({"pong": true})),
+            "session.renew" => self.renew(),
             "channel.list" => {
                 let also = admin_event_channels(&self.gw.store, &self.claims).await;
                 Ok(json!({"channels": self.gw.hub.lock().channel_list(self.id, &also)}))

@@ -6,7 +6,16 @@
   const TOKEN_KEY = 'radiogate.token';
   const RPC_TIMEOUT_MS = 10000;
   const PING_EVERY_MS = 15000;
-  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+  // Reconnect delays (issue 12): fast while a restart is likely, never more than 5 s apart.
+  const BACKOFF_MS = [250, 500, 1000, 1000, 1000, 1000, 1000, 1000, 2000, 3000, 5000];
+  const BACKOFF_CAP_MS = 5000;
+  // No RTP for this long on a slot whose channel shows a talker: the media path is dead.
+  const MEDIA_SILENT_MS = 2000;
+  // ICE not connected this long after the answer: no media path.
+  const ICE_DEADLINE_MS = 6000;
+  // Renew the access link when this much of it is left; warn when this much is left.
+  const RENEW_BEFORE_MS = 30 * 60 * 1000;
+  const EXPIRY_WARNING_MS = 15 * 60 * 1000;
 
   const S = {
     token: null,
@@ -45,6 +54,13 @@
     wakeLock: null,
     totTimer: null,
     started: false,
+    // Loss-of-service watch (issue 12).
+    service: { problem: null, wasOk: false, kind: 'ok' },
+    media: { iceOkAt: 0, answeredAt: 0, dead: null, slots: new Map() },
+    retry: { until: 0, why: '', timer: null },
+    renew: { pending: false, denied: null, warnedFor: 0 },
+    cues: [], // every loss/back/warning cue played (for the end-to-end tests)
+    watchTimer: null,
   };
   window.radiogate = S; // for debugging and the end-to-end tests
   window.radiogateHandle = (msg) => onMessage(msg); // lets tests inject server notifications
@@ -151,6 +167,7 @@
     await openMic();
     keepAwake();
     connect();
+    S.watchTimer = setInterval(watchMedia, 1000);
   }
 
   // ---------- audio: unlock, microphone, meter, tones ----------
@@ -245,11 +262,137 @@
   const denyTone = () => tone([330, 262], 140, 0.15);
   const revokeTone = () => tone([660, 440, 330], 110, 0.15);
 
+  // Service cues: each a distinct tone and vibration pattern, logged in S.cues.
+  const CUES = {
+    alarm: { freqs: [880, 440, 880, 440], ms: 180, gain: 0.25, vibrate: [400, 150, 400, 150, 400] },
+    back: { freqs: [523, 784], ms: 90, gain: 0.18, vibrate: [60] },
+    warn: { freqs: [988, 988, 988], ms: 120, gain: 0.2, vibrate: [200, 100, 200] },
+  };
+
+  function cue(kind) {
+    const c = CUES[kind];
+    S.cues.push({ kind, at: Date.now() });
+    tone(c.freqs, c.ms, c.gain);
+    if (navigator.vibrate) navigator.vibrate(c.vibrate);
+  }
+
   async function keepAwake() {
     if (!('wakeLock' in navigator) || document.visibilityState !== 'visible' || S.stopped) return;
     try {
       S.wakeLock = await navigator.wakeLock.request('screen');
     } catch (_) { /* battery saver or unsupported: the screen may dim */ }
+  }
+
+  // ---------- loss of service: said loudly, never silent (issue 12) ----------
+
+  // What is wrong now, as the user should read it, or null.
+  function serviceProblem() {
+    if (!S.started || S.stopped) return null;
+    if (!S.wsOpen) {
+      if (!S.everOpened && !S.retry.why) return null; // still connecting the first time
+      const left = Math.max(0, Math.ceil((S.retry.until - Date.now()) / 1000));
+      return `No connection to the gateway: you cannot talk or hear. ${S.retry.why || ''}` +
+        (S.retry.until ? ` Retrying in ${left} s.` : ' Retrying…');
+    }
+    if (S.media.dead) return `${S.media.dead}: you cannot talk or hear.`;
+    return null;
+  }
+
+  // Re-evaluates the service state: alarm on loss, a short cue when it is back.
+  function updateService() {
+    const problem = serviceProblem();
+    const svc = $('service');
+    const was = S.service.problem;
+    S.service.problem = problem;
+    if (problem) {
+      svc.hidden = false;
+      svc.dataset.state = 'lost';
+      $('service-text').textContent = problem;
+      $('retry-now').hidden = S.wsOpen;
+      if (!was) cue('alarm');
+    } else {
+      svc.hidden = true;
+      svc.dataset.state = 'ok';
+      if (S.wsOpen && !S.media.dead && S.media.iceOkAt) {
+        if (was && S.service.wasOk) cue('back');
+        S.service.wasOk = true;
+      }
+    }
+    if (!!was !== !!problem) render();
+  }
+
+  // Media path watch, once a second: ICE connected within ICE_DEADLINE_MS of the answer, and
+  // RTP arriving on every slot whose channel shows someone else talking.
+  async function watchMedia() {
+    const pc = S.pc;
+    const now = Date.now();
+    let dead = null;
+    if (S.wsOpen && pc && S.media.answeredAt) {
+      const ice = pc.iceConnectionState;
+      if (ice === 'connected' || ice === 'completed') {
+        S.media.iceOkAt = S.media.iceOkAt || now;
+      } else if (ice === 'failed' || ice === 'disconnected' || ice === 'closed') {
+        dead = 'No audio connection (the network blocks it)';
+      } else if (now - S.media.answeredAt > ICE_DEADLINE_MS) {
+        dead = 'No audio connection (the network blocks it)';
+      }
+      if (!dead && S.media.iceOkAt) {
+        let stats = null;
+        try { stats = await pc.getStats(); } catch (_) { /* closed meanwhile */ }
+        const byMid = new Map();
+        if (stats) stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'audio') byMid.set(String(r.mid), r.packetsReceived || 0); });
+        const mids = pc.getTransceivers().map((t) => String(t.mid));
+        for (const c of S.channels.values()) {
+          if (!c.joined || c.slot === null || c.slot === undefined) continue;
+          const other = c.talker && !(S.me && c.talker.connId === S.me.connId);
+          const got = byMid.get(mids[c.slot]) || 0;
+          const w = S.media.slots.get(c.slot) || { packets: got, at: now, talker: null };
+          const tid = other ? c.talker.connId : null;
+          if (got !== w.packets || tid !== w.talker) { w.packets = got; w.at = now; w.talker = tid; }
+          S.media.slots.set(c.slot, w);
+          if (other && now - w.at >= MEDIA_SILENT_MS) dead = 'Not receiving audio';
+        }
+      }
+    }
+    if (pc !== S.pc) return;
+    S.media.dead = dead;
+    updateService();
+    checkExpiry();
+  }
+
+  // ---------- access link: renewal and the expiry warning (issue 12) ----------
+
+  function tokenExpMs() {
+    const c = decodeClaims(S.token || '');
+    return c && c.exp ? c.exp * 1000 : 0;
+  }
+
+  async function checkExpiry() {
+    const exp = tokenExpMs();
+    if (!exp || !S.wsOpen) return;
+    const left = exp - Date.now();
+    if (left < RENEW_BEFORE_MS && !S.renew.pending && !S.renew.denied) {
+      S.renew.pending = true;
+      try {
+        const r = await call('session.renew');
+        if (r && r.token) {
+          S.token = r.token;
+          try { localStorage.setItem(TOKEN_KEY, r.token); } catch (_) { /* memory only */ }
+          S.renew.log = (S.renew.log || 0) + 1;
+        }
+      } catch (e) {
+        if (e && e.data && e.data.type === 'PERMISSION_DENIED') S.renew.denied = e.message || 'denied';
+      } finally {
+        S.renew.pending = false;
+      }
+      return;
+    }
+    if (left < EXPIRY_WARNING_MS && S.renew.warnedFor !== exp) {
+      S.renew.warnedFor = exp;
+      cue('warn');
+      const at = new Date(exp).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      banner(`Your access ends at ${at}. ${S.renew.denied ? 'Ask the organiser for a new link.' : ''}`.trim(), 'warn');
+    }
   }
 
   // ---------- signaling ----------
@@ -275,9 +418,11 @@
       S.wsOpen = true;
       S.everOpened = true;
       S.attempt = 0;
+      S.retry = { until: 0, why: '', timer: null };
       setConn('online', 'Online');
       banner(S.micError, 'error');
       S.pingTimer = setInterval(ping, PING_EVERY_MS);
+      updateService();
     };
     ws.onmessage = (ev) => {
       let msg;
@@ -301,6 +446,7 @@
       }
       if (!opened) return probe();
       scheduleReconnect(ev.code === 1001 ? 'The gateway restarted.' : 'Connection lost.');
+      updateService();
     };
   }
 
@@ -322,20 +468,38 @@
       return stop(/suspend/i.test(body) ? 'Account suspended' : 'Access refused',
         `${body.replace(/^forbidden:\s*/i, '')}. Contact the organiser.`);
     }
-    scheduleReconnect(resp ? 'The gateway is not ready.' : 'Cannot reach the gateway.');
+    if (resp && resp.status === 429) {
+      const after = parseInt(resp.headers.get('retry-after') || '', 10);
+      return scheduleReconnect('Too many attempts from this network.', Number.isFinite(after) ? after * 1000 : 0);
+    }
+    scheduleReconnect(resp ? `The gateway is not ready (${resp.status}).` : 'Cannot reach the gateway.');
   }
 
-  function scheduleReconnect(why) {
+  // Next attempt after the backoff (capped at 5 s, with jitter), or `atLeastMs` when the
+  // gateway said when (429 Retry-After). The countdown counts; "Retry now" and the browser's
+  // `online` event try at once.
+  function scheduleReconnect(why, atLeastMs = 0) {
     if (S.stopped) return;
     const base = BACKOFF_MS[Math.min(S.attempt, BACKOFF_MS.length - 1)];
-    const delay = Math.round(base * (1 + Math.random() * 0.3));
+    const delay = Math.max(atLeastMs, Math.min(BACKOFF_CAP_MS, Math.round(base * (0.85 + Math.random() * 0.3))));
     S.attempt++;
-    const until = Date.now() + delay;
-    const label = () => `${why || 'Offline.'} Retrying in ${Math.max(1, Math.ceil((until - Date.now()) / 1000))} s`;
-    setConn('reconnecting', 'Reconnecting…');
-    banner(label(), 'warn');
+    S.retry.until = Date.now() + delay;
+    S.retry.why = why || 'Connection lost.';
+    setConn('reconnecting', 'Offline');
     clearTimeout(S.reconnectTimer);
-    S.reconnectTimer = setTimeout(() => { banner(S.micError, 'error'); connect(); }, delay);
+    clearInterval(S.retry.timer);
+    S.retry.timer = setInterval(updateService, 250);
+    S.reconnectTimer = setTimeout(retryNow, delay);
+    updateService();
+  }
+
+  function retryNow() {
+    if (S.stopped || S.wsOpen || (S.ws && S.ws.readyState <= 1)) return;
+    clearTimeout(S.reconnectTimer);
+    clearInterval(S.retry.timer);
+    S.retry.until = 0;
+    updateService();
+    connect();
   }
 
   function stop(title, text) {
@@ -348,6 +512,9 @@
     $('stopped-title').textContent = title;
     $('stopped-text').textContent = text;
     show('stopped');
+    clearInterval(S.watchTimer);
+    clearInterval(S.retry.timer);
+    cue('alarm');
   }
 
   function send(obj) {
@@ -592,6 +759,7 @@
 
   async function setupMedia() {
     closePc();
+    S.media = { iceOkAt: 0, answeredAt: 0, dead: null, slots: new Map() };
     const gen = S.mediaGen;
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
     S.pc = pc;
@@ -603,6 +771,7 @@
       a.srcObject = new MediaStream([t.receiver.track]);
       a.play().catch(() => { /* played after the next tap */ });
     });
+    pc.oniceconnectionstatechange = () => { if (gen === S.mediaGen) watchMedia(); };
     pc.onconnectionstatechange = () => {
       if (gen !== S.mediaGen) return;
       if (pc.connectionState === 'failed') {
@@ -618,6 +787,7 @@
       const r = await call('webrtc.offer', { sdp: pc.localDescription.sdp });
       if (gen !== S.mediaGen) return;
       await pc.setRemoteDescription({ type: 'answer', sdp: r.sdp });
+      S.media.answeredAt = Date.now();
       pc.onicecandidate = (ev) => {
         if (ev.candidate && ev.candidate.candidate && gen === S.mediaGen) {
           call('webrtc.candidate', {
@@ -652,8 +822,8 @@
     S.pttDown = true;
     unlockAudio();
     const id = S.selected;
-    if (!id || !S.wsOpen) {
-      S.floor = { state: 'denied', channel: id, message: S.wsOpen ? 'Select a channel first' : 'Not connected' };
+    if (!id || !S.wsOpen || S.service.problem) {
+      S.floor = { state: 'denied', channel: id, message: S.service.problem ? 'No service' : S.wsOpen ? 'Select a channel first' : 'Not connected' };
       denyTone();
       return render();
     }
@@ -1293,6 +1463,7 @@
     const f = S.floor;
     const c = S.selected ? S.channels.get(S.selected) : null;
     if (S.bcast.state === 'live') return ['talking', 'Emergency broadcast: every channel', 'Release Emergency to stop'];
+    if (S.service.problem) return ['offline', S.wsOpen ? 'No audio' : 'Offline', 'Talking is not possible now'];
     if (!S.selected) return ['idle', 'No channel selected', ''];
     if (f.channel === S.selected || f.state === 'denied') {
       if (f.state === 'talking') return ['talking', f.priority ? 'You are talking (priority)' : 'You are talking', 'Release to stop'];
@@ -1320,7 +1491,8 @@
     ptt.querySelector('.ptt-label').textContent = S.bcast.state === 'live' ? 'Broadcasting…'
       : state === 'talking' ? 'Talking…' : state === 'requesting' ? 'Wait…' : 'Hold to talk';
     ptt.querySelector('.ptt-sub').textContent = sub;
-    ptt.disabled = (!S.micTrack && !!S.micError) || S.bcast.state === 'live';
+    ptt.disabled = (!S.micTrack && !!S.micError) || S.bcast.state === 'live' || !!S.service.problem;
+    for (const b of [$('priority-btn'), $('emergency-btn')]) b.disabled = !!S.service.problem && S.bcast.state !== 'live';
     $('talk').dataset.talking = state === 'talking' ? 'true' : 'false';
     const tot = $('tot');
     if (state === 'talking' && S.floor.expiresAt) {
@@ -1426,7 +1598,8 @@
         emergencyUp();
       }
     });
-    window.addEventListener('online', () => { if (S.started && !S.stopped && !S.ws) connect(); });
+    window.addEventListener('online', () => { if (S.started && !S.stopped && !S.ws) retryNow(); });
+    $('retry-now').addEventListener('click', retryNow);
     document.addEventListener('pointerdown', unlockAudio, { passive: true });
   }
 

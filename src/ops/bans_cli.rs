@@ -1,10 +1,10 @@
 //! `radiogate bans`: list, add and lift bans in the state directory's database from the Pi's
 //! shell (issue 13). It works while the gateway runs (the same SQLite file in WAL mode): the
-//! gateway picks a change up within [`super::bans::RELOAD_INTERVAL`], closes a newly banned
+//! gateway picks a change up within [`crate::access::bans::RELOAD_INTERVAL`], closes a newly banned
 //! user's sessions (4003, "Account is suspended: REASON") and audits it. Like `permissions`,
 //! it never creates state.
 
-use super::bans::{Ban, BanList};
+use crate::access::bans::{Ban, BanList};
 use crate::config::Config;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
