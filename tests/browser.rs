@@ -228,6 +228,29 @@ fn chromium_and_playwright(root: &Path) {
     }
 }
 
+/// Runs `node tests/browser/SCRIPT` with `env`; at most 300 s.
+fn run_node(root: &Path, script: &str, env: &[(&str, String)]) -> std::process::ExitStatus {
+    let mut child = Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .current_dir(root.join("tests/browser"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(st) = child.try_wait().expect("wait node") {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} did not finish within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn browser_end_to_end() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -246,35 +269,27 @@ fn browser_end_to_end() {
         "F": token("F", Role::General, "ev", &["ch1"]),
         "P": token("P", Role::Dispatch, "ev", &["ch1"]),
         "Z": token("Z", Role::Admin, "ev", &["ch1"]),
+        "R": token_with("R", Role::General, "ev", &["ch1"], 20 * 60),
     });
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");
     let _ = std::fs::remove_dir_all(&artifacts);
-    let mut child = Command::new("node")
-        .arg(root.join("tests/browser/e2e.mjs"))
-        .current_dir(root.join("tests/browser"))
-        .env("RADIOGATE_PORT", port(&gw).to_string())
-        .env("RADIOGATE_TOKENS", tokens.to_string())
-        .env(
-            "RADIOGATE_SERVER_CERT",
-            state_dir(&gw).join("tls/server.pem"),
-        )
-        .env("RADIOGATE_SPEECH", root.join("tests/fixtures/speech.wav"))
-        .env("RADIOGATE_ARTIFACTS", &artifacts)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn node");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait node") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the browser test did not finish within 300 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = run_node(
+        &root,
+        "e2e.mjs",
+        &[
+            ("RADIOGATE_PORT", port(&gw).to_string()),
+            ("RADIOGATE_TOKENS", tokens.to_string()),
+            (
+                "RADIOGATE_SERVER_CERT",
+                state_dir(&gw).join("tls/server.pem").display().to_string(),
+            ),
+            (
+                "RADIOGATE_SPEECH",
+                root.join("tests/fixtures/speech.wav").display().to_string(),
+            ),
+            ("RADIOGATE_ARTIFACTS", artifacts.display().to_string()),
+        ],
+    );
     if !status.success() {
         let log = gw.log.0.lock().unwrap().join("\n");
         panic!(
@@ -289,6 +304,91 @@ fn browser_end_to_end() {
         "dispatch-emergency-countdown-390x844.png",
         "dispatch-broadcasting-390x844.png",
         "admin-390x844.png",
+    ] {
+        assert!(artifacts.join(shot).exists(), "screenshot {shot} taken");
+    }
+}
+
+/// Loss of service and recovery in the web client (issue 12, tests/browser/service.mjs): the
+/// script runs the gateway itself on a fixed port so it can kill and restart it. Tokens are
+/// EdDSA, signed here; the gateway has only the public key, so it cannot renew them.
+#[test]
+fn browser_loss_of_service_and_recovery() {
+    use radiogate::access::{Claims, KeyMaterial, TokenMinter};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    chromium_and_playwright(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = root.join("tests/fixtures/keys");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("radiogate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_ms = 500\n\
+             [state]\ndir = \"state\"\n\
+             [auth]\nalgorithm = \"EdDSA\"\npublic_key_file = {:?}\n\
+             [sfu]\nudp_bind_ip = \"127.0.0.1\"\n\
+             [channels]\nmax_channels_per_user = 3\n\
+             [limits]\nconnections_per_minute = 10000\nuser_connections_per_minute = 10000\n",
+            keys.join("ed25519_public.pem").display().to_string()
+        ),
+    )
+    .unwrap();
+    let minter = TokenMinter::new(&KeyMaterial::EdDsa {
+        public_pem: std::fs::read_to_string(keys.join("ed25519_public.pem")).unwrap(),
+        private_pem: Some(std::fs::read_to_string(keys.join("ed25519_private.pem")).unwrap()),
+    })
+    .unwrap();
+    let now = radiogate::clock::unix_secs();
+    let mint = |user: &str, ttl: u64| {
+        minter
+            .mint(&Claims {
+                sub: user.into(),
+                name: format!("Name {user}"),
+                event: "ev".into(),
+                role: Role::General,
+                channels: vec!["ch1".into()],
+                device: None,
+                iat: now - 60,
+                exp: now + ttl,
+            })
+            .unwrap()
+    };
+    let tokens = serde_json::json!({
+        "A": mint("A", 3600), "B": mint("B", 3600), "C": mint("C", 3600),
+        "W": mint("W", 14 * 60), "M": mint("M", 3600),
+    });
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-service-artifacts");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let status = run_node(
+        &root,
+        "service.mjs",
+        &[
+            ("RADIOGATE_BIN", env!("CARGO_BIN_EXE_radiogate").to_string()),
+            ("RADIOGATE_CONFIG", cfg.display().to_string()),
+            ("RADIOGATE_PORT", port.to_string()),
+            ("RADIOGATE_TOKENS", tokens.to_string()),
+            (
+                "RADIOGATE_SPEECH",
+                root.join("tests/fixtures/speech.wav").display().to_string(),
+            ),
+            ("RADIOGATE_ARTIFACTS", artifacts.display().to_string()),
+        ],
+    );
+    assert!(
+        status.success(),
+        "service.mjs failed ({status}); artifacts in {}",
+        artifacts.display()
+    );
+    for shot in [
+        "expiry-warning-390x844.png",
+        "no-media-390x844.png",
+        "offline-390x844.png",
+        "back-online-390x844.png",
     ] {
         assert!(artifacts.join(shot).exists(), "screenshot {shot} taken");
     }

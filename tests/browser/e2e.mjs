@@ -193,6 +193,20 @@ async function main() {
     check((await e.textContent('#stopped-title')) === 'Access expired', 'expired token: "Access expired" screen');
     await e.context().close();
 
+    // --- a link with 20 minutes left is renewed by the client itself (session.renew) ---
+    const r = await openUser(speechBrowser, 'R', HTTP, TOKENS.R, consoleLines);
+    await r.click('#start-btn');
+    await r.waitForFunction(() => (window.radiogate.renew.log || 0) >= 1, null, { timeout: WAIT });
+    const renewed = await r.evaluate(() => {
+      const t = localStorage.getItem('radiogate.token');
+      const exp = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).exp;
+      return { hoursLeft: (exp * 1000 - Date.now()) / 3600000 };
+    });
+    check(renewed.hoursLeft > 7.9 && !(await r.isVisible('#service')),
+      `a 20-minute link is renewed by itself for the default 8 h (${renewed.hoursLeft.toFixed(2)} h left)`);
+    check(!/Your access ends/.test(await r.textContent('#banner')), 'a renewed link gets no expiry warning');
+    await r.context().close();
+
     // --- three speech users and a silent one ---
     const a = await openUser(speechBrowser, 'A', HTTP, TOKENS.A, consoleLines);
     const b = await openUser(speechBrowser, 'B', HTTP, TOKENS.B, consoleLines);
