@@ -345,6 +345,7 @@ impl Gateway {
             audit: self.audit.clone(),
             media: self.media.clone(),
             admin: Arc::new(admin),
+            channel_names: Arc::new(cfg.channel_names.clone()),
         };
         crate::server::ServerCtx {
             shutdown: self.shutdown.clone(),

@@ -62,6 +62,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[channels]`: membership limits.
     pub channels: ChannelLimits,
+    /// `[channel_names]`: display names the clients show instead of channel ids
+    /// (`ops = "Operations"`; issue 12). Channels without one show their id.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub channel_names: std::collections::BTreeMap<String, String>,
     /// `[floor]`: floor control timing.
     pub floor: FloorTiming,
     /// `[sfu]`: WebRTC media transport.
@@ -441,6 +445,14 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (id, name) in &self.channel_names {
+            if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(ConfigError::Invalid {
+                    key: "channel_names",
+                    reason: format!("{id:?}: a name is 1 to 64 bytes without control characters"),
+                });
+            }
+        }
         range(
             "server.max_frame_bytes",
             self.server.max_frame_bytes as u64,

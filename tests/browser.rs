@@ -258,7 +258,8 @@ fn browser_end_to_end() {
     // 3 slots keep the SDP small; a long time-out timer so nobody is revoked mid-test.
     let gw = Gateway::start_with(
         "max_frame_bytes = 65536",
-        "[channels]\nmax_channels_per_user = 3\n[floor]\ntime_out_timer_ms = 60000\n",
+        "[channels]\nmax_channels_per_user = 3\n[floor]\ntime_out_timer_ms = 60000\n\
+         [channel_names]\nops = \"Operations\"\n",
     );
     let tokens = serde_json::json!({
         "A": token("A", Role::General, "ev", &["ch1", "ch2", "ops"]),
@@ -270,6 +271,7 @@ fn browser_end_to_end() {
         "P": token("P", Role::Dispatch, "ev", &["ch1"]),
         "Z": token("Z", Role::Admin, "ev", &["ch1"]),
         "R": token_with("R", Role::General, "ev", &["ch1"], 20 * 60),
+        "O": token("O", Role::General, "ev", &["ops", "ch1"]),
     });
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-artifacts");
     let _ = std::fs::remove_dir_all(&artifacts);

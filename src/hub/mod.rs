@@ -38,7 +38,7 @@ pub use output::{Notification, Output, RevokeCode, TalkerRef};
 pub use permissions::PermissionOutcome;
 pub use registry::{ConnId, ConnectionInfo, Registry};
 pub use routes::{Route, RouteSet};
-pub use status::{ChannelEntry, ChannelStatus, ConnectionRow, HubStatus};
+pub use status::{arrange, ChannelEntry, ChannelStatus, ConnectionRow, HubStatus};
 
 use crate::access::role::Role;
 use crate::audit::{Action, Entry};

@@ -18,6 +18,28 @@ pub struct ChannelEntry {
     pub slot: Option<usize>,
     /// The floor holder, if any.
     pub talker: Option<TalkerRef>,
+    /// Its display name (`[channel_names]`), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Puts `entries` in the order of `first` (the token's channel order: the first is where a
+/// phone starts talking, issue 12), then the rest by id; gives each its display name from
+/// `names`.
+pub fn arrange(
+    entries: &mut [ChannelEntry],
+    first: &[String],
+    names: &std::collections::BTreeMap<String, String>,
+) {
+    let rank = |id: &str| first.iter().position(|c| c == id).unwrap_or(usize::MAX);
+    entries.sort_by(|a, b| {
+        rank(&a.channel_id)
+            .cmp(&rank(&b.channel_id))
+            .then_with(|| a.channel_id.cmp(&b.channel_id))
+    });
+    for e in entries {
+        e.name = names.get(&e.channel_id).cloned();
+    }
 }
 
 /// One row of `admin.connections`: what the registry knows of a participant and the
@@ -84,6 +106,7 @@ impl Hub {
                     joined: joined.is_some(),
                     slot: joined.copied().flatten(),
                     talker: self.holder_ref(c),
+                    name: None,
                 }
             })
             .collect()
@@ -141,5 +164,31 @@ impl Hub {
             broadcasts: self.broadcasters(),
             counters: self.counters,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> ChannelEntry {
+        ChannelEntry {
+            channel_id: id.into(),
+            joined: false,
+            slot: None,
+            talker: None,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn token_order_first_then_by_id_with_names() {
+        let mut v: Vec<ChannelEntry> = ["a", "gate", "ops", "z"].into_iter().map(entry).collect();
+        let names = [("ops".to_string(), "Operations".to_string())].into();
+        arrange(&mut v, &["ops".into(), "gate".into()], &names);
+        let ids: Vec<&str> = v.iter().map(|e| e.channel_id.as_str()).collect();
+        assert_eq!(ids, ["ops", "gate", "a", "z"]);
+        assert_eq!(v[0].name.as_deref(), Some("Operations"));
+        assert_eq!(v[1].name, None);
     }
 }

@@ -84,6 +84,8 @@ pub struct SessionCtx {
     pub media: MediaEngine,
     /// What the admin methods use.
     pub admin: Arc<super::admin::AdminCtx>,
+    /// `[channel_names]`: display names put in the channel list.
+    pub channel_names: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// The session's peer connection in the media engine.
@@ -155,9 +157,11 @@ pub async fn run(
     {
         let mut hub = gw.hub.lock();
         hub.register(info, permitted.channels, slots, tx.clone());
+        let mut list = hub.channel_list(id, &also);
+        crate::hub::arrange(&mut list, &claims.channels, &gw.channel_names);
         let params = json!({"connId": id, "userId": claims.sub, "name": claims.name,
                             "role": claims.role, "event": claims.event,
-                            "slots": slots, "channels": hub.channel_list(id, &also)});
+                            "slots": slots, "channels": list});
         hub.send(
             id,
             Outbound::Frame(notification_frame("channel.list", params)),
@@ -601,7 +605,9 @@ impl Session {
             "session.renew" => self.renew(),
             "channel.list" => {
                 let also = admin_event_channels(&self.gw.store, &self.claims).await;
-                Ok(json!({"channels": self.gw.hub.lock().channel_list(self.id, &also)}))
+                let mut list = self.gw.hub.lock().channel_list(self.id, &also);
+                crate::hub::arrange(&mut list, &self.claims.channels, &self.gw.channel_names);
+                Ok(json!({"channels": list}))
             }
             "channel.join" => {
                 let p: ChannelParams = protocol::params(&req.params)?;

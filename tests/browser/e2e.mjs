@@ -71,9 +71,17 @@ function flags(wav, extra = []) {
 
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, hasTouch: true };
 
-async function openUser(browser, name, base, token, consoleLines) {
+// Records navigator.vibrate calls (headless Chromium has no vibrator).
+function recordVibrations() {
+  window.__vibrations = [];
+  navigator.vibrate = (pattern) => { window.__vibrations.push(JSON.stringify(pattern)); return true; };
+}
+
+async function openUser(browser, name, base, token, consoleLines, framesSent = null) {
   const ctx = await browser.newContext({ ...PHONE, ignoreHTTPSErrors: false });
+  await ctx.addInitScript(recordVibrations);
   const page = await ctx.newPage();
+  if (framesSent) page.on('websocket', (ws) => ws.on('framesent', (f) => framesSent.push(String(f.payload))));
   page.on('console', (m) => consoleLines.push(`${name} ${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => consoleLines.push(`${name} pageerror: ${e.message}`));
   await page.goto(`${base}/?token=${token}`);
@@ -229,10 +237,11 @@ async function main() {
     log('F (no microphone permission) offered candidates:', fCands);
     check(fCands.length > 0 && fCands.every((l) => / [0-9a-f-]+\.local /.test(l)), 'F offers only mDNS (.local) host candidates');
     check(await c.evaluate(() => location.protocol === 'https:' && window.isSecureContext), 'C runs over HTTPS (wss + WebRTC)');
-    // A listens to ch2 as well (monitor), still talking on ch1.
-    await a.click('li[data-channel="ch2"] .chan-listen');
+    // Every channel of A's token is joined and heard from the start; it talks on the first.
     await a.waitForSelector('li[data-channel="ch2"][data-joined="true"]', { timeout: WAIT });
-    check(await a.evaluate(() => window.radiogate.selected === 'ch1'), 'A talks on ch1 and listens to ch1 and ch2');
+    await a.waitForSelector('li[data-channel="ops"][data-joined="true"]', { timeout: WAIT });
+    check(await a.evaluate(() => window.radiogate.selected === 'ch1' && window.radiogate.muted.size === 0),
+      'A talks on ch1 (its token\'s first) and hears ch1, ch2 and ops from the start');
     await a.screenshot({ path: join(ARTIFACTS, 'talk-idle-390x844.png') });
 
     // --- the level of a silent source, as B hears it ---
@@ -264,6 +273,13 @@ async function main() {
     check(speech.maxLevel > 0.02 && speech.maxLevel > 10 * silent.maxLevel + 0.005,
       `B's audioLevel (${speech.maxLevel.toFixed(4)}) is clearly above a silent source (${silent.maxLevel.toFixed(4)})`);
     check(speech.rms > 5 * silent.rms + 0.001, `B's mean level (${speech.rms.toFixed(4)}) is above a silent source's (${silent.rms.toFixed(4)})`);
+    // Cues and the meter: B got the incoming-talk tone and buzz; B's meter shows what it hears,
+    // A's its own microphone.
+    check(await b.evaluate(() => window.radiogate.cues.some((c) => c.kind === 'incoming') && window.__vibrations.includes('[30]')),
+      'B got the incoming-talk tone and vibration when A started');
+    const bMeter = await b.evaluate(() => [window.radiogate.meterSource, window.radiogate.meterDb]);
+    const aMeter = await a.evaluate(() => window.radiogate.meterSource);
+    check(bMeter[0] === 'incoming' && aMeter === 'mic', `the meter shows the incoming level while listening (B: ${bMeter[0]}, ${bMeter[1].toFixed(1)} dB) and the own microphone while talking (A: ${aMeter})`);
     const fAfter = (await inbound(f, 'ch1')).packets;
     check(fAfter - fBefore > 100, `F (listen-only, mDNS candidates) hears A too (${fAfter - fBefore} packets)`);
     const cAfter = (await inbound(c, null)).packets;
@@ -305,6 +321,24 @@ async function main() {
     await c.keyboard.up('Space');
     await floorIs(c, 'idle');
 
+    // --- A mutes ch2 on its phone: C's talk there still shows, unheard, with no cue ---
+    await a.click('li[data-channel="ch2"] .chan-listen');
+    await a.waitForSelector('li[data-channel="ch2"][data-muted="true"][data-joined="true"]', { timeout: WAIT });
+    const aCues = await a.evaluate(() => window.radiogate.cues.length);
+    await c.keyboard.down('Space');
+    await floorIs(c, 'talking');
+    await a.waitForFunction(() => /Name C is talking \(muted here\)/.test(document.querySelector('li[data-channel="ch2"] .chan-info').textContent), null, { timeout: WAIT });
+    const muted = await a.evaluate(() => {
+      const S = window.radiogate;
+      return S.sinks[S.channels.get('ch2').slot].muted && S.cues.length;
+    });
+    check(muted === aCues, 'a muted channel shows who talks, its audio element is muted, and no cue plays');
+    await a.screenshot({ path: join(ARTIFACTS, 'talk-muted-activity-390x844.png') });
+    await c.keyboard.up('Space');
+    await floorIs(c, 'idle');
+    await a.click('li[data-channel="ch2"] .chan-listen');
+    await a.waitForSelector('li[data-channel="ch2"][data-muted="false"]', { timeout: WAIT });
+
     // --- the WebSocket is cut: B reconnects, rejoins and hears A again ---
     const oldConn = await b.evaluate(() => window.radiogate.me.connId);
     await b.evaluate(() => window.radiogate.ws.close(4000, 'cut by the test'));
@@ -336,6 +370,22 @@ async function main() {
     }));
     await c.waitForSelector('li[data-channel="ch9"]', { state: 'detached', timeout: WAIT });
     check(true, 'permission.update adds and removes channels without a reload');
+
+    // --- a fresh link talks on its token's first channel (ops, before ch1), shown by name ---
+    const oFrames = [];
+    const o = await openUser(speechBrowser, 'O', HTTP, TOKENS.O, consoleLines, oFrames);
+    await start(o, 'ops');
+    check(await o.textContent('#floor-channel') === 'Talk channel: Operations'
+      && /Operations/.test(await o.textContent('li[data-channel="ops"] .chan-name')),
+      'O talks on ops, its token\'s first channel, shown by its display name "Operations"');
+    await pressMouse(o);
+    await floorIs(o, 'talking');
+    await o.mouse.up();
+    await floorIs(o, 'idle');
+    const req = oFrames.map((f) => { try { return JSON.parse(f); } catch (_) { return {}; } })
+      .find((m) => m.method === 'floor.request');
+    check(req && req.params.channelId === 'ops', `the page's floor.request names ops (${JSON.stringify(req && req.params)})`);
+    await o.context().close();
 
     // --- Dispatch: only DISPATCH sees priority and emergency, only ADMIN the admin link ---
     const p = await openUser(speechBrowser, 'P', HTTP, TOKENS.P, consoleLines);
@@ -487,7 +537,8 @@ async function main() {
     }, null, { timeout: WAIT });
     const users = await z.evaluate(() => [...document.querySelectorAll('#admin-conns li')].map((x) => x.dataset.user).sort().join(','));
     const count = await z.textContent('#admin-filter-count');
-    check(users === 'A,C' && /^2 of \d+ shown$/.test(count), `the filter "ch2" leaves the rows on ch2 (${users}: ${count})`);
+    // A and C are on ch2, and the admin Z, which joins every channel of its event.
+    check(users === 'A,C,Z' && /^3 of \d+ shown$/.test(count), `the filter "ch2" leaves the rows on ch2 (${users}: ${count})`);
     await z.fill('#admin-filter', '');
     await z.waitForSelector('#admin-conns li[data-user="A"]', { timeout: WAIT });
     check(await z.isVisible('#admin-channels li[data-channel="ch2"]') && await z.evaluate(() => window.radiogate.channels.has('ch2')),

@@ -4,6 +4,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const TOKEN_KEY = 'radiogate.token';
+  const PREFS_KEY = 'radiogate.prefs';
   const RPC_TIMEOUT_MS = 10000;
   const PING_EVERY_MS = 15000;
   // Reconnect delays (issue 12): fast while a restart is likely, never more than 5 s apart.
@@ -27,7 +28,8 @@
     me: null,
     slots: 1,
     channels: new Map(), // id -> {id, joined, slot, talker, pendingRemoval}
-    wanted: new Set(),
+    wanted: new Set(), // channels to be joined: every channel, up to the slots (issue 12)
+    muted: new Set(), // joined channels whose speaker is off on this device (activity still shown)
     selected: null,
     pc: null,
     mediaGen: 0,
@@ -59,7 +61,11 @@
     media: { iceOkAt: 0, answeredAt: 0, dead: null, slots: new Map() },
     retry: { until: 0, why: '', timer: null },
     renew: { pending: false, denied: null, warnedFor: 0 },
-    cues: [], // every loss/back/warning cue played (for the end-to-end tests)
+    cues: [], // every cue played: alarm, back, warn, incoming, eom (for the end-to-end tests)
+    // Per-device settings (issue 12): a tone and vibration when someone starts talking on a
+    // heard channel (on by default), a beep at the end of their message (off by default).
+    prefs: { incoming: true, eom: false },
+    meterSource: 'none', // 'mic' while talking, 'incoming' while listening
     watchTimer: null,
   };
   window.radiogate = S; // for debugging and the end-to-end tests
@@ -106,7 +112,7 @@
     const k = wantedKey();
     if (!k) return;
     try {
-      localStorage.setItem(k, JSON.stringify({ wanted: [...S.wanted], selected: S.selected }));
+      localStorage.setItem(k, JSON.stringify({ muted: [...S.muted], selected: S.selected }));
     } catch (_) { /* private mode: state kept for this page only */ }
   }
 
@@ -114,8 +120,8 @@
     const k = wantedKey();
     try {
       const v = k && JSON.parse(localStorage.getItem(k) || 'null');
-      if (v && Array.isArray(v.wanted)) {
-        S.wanted = new Set(v.wanted.filter((x) => typeof x === 'string'));
+      if (v && typeof v === 'object') {
+        S.muted = new Set((Array.isArray(v.muted) ? v.muted : []).filter((x) => typeof x === 'string'));
         S.selected = typeof v.selected === 'string' ? v.selected : null;
         return true;
       }
@@ -210,34 +216,59 @@
       });
       S.micTrack = S.micStream.getAudioTracks()[0] || null;
       S.micError = null;
-      startMeter();
     } catch (e) {
       S.micError = micErrorText(e);
       banner(S.micError, 'error');
     }
+    startMeter();
     render();
   }
 
+  // The level meter: your own microphone while you talk, what you hear otherwise (every
+  // downlink slot mixed into one analyser).
   function startMeter() {
-    if (!S.audioCtx || !S.micStream) return;
+    if (!S.audioCtx || S.meterStarted) return;
+    S.meterStarted = true;
     try {
-      const src = S.audioCtx.createMediaStreamSource(S.micStream);
-      S.analyser = S.audioCtx.createAnalyser();
-      S.analyser.fftSize = 1024;
-      src.connect(S.analyser);
+      S.inAnalyser = S.audioCtx.createAnalyser();
+      S.inAnalyser.fftSize = 1024;
+      if (S.micStream) {
+        S.analyser = S.audioCtx.createAnalyser();
+        S.analyser.fftSize = 1024;
+        S.audioCtx.createMediaStreamSource(S.micStream).connect(S.analyser);
+      }
     } catch (_) { return; }
-    const buf = new Float32Array(S.analyser.fftSize);
+    const buf = new Float32Array(1024);
     const bar = $('meter-bar');
     const tick = () => {
-      S.analyser.getFloatTimeDomainData(buf);
-      let sum = 0;
-      for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
-      const rms = Math.sqrt(sum / buf.length);
-      const db = 20 * Math.log10(rms + 1e-9); // -60 dB .. 0 dB -> 0 .. 100 %
+      const talking = S.floor.state === 'talking' || S.bcast.state === 'live';
+      const an = talking ? S.analyser : S.inAnalyser;
+      S.meterSource = an ? (talking ? 'mic' : 'incoming') : 'none';
+      let db = -100;
+      if (an) {
+        an.getFloatTimeDomainData(buf);
+        let sum = 0;
+        for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
+        db = 20 * Math.log10(Math.sqrt(sum / buf.length) + 1e-9); // -60 dB .. 0 dB -> 0 .. 100 %
+      }
+      S.meterDb = db;
       bar.style.width = Math.max(0, Math.min(100, (db + 60) * (100 / 60))).toFixed(0) + '%';
+      bar.dataset.source = S.meterSource;
       requestAnimationFrame(tick);
     };
     requestAnimationFrame(tick);
+  }
+
+  // Feeds a downlink track to the incoming meter (heard channels only: muted slots are not).
+  function meterInput(slot, track) {
+    if (!S.audioCtx || !S.inAnalyser) return;
+    try {
+      const src = S.audioCtx.createMediaStreamSource(new MediaStream([track]));
+      const gain = S.audioCtx.createGain();
+      src.connect(gain).connect(S.inAnalyser);
+      S.meterGains = S.meterGains || [];
+      S.meterGains[slot] = gain;
+    } catch (_) { /* no meter for this slot */ }
   }
 
   function tone(freqs, ms, gain = 0.18) {
@@ -266,6 +297,8 @@
   const CUES = {
     alarm: { freqs: [880, 440, 880, 440], ms: 180, gain: 0.25, vibrate: [400, 150, 400, 150, 400] },
     back: { freqs: [523, 784], ms: 90, gain: 0.18, vibrate: [60] },
+    incoming: { freqs: [1320], ms: 45, gain: 0.08, vibrate: [30] },
+    eom: { freqs: [1200, 900], ms: 50, gain: 0.07, vibrate: null },
     warn: { freqs: [988, 988, 988], ms: 120, gain: 0.2, vibrate: [200, 100, 200] },
   };
 
@@ -273,8 +306,34 @@
     const c = CUES[kind];
     S.cues.push({ kind, at: Date.now() });
     tone(c.freqs, c.ms, c.gain);
-    if (navigator.vibrate) navigator.vibrate(c.vibrate);
+    if (c.vibrate && navigator.vibrate) navigator.vibrate(c.vibrate);
   }
+
+  function loadPrefs() {
+    try {
+      const v = JSON.parse(localStorage.getItem(PREFS_KEY) || 'null');
+      if (v && typeof v === 'object') {
+        if (typeof v.incoming === 'boolean') S.prefs.incoming = v.incoming;
+        if (typeof v.eom === 'boolean') S.prefs.eom = v.eom;
+      }
+    } catch (_) { /* defaults */ }
+    $('pref-incoming').checked = S.prefs.incoming;
+    $('pref-eom').checked = S.prefs.eom;
+  }
+
+  function savePrefs() {
+    S.prefs.incoming = $('pref-incoming').checked;
+    S.prefs.eom = $('pref-eom').checked;
+    try { localStorage.setItem(PREFS_KEY, JSON.stringify(S.prefs)); } catch (_) { /* this page only */ }
+  }
+
+  // Whether this device plays `channelId` now (joined, not muted here, or the talk channel).
+  function heard(channelId) {
+    const c = S.channels.get(channelId);
+    return !!c && c.joined && (channelId === S.selected || !S.muted.has(channelId));
+  }
+
+  const isMe = (t) => !!t && !!S.me && t.connId === S.me.connId;
 
   async function keepAwake() {
     if (!('wakeLock' in navigator) || document.visibilityState !== 'visible' || S.stopped) return;
@@ -593,16 +652,18 @@
   async function onChannelList(p) {
     S.me = { connId: p.connId, userId: p.userId, name: p.name, role: p.role, event: p.event };
     S.slots = Math.max(1, p.slots | 0);
-    const hadWanted = loadWanted() || S.wanted.size > 0;
+    const selectedBefore = S.selected;
+    loadWanted();
+    if (selectedBefore) S.selected = selectedBefore; // a reconnect keeps this page's choice
+    // The gateway lists the token's channels first, in the token's order (issue 12).
     S.channels = new Map();
     for (const e of (p.channels || []).map(channelEntry)) {
-      S.channels.set(e.channelId, { id: e.channelId, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false });
+      S.channels.set(e.channelId, { id: e.channelId, name: e.name || null, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false });
     }
-    if (!hadWanted && S.channels.size) {
-      const first = S.channels.keys().next().value;
-      S.wanted = new Set([first]);
-      S.selected = first;
-    }
+    // Every channel is joined and heard, up to the slots; the talk channel is the one this
+    // device used last, else the token's first.
+    S.wanted = new Set([...S.channels.keys()].slice(0, S.slots));
+    if (!S.selected || !S.channels.has(S.selected)) S.selected = S.channels.size ? S.channels.keys().next().value : null;
     fixSelection();
     saveWanted();
     $('me').textContent = `${S.me.name} · ${S.me.role}`;
@@ -651,25 +712,21 @@
     }
   }
 
-  async function leave(id) {
-    const c = S.channels.get(id);
-    S.wanted.delete(id);
-    saveWanted();
-    if (!c || !c.joined) return render();
-    try { await call('channel.leave', { channelId: id }); } catch (_) { /* gone already */ }
-    c.joined = false; c.slot = null; c.talker = null;
-    render();
-  }
-
   function onTalker(channelId, talker) {
     const c = S.channels.get(channelId);
+    const before = c ? c.talker : null;
     if (c) c.talker = talker;
+    // Someone else starts talking on a heard channel: the incoming-talk cue.
+    if (talker && !isMe(talker) && (!before || before.connId !== talker.connId) && heard(channelId)
+      && S.prefs.incoming && S.floor.state !== 'talking') cue('incoming');
     render();
   }
 
   function onIdle(channelId) {
     const c = S.channels.get(channelId);
+    const before = c ? c.talker : null;
     if (c) c.talker = null;
+    if (before && !isMe(before) && heard(channelId) && S.prefs.eom) cue('eom');
     if (S.floor.channel === channelId && S.floor.state === 'talking') {
       // The server ended our turn without a revoke (e.g. the channel was left).
       stopSending();
@@ -770,6 +827,7 @@
       const a = sink(i);
       a.srcObject = new MediaStream([t.receiver.track]);
       a.play().catch(() => { /* played after the next tap */ });
+      meterInput(i, t.receiver.track);
     });
     pc.oniceconnectionstatechange = () => { if (gen === S.mediaGen) watchMedia(); };
     pc.onconnectionstatechange = () => {
@@ -1395,6 +1453,7 @@
   }
 
   function render() {
+    applyMutes();
     renderChannels();
     renderFloor();
     renderDispatch();
@@ -1417,7 +1476,7 @@
         sel.className = 'chan-select';
         const name = document.createElement('span');
         name.className = 'chan-name';
-        name.textContent = id;
+        name.textContent = channelName(id);
         const info = document.createElement('span');
         info.className = 'chan-info';
         sel.append(name, info);
@@ -1439,13 +1498,14 @@
       li.dataset.joined = c.joined ? 'true' : 'false';
       li.dataset.talking = c.talker ? 'true' : 'false';
       li.dataset.pending = c.pendingRemoval ? 'true' : 'false';
-      const listening = S.wanted.has(c.id);
+      const listening = selected || (c.joined ? !S.muted.has(c.id) : S.wanted.has(c.id));
+      li.dataset.muted = c.joined && !listening ? 'true' : 'false';
       let info;
-      if (c.talker) info = `${talkerName(c.talker)} ${talkerName(c.talker) === 'You' ? 'are' : 'is'} talking`;
+      if (c.talker) info = `${talkerName(c.talker)} ${talkerName(c.talker) === 'You' ? 'are' : 'is'} talking${listening ? '' : ' (muted here)'}`;
       else if (c.pendingRemoval) info = 'Access ends when you release';
-      else if (c.joined) info = selected ? 'Talk channel · listening' : 'Listening';
-      else if (listening) info = S.wsOpen ? 'Joining…' : 'Waiting for connection';
-      else info = 'Not listening';
+      else if (c.joined) info = selected ? 'Talk channel · listening' : listening ? 'Listening' : 'Muted here';
+      else if (S.wanted.has(c.id)) info = S.wsOpen ? 'Joining…' : 'Waiting for connection';
+      else info = 'Not joined (channel limit) · tap the speaker to join';
       li.querySelector('.chan-info').textContent = info;
       const btn = li.querySelector('.chan-listen');
       if (btn.dataset.on !== String(listening)) {
@@ -1453,7 +1513,7 @@
         btn.dataset.on = String(listening);
       }
       btn.setAttribute('aria-pressed', listening ? 'true' : 'false');
-      btn.setAttribute('aria-label', listening ? `Stop listening to ${c.id}` : `Listen to ${c.id}`);
+      btn.setAttribute('aria-label', listening ? `Mute ${channelName(c.id)} on this device` : `Hear ${channelName(c.id)}`);
       btn.title = selected ? 'You always hear the channel you talk on' : btn.getAttribute('aria-label');
       btn.disabled = selected;
     }
@@ -1485,7 +1545,7 @@
     const fs = $('floor-state');
     fs.dataset.state = state;
     if (fs.textContent !== text) fs.textContent = text;
-    $('floor-channel').textContent = S.selected ? `Talk channel: ${S.selected}` : '';
+    $('floor-channel').textContent = S.selected ? `Talk channel: ${channelName(S.selected)}` : '';
     const ptt = $('ptt');
     ptt.dataset.state = state;
     ptt.querySelector('.ptt-label').textContent = S.bcast.state === 'live' ? 'Broadcasting…'
@@ -1514,17 +1574,45 @@
     render();
   }
 
+  // The speaker switch: mutes or unmutes a joined channel on this device only (its activity
+  // stays on screen); a channel not joined (beyond the per-user limit) is joined.
   function toggleListen(id) {
     unlockAudio();
     if (id === S.selected) return;
-    if (S.wanted.has(id)) leave(id);
-    else {
+    const c = S.channels.get(id);
+    if (c && !c.joined && !S.wanted.has(id)) {
       S.wanted.add(id);
-      saveWanted();
+      S.muted.delete(id);
       if (S.wsOpen) join(id).catch(() => {});
-      render();
+    } else if (S.muted.has(id)) {
+      S.muted.delete(id);
+    } else {
+      S.muted.add(id);
     }
+    saveWanted();
+    render();
   }
+
+  // Mutes the audio element of each muted channel's slot (never the talk channel's).
+  function applyMutes() {
+    const mutedSlots = new Set();
+    const heardSlots = new Set();
+    for (const c of S.channels.values()) {
+      if (c.slot === null || c.slot === undefined) continue;
+      if (S.muted.has(c.id) && c.id !== S.selected) mutedSlots.add(c.slot);
+      else heardSlots.add(c.slot);
+    }
+    S.sinks.forEach((a, i) => {
+      a.muted = mutedSlots.has(i) && !heardSlots.has(i);
+      const g = S.meterGains && S.meterGains[i];
+      if (g) g.gain.value = a.muted ? 0 : 1;
+    });
+  }
+
+  const channelName = (id) => {
+    const c = S.channels.get(id);
+    return (c && c.name) || id;
+  };
 
   // ---------- input wiring ----------
 
@@ -1554,6 +1642,9 @@
       showStart();
     });
     $('start-btn').addEventListener('click', start);
+    loadPrefs();
+    $('pref-incoming').addEventListener('change', savePrefs);
+    $('pref-eom').addEventListener('change', savePrefs);
     $('start-forget').addEventListener('click', forget);
     $('stopped-forget').addEventListener('click', forget);
     $('forget-btn').addEventListener('click', forget);
