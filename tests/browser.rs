@@ -228,8 +228,15 @@ fn chromium_and_playwright(root: &Path) {
     }
 }
 
+/// The browser tests run one at a time: two headless Chromiums with WebRTC on a 2-core machine
+/// make each other's timings meaningless (the reconnect time is measured).
+static ONE_BROWSER_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `node tests/browser/SCRIPT` with `env`; at most 300 s.
 fn run_node(root: &Path, script: &str, env: &[(&str, String)]) -> std::process::ExitStatus {
+    let _one = ONE_BROWSER_TEST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut child = Command::new("node")
         .arg(root.join("tests/browser").join(script))
         .current_dir(root.join("tests/browser"))

@@ -43,6 +43,26 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("assets/icon.svg"),
     },
     Asset {
+        path: "/sw.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/sw.js"),
+    },
+    Asset {
+        path: "/apple-touch-icon.png",
+        mime: "image/png",
+        body: include_bytes!("assets/apple-touch-icon.png"),
+    },
+    Asset {
+        path: "/icon-192.png",
+        mime: "image/png",
+        body: include_bytes!("assets/icon-192.png"),
+    },
+    Asset {
+        path: "/icon-512.png",
+        mime: "image/png",
+        body: include_bytes!("assets/icon-512.png"),
+    },
+    Asset {
         path: "/manifest.webmanifest",
         mime: "application/manifest+json",
         body: include_bytes!("assets/manifest.webmanifest"),
@@ -191,6 +211,99 @@ pub fn qr_terminal(text: &str) -> Result<String, qrcode::types::QrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// WCAG 2.x relative luminance of `#rrggbb`.
+    fn luminance(hex: &str) -> f64 {
+        let h = hex.trim().trim_start_matches('#');
+        let ch = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&h[i..i + 2], 16).unwrap()) / 255.0;
+            if v <= 0.039_28 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * ch(0) + 0.7152 * ch(2) + 0.0722 * ch(4)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    /// The declarations of the first rule whose selector list contains `selector`.
+    fn rule<'a>(css: &'a str, selector: &str) -> &'a str {
+        let at = css
+            .lines()
+            .scan(0, |pos, l| {
+                let start = *pos;
+                *pos += l.len() + 1;
+                Some((start, l))
+            })
+            .find(|(_, l)| {
+                l.split('{')
+                    .next()
+                    .is_some_and(|sel| sel.split(',').any(|s| s.trim() == selector))
+                    && l.contains('{')
+            })
+            .map(|(start, _)| start)
+            .unwrap_or_else(|| panic!("no rule for {selector}"));
+        let body = &css[at..];
+        &body[body.find('{').unwrap() + 1..body.find('}').unwrap()]
+    }
+
+    /// The colour a declaration `name: ... COLOUR` ends with, `var(--x)` resolved in `:root`.
+    fn colour(css: &str, block: &str, name: &str) -> Option<String> {
+        let decl = block
+            .split(';')
+            .find(|d| d.trim().starts_with(&format!("{name}:")))?;
+        let value = decl.split(':').nth(1)?.trim();
+        let last = value.split_whitespace().last()?;
+        if let Some(var) = last.strip_prefix("var(").and_then(|v| v.strip_suffix(')')) {
+            let root = rule(css, ":root");
+            return colour(css, root, var);
+        }
+        Some(last.to_string())
+    }
+
+    /// Issue 12: the PTT button's edge meets WCAG 1.4.11 non-text contrast (>= 3:1 against
+    /// the page) in every state, the idle one included (it was 1.3:1).
+    #[test]
+    fn ptt_button_edge_contrast_is_at_least_3_to_1_in_every_state() {
+        let raw = include_str!("assets/style.css");
+        let mut css = String::new();
+        let mut rest = raw;
+        while let Some(i) = rest.find("/*") {
+            css.push_str(&rest[..i]);
+            rest = &rest[i + rest[i..].find("*/").unwrap() + 2..];
+        }
+        css.push_str(rest);
+        let css = css.as_str();
+        let bg = colour(css, rule(css, ":root"), "--bg").unwrap();
+        let idle = colour(css, rule(css, ".ptt"), "border").unwrap();
+        let mut states = vec![("idle", idle.clone())];
+        for (state, sel) in [
+            ("requesting", ".ptt[data-state=\"requesting\"]"),
+            ("talking", ".ptt[data-state=\"talking\"]"),
+            ("denied", ".ptt[data-state=\"denied\"]"),
+            ("revoked", ".ptt[data-state=\"revoked\"]"),
+            ("taken", ".ptt[data-state=\"taken\"]"),
+        ] {
+            states.push((state, colour(css, rule(css, sel), "border-color").unwrap()));
+        }
+        // Disabled (offline): the idle edge, dashed, at full opacity.
+        let disabled = rule(css, ".ptt:disabled");
+        assert!(
+            !disabled.contains("opacity"),
+            "a disabled PTT keeps its edge visible"
+        );
+        states.push(("disabled", idle));
+        for (state, edge) in states {
+            let c = contrast(&edge, &bg);
+            assert!(c >= 3.0, "PTT {state}: edge {edge} on {bg} is {c:.2}:1");
+        }
+        assert!((contrast("#ffffff", "#000000") - 21.0).abs() < 0.01);
+    }
 
     #[test]
     fn qr_svg_draws_every_dark_module_inside_a_quiet_zone() {

@@ -77,9 +77,22 @@ function recordVibrations() {
   navigator.vibrate = (pattern) => { window.__vibrations.push(JSON.stringify(pattern)); return true; };
 }
 
+// Keeps the Media Session action handlers the page sets, so the test can press "play/pause"
+// as a headset button would.
+function captureMediaSession() {
+  window.__mediaActions = {};
+  if (!navigator.mediaSession) return;
+  const set = navigator.mediaSession.setActionHandler.bind(navigator.mediaSession);
+  navigator.mediaSession.setActionHandler = (action, handler) => {
+    window.__mediaActions[action] = handler;
+    try { set(action, handler); } catch (_) { /* unsupported action */ }
+  };
+}
+
 async function openUser(browser, name, base, token, consoleLines, framesSent = null) {
   const ctx = await browser.newContext({ ...PHONE, ignoreHTTPSErrors: false });
   await ctx.addInitScript(recordVibrations);
+  await ctx.addInitScript(captureMediaSession);
   const page = await ctx.newPage();
   if (framesSent) page.on('websocket', (ws) => ws.on('framesent', (f) => framesSent.push(String(f.payload))));
   page.on('console', (m) => consoleLines.push(`${name} ${m.type()}: ${m.text()}`));
@@ -392,6 +405,14 @@ async function main() {
     await start(p, 'ch1');
     check(await p.isVisible('#priority-btn') && await p.isVisible('#emergency-btn') && !(await p.isVisible('#admin-link')),
       'DISPATCH P sees the priority and emergency buttons (no admin link)');
+    // Gloves: Emergency and Priority sit well away from the PTT button (the floor state between).
+    const pPtt = await p.locator('#ptt').boundingBox();
+    const pEmg = await p.locator('#emergency-btn').boundingBox();
+    check(pEmg.y + pEmg.height + 48 <= pPtt.y && pEmg.height >= 48,
+      `Emergency is at least 48 px above the PTT button and 48 px tall (gap ${Math.round(pPtt.y - pEmg.y - pEmg.height)} px, height ${Math.round(pEmg.height)} px)`);
+    check(/Dispatcher/.test(await p.textContent('#me')) && /Staff/.test(await a.textContent('#me')),
+      `people read role words ("${await p.textContent('#me')}", "${await a.textContent('#me')}")`);
+    check(!/space/i.test(await a.textContent('.ptt-sub')), `a phone is not told about a space bar ("${await a.textContent('.ptt-sub')}")`);
     check(!(await a.isVisible('#priority-btn')) && !(await a.isVisible('#emergency-btn')) && !(await a.isVisible('#admin-link')),
       'GENERAL A sees neither the dispatcher controls nor the admin link');
     await p.screenshot({ path: join(ARTIFACTS, 'dispatch-idle-390x844.png') });
@@ -620,6 +641,16 @@ async function main() {
     check(true, 'back to the talk screen from the admin panel');
 
     // --- layout: the PTT button fits a phone screen and nothing scrolls sideways ---
+    // --- a headset or Bluetooth button (Media Session play/pause) toggles talk ---
+    check(await b.evaluate(() => typeof window.__mediaActions.play === 'function' && typeof window.__mediaActions.pause === 'function'),
+      'the page handles the Media Session play and pause actions');
+    await b.evaluate(() => window.__mediaActions.play());
+    await floorIs(b, 'talking');
+    await a.waitForFunction(() => /taken by Name B/i.test(document.querySelector('#floor-state').textContent), null, { timeout: WAIT });
+    await b.evaluate(() => window.__mediaActions.pause());
+    await floorIs(b, 'idle');
+    check(true, 'play takes the floor, pause releases it (as a headset button would)');
+
     const box = await a.locator('#ptt').boundingBox();
     check(box.y + box.height <= 844 && box.height >= 150 && box.width >= 300, `PTT button is large and on screen (${JSON.stringify(box)})`);
     check(await a.evaluate(() => document.documentElement.scrollWidth <= 390), 'no horizontal scrolling at 390 px');

@@ -195,6 +195,7 @@ async function main() {
       const up = await startGateway();
       const back = await Promise.all(Object.values(phones).map((p) => waitBack(p)));
       for (const t of back) samples.push(t - up);
+      log(`restart ${i + 1}: back after ${back.map((t) => t - up).join(', ')} ms`);
       if (i === 0) {
         check((await cues(a)).includes('back'), 'back online: the short "back" cue');
         await a.screenshot({ path: join(ARTIFACTS, 'back-online-390x844.png') });
@@ -236,6 +237,25 @@ async function main() {
     await waitBack(a);
     check(true, `after "Retry now" A is back in ${Date.now() - tapped} ms (attempt counter was ${attempts})`);
     check(await isBack(a), 'A is back');
+
+    // --- installable: with the gateway down, the installed shell still opens ---
+    await a.waitForFunction(async () => !!(await navigator.serviceWorker.ready) && !!(await caches.match('/')), null, { timeout: WAIT });
+    const head = await a.evaluate(async () => {
+      const m = await (await fetch('/manifest.webmanifest')).json();
+      const icon = await fetch(document.querySelector('link[rel="apple-touch-icon"]').href);
+      return { sizes: m.icons.map((i) => i.sizes), display: m.display, icon: icon.headers.get('content-type') };
+    });
+    check(head.display === 'standalone' && head.sizes.includes('192x192') && head.sizes.includes('512x512') && head.icon === 'image/png',
+      `the manifest has 192 and 512 px icons and the page an apple-touch-icon (${JSON.stringify(head)})`);
+    await killGateway('SIGKILL');
+    const shell = await a.context().newPage();
+    await shell.goto(`${HTTP}/`);
+    await shell.waitForSelector('#start-btn', { timeout: WAIT });
+    check(await shell.isVisible('#start-btn'), 'with the gateway down the shell opens from the service worker (Tap to start)');
+    await shell.click('#start-btn');
+    await shell.waitForFunction(() => !document.getElementById('service').hidden, null, { timeout: WAIT });
+    check(/No connection to the gateway/.test(await shell.textContent('#service-text')), 'and says at once that there is no connection');
+    await shell.screenshot({ path: join(ARTIFACTS, 'offline-shell-390x844.png') });
   } finally {
     await browser.close();
     await killGateway('SIGTERM');

@@ -64,7 +64,9 @@
     cues: [], // every cue played: alarm, back, warn, incoming, eom (for the end-to-end tests)
     // Per-device settings (issue 12): a tone and vibration when someone starts talking on a
     // heard channel (on by default), a beep at the end of their message (off by default).
-    prefs: { incoming: true, eom: false },
+    prefs: { incoming: true, eom: false, key: 'Space' },
+    settingKey: false,
+    mediaKeyTalk: false, // a talk started by a headset or media key (kept when the screen locks)
     meterSource: 'none', // 'mic' while talking, 'incoming' while listening
     watchTimer: null,
   };
@@ -92,6 +94,10 @@
     c.dataset.state = state;
     c.textContent = text;
   }
+
+  // What people read instead of the wire's role names (issue 12).
+  const ROLE_WORDS = { ADMIN: 'Admin', DISPATCH: 'Dispatcher', GENERAL: 'Staff' };
+  const roleWord = (r) => ROLE_WORDS[r] || r || '';
 
   function decodeClaims(token) {
     try {
@@ -147,6 +153,10 @@
       history.replaceState(null, '', url.pathname + url.search + url.hash);
     }
     S.token = fromUrl || (() => { try { return localStorage.getItem(TOKEN_KEY); } catch (_) { return null; } })();
+    // Installable, and the shell opens without the network (sw.js).
+    if ('serviceWorker' in navigator && window.isSecureContext) {
+      navigator.serviceWorker.register('/sw.js').catch(() => { /* no offline shell */ });
+    }
     wireUi();
     if (!S.token) return show('join');
     showStart();
@@ -154,7 +164,7 @@
 
   function showStart() {
     const c = decodeClaims(S.token);
-    $('start-who').textContent = c && c.name ? `Signed in as ${c.name}${c.role ? ' (' + c.role + ')' : ''}` : '';
+    $('start-who').textContent = c && c.name ? `Signed in as ${c.name}${c.role ? ' (' + roleWord(c.role) + ')' : ''}` : '';
     show('start');
   }
 
@@ -172,6 +182,7 @@
     render();
     await openMic();
     keepAwake();
+    setupMediaSession();
     connect();
     S.watchTimer = setInterval(watchMedia, 1000);
   }
@@ -315,15 +326,45 @@
       if (v && typeof v === 'object') {
         if (typeof v.incoming === 'boolean') S.prefs.incoming = v.incoming;
         if (typeof v.eom === 'boolean') S.prefs.eom = v.eom;
+        if (typeof v.key === 'string' && /^[A-Za-z0-9]{1,24}$/.test(v.key)) S.prefs.key = v.key;
       }
     } catch (_) { /* defaults */ }
     $('pref-incoming').checked = S.prefs.incoming;
     $('pref-eom').checked = S.prefs.eom;
+    $('pref-key').textContent = keyLabel(S.prefs.key);
+  }
+
+  // "Space", "F8", "KeyT" -> "space bar", "F8", "T".
+  function keyLabel(code) {
+    if (code === 'Space') return 'space bar';
+    return code.replace(/^Key/, '').replace(/^Digit/, '');
+  }
+
+  // A phone (coarse pointer, no hover) gets no keyboard hint.
+  const touchOnly = () => window.matchMedia && window.matchMedia('(hover: none) and (pointer: coarse)').matches;
+
+  // Headset and Bluetooth buttons and media keys (Media Session API): play/pause toggles talk;
+  // the gateway's time-out timer ends a talk whose second press never comes.
+  function setupMediaSession() {
+    try { if (navigator.audioSession) navigator.audioSession.type = 'play-and-record'; } catch (_) { /* Safari only */ }
+    if (!('mediaSession' in navigator)) return;
+    const ms = navigator.mediaSession;
+    const toggle = () => {
+      if (S.pttDown) { S.mediaKeyTalk = false; pttUp(); } else { S.mediaKeyTalk = true; pttDown(); }
+    };
+    for (const a of ['play', 'pause', 'togglemicrophone']) {
+      try { ms.setActionHandler(a, toggle); } catch (_) { /* action not supported here */ }
+    }
+    try {
+      ms.metadata = new MediaMetadata({ title: 'radiogate push-to-talk', artist: 'Press play/pause to talk' });
+      ms.playbackState = 'playing';
+    } catch (_) { /* no metadata */ }
   }
 
   function savePrefs() {
     S.prefs.incoming = $('pref-incoming').checked;
     S.prefs.eom = $('pref-eom').checked;
+    $('pref-key').textContent = keyLabel(S.prefs.key);
     try { localStorage.setItem(PREFS_KEY, JSON.stringify(S.prefs)); } catch (_) { /* this page only */ }
   }
 
@@ -666,7 +707,7 @@
     if (!S.selected || !S.channels.has(S.selected)) S.selected = S.channels.size ? S.channels.keys().next().value : null;
     fixSelection();
     saveWanted();
-    $('me').textContent = `${S.me.name} · ${S.me.role}`;
+    $('me').textContent = `${S.me.name} · ${roleWord(S.me.role)}`;
     const dispatch = S.me.role === 'DISPATCH';
     $('extra-controls').hidden = !dispatch;
     $('priority-btn').hidden = !dispatch;
@@ -921,6 +962,7 @@
   function pttUp() {
     if (!S.pttDown) return;
     S.pttDown = false;
+    S.mediaKeyTalk = false;
     const f = S.floor;
     if (f.state === 'talking') {
       stopSending();
@@ -1286,7 +1328,7 @@
     try {
       const r = await call('admin.issueLink', params);
       const c = r.claims || {};
-      $('link-who').textContent = `${c.name || c.sub} · ${c.role} · ${(c.channels || []).join(', ')}`;
+      $('link-who').textContent = `${c.name || c.sub} · ${roleWord(c.role)} · ${(c.channels || []).join(', ')}`;
       // The SVG is the gateway's own rendering of the QR modules (no text from outside in it).
       $('link-qr').innerHTML = r.qrSvg;
       $('link-url').value = r.url;
@@ -1344,7 +1386,7 @@
 
   // The words a connection row is found by with the filter.
   function connWords(c) {
-    return [c.name, c.userId, c.role, c.event, c.deviceId, c.remoteAddr, ...(c.channels || [])]
+    return [c.name, c.userId, c.role, roleWord(c.role), c.event, c.deviceId, c.remoteAddr, ...(c.channels || [])]
       .filter(Boolean).join(' ').toLowerCase();
   }
 
@@ -1383,7 +1425,7 @@
         myUser ? null : Object.assign(confirmButton('Ban', `ban:${c.userId}`, 'ban', () => adminDo('admin.ban', { userId: c.userId, reason: adminReason() },
           () => `Banned ${who}`)), { title: 'Ban: disconnect now and refuse further connects' }));
       return el('li', { 'data-user': c.userId, 'data-conn': String(c.connId) },
-        el('span', { class: 'row-main' }, el('b', {}, who), el('span', { class: `role role-${String(c.role).toLowerCase()}` }, c.role)),
+        el('span', { class: 'row-main' }, el('b', {}, who), el('span', { class: `role role-${String(c.role).toLowerCase()}` }, roleWord(c.role))),
         el('span', { class: 'row-chans' }, (c.channels || []).length ? `on ${c.channels.join(', ')}` : 'on no channel'),
         el('span', { class: 'row-sub' }, [c.event, c.deviceId ? `device ${c.deviceId}` : null, c.remoteAddr,
           `since ${fmtTime(c.connectedAtMs)}`].filter(Boolean).join(' · ')),
@@ -1537,7 +1579,7 @@
     }
     if (c && c.talker) return ['taken', `Taken by ${talkerName(c.talker)}`, 'Wait until they finish'];
     if (!S.wsOpen) return ['offline', 'Offline', 'Reconnecting…'];
-    return ['idle', 'Channel free', 'or hold the space bar'];
+    return ['idle', 'Channel free', touchOnly() ? 'Press and hold' : `or hold the ${keyLabel(S.prefs.key)}`];
   }
 
   function renderFloor() {
@@ -1669,23 +1711,38 @@
 
     const typing = (el) => el && (el.tagName === 'TEXTAREA' || el.tagName === 'INPUT' || el.tagName === 'SELECT');
     window.addEventListener('keydown', (ev) => {
-      if (ev.code !== 'Space' || $('talk').hidden || typing(ev.target)) return;
+      if (S.settingKey) {
+        if (ev.code === 'Escape' || ev.code === 'Tab' || !/^[A-Za-z0-9]{1,24}$/.test(ev.code)) return;
+        ev.preventDefault();
+        S.settingKey = false;
+        S.prefs.key = ev.code;
+        $('pref-key-set').textContent = 'Change';
+        savePrefs();
+        return render();
+      }
+      if (ev.code !== S.prefs.key || $('talk').hidden || typing(ev.target)) return;
       ev.preventDefault();
       if (!ev.repeat) pttDown();
     });
     window.addEventListener('keyup', (ev) => {
-      if (ev.code !== 'Space' || $('talk').hidden || typing(ev.target)) return;
+      if (ev.code !== S.prefs.key || $('talk').hidden || typing(ev.target)) return;
       ev.preventDefault();
       pttUp();
     });
-    // Never keep transmitting when the page loses focus or is hidden.
-    window.addEventListener('blur', () => { pttUp(); emergencyUp(); });
+    $('pref-key-set').addEventListener('click', () => {
+      S.settingKey = true;
+      $('pref-key-set').textContent = 'Press a key…';
+    });
+    // Never keep transmitting when the page loses focus or is hidden, except a talk started
+    // by a headset or media key (the screen may lock while it is held; the time-out timer
+    // ends it).
+    window.addEventListener('blur', () => { if (!S.mediaKeyTalk) pttUp(); emergencyUp(); });
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible') {
         keepAwake();
         if (S.started && !S.stopped && !S.ws) connect();
       } else {
-        pttUp();
+        if (!S.mediaKeyTalk) pttUp();
         emergencyUp();
       }
     });
