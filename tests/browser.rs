@@ -342,7 +342,8 @@ fn browser_loss_of_service_and_recovery() {
              [auth]\nalgorithm = \"EdDSA\"\npublic_key_file = {:?}\n\
              [sfu]\nudp_bind_ip = \"127.0.0.1\"\n\
              [channels]\nmax_channels_per_user = 3\n\
-             [limits]\nconnections_per_minute = 10000\nuser_connections_per_minute = 10000\n",
+             [limits]\nconnections_per_minute = 10000\nuser_connections_per_minute = 10000\n\
+             max_sessions_per_user = 1\n",
             keys.join("ed25519_public.pem").display().to_string()
         ),
     )

@@ -535,6 +535,8 @@ async function main() {
     const dText = await d.textContent('#stopped-text');
     check(dTitle === 'Disconnected by the organiser' && dText.includes('Shift is over, thank you'),
       `D's page is closed with the reason: "${dTitle}: ${dText}"`);
+    check(await d.evaluate(() => window.radiogate.cues.some((c) => c.kind === 'alarm')) && (await d.evaluate(() => window.__vibrations)).includes('[400,150,400,150,400]'),
+      'D\'s phone sounds the alarm when it is disconnected');
     await z.waitForSelector('#admin-conns li[data-user="D"]', { state: 'detached', timeout: WAIT });
     check(/Disconnected Name D/.test(await z.textContent('#admin-msg')), 'the admin sees what was done');
     // Ban F (two taps: ban, confirm), then unban.

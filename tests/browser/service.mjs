@@ -80,6 +80,16 @@ function recordVibrations() {
   navigator.vibrate = (pattern) => { window.__vibrations.push(pattern); return true; };
 }
 
+// Records the frequency of every Web Audio oscillator the page starts (the cues' tones).
+function recordTones() {
+  window.__tones = [];
+  const start = OscillatorNode.prototype.start;
+  OscillatorNode.prototype.start = function (...args) {
+    window.__tones.push(this.frequency.value);
+    return start.apply(this, args);
+  };
+}
+
 // No UDP path between phone and gateway, as on a network that blocks it: the answer's host
 // candidates point at port 9 (discard), and the phone's own candidates never reach the gateway
 // (stripped from the offer, trickled ones dropped), so neither side's checks can succeed.
@@ -108,6 +118,7 @@ function breakIce() {
 async function openPhone(browser, name, token, init = []) {
   const ctx = await browser.newContext(PHONE);
   await ctx.addInitScript(recordVibrations);
+  await ctx.addInitScript(recordTones);
   for (const f of init) await ctx.addInitScript(f);
   const page = await ctx.newPage();
   page.on('pageerror', (e) => log(`${name} pageerror: ${e.message}`));
@@ -135,6 +146,7 @@ async function waitBack(page, ms = WAIT) {
 }
 
 const cues = (page) => page.evaluate(() => window.radiogate.cues.map((c) => c.kind));
+const tones = (page) => page.evaluate(() => window.__tones.join(' '));
 const vibrations = (page) => page.evaluate(() => window.__vibrations.map((v) => JSON.stringify(v)));
 
 async function main() {
@@ -183,6 +195,7 @@ async function main() {
         check(await a.isDisabled('#ptt'), 'offline: the PTT button is disabled');
         check((await cues(a)).includes('alarm') && (await vibrations(a)).includes('[400,150,400,150,400]'),
           'offline: the alarm tone and vibration');
+        check((await tones(a)).includes('880 440 880 440'), `offline: the page started the alarm's oscillators (${await tones(a)})`);
         check(await a.isVisible('#retry-now'), 'offline: "Retry now" is shown');
         await a.screenshot({ path: join(ARTIFACTS, 'offline-390x844.png') });
         // The countdown counts: wait until the text changes while the gateway stays down.
@@ -197,7 +210,8 @@ async function main() {
       for (const t of back) samples.push(t - up);
       log(`restart ${i + 1}: back after ${back.map((t) => t - up).join(', ')} ms`);
       if (i === 0) {
-        check((await cues(a)).includes('back'), 'back online: the short "back" cue');
+        check((await cues(a)).includes('back') && /880 440 880 440.*523 784/.test(await tones(a)),
+          `back online: the short "back" cue, after the alarm (${await tones(a)})`);
         await a.screenshot({ path: join(ARTIFACTS, 'back-online-390x844.png') });
       }
     }
@@ -237,6 +251,15 @@ async function main() {
     await waitBack(a);
     check(true, `after "Retry now" A is back in ${Date.now() - tapped} ms (attempt counter was ${attempts})`);
     check(await isBack(a), 'A is back');
+
+    // --- a 429 is told as what it is (here: A's link already open on another phone) ---
+    const a2 = await openPhone(browser, 'A2', TOKENS.A);
+    await a2.waitForFunction(() => /too many devices/.test(document.getElementById('service-text').textContent)
+      && !document.getElementById('service').hidden, null, { timeout: WAIT });
+    check(/Retrying in \d+ s|Retrying…/.test(await a2.textContent('#service-text')),
+      `a 429 says why and when it retries ("${await a2.textContent('#service-text')}")`);
+    await a2.screenshot({ path: join(ARTIFACTS, 'too-many-390x844.png') });
+    await a2.context().close();
 
     // --- installable: with the gateway down, the installed shell still opens ---
     await a.waitForFunction(async () => !!(await navigator.serviceWorker.ready) && !!(await caches.match('/')), null, { timeout: WAIT });

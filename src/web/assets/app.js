@@ -569,8 +569,12 @@
         `${body.replace(/^forbidden:\s*/i, '')}. Contact the organiser.`);
     }
     if (resp && resp.status === 429) {
+      // The gateway says which limit: this user's open sessions, or attempts from here.
       const after = parseInt(resp.headers.get('retry-after') || '', 10);
-      return scheduleReconnect('Too many attempts from this network.', Number.isFinite(after) ? after * 1000 : 0);
+      const why = /sessions for this user/i.test(body)
+        ? 'This link is open on too many devices: close it on another one.'
+        : 'Too many attempts from this network.';
+      return scheduleReconnect(why, Number.isFinite(after) ? after * 1000 : 0);
     }
     scheduleReconnect(resp ? `The gateway is not ready (${resp.status}).` : 'Cannot reach the gateway.');
   }
