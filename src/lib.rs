@@ -27,6 +27,7 @@ pub mod media;
 pub mod ops;
 pub mod permissions;
 pub mod radio;
+pub mod recording;
 pub mod server;
 pub mod sfu;
 pub mod signaling;

@@ -36,6 +36,11 @@ fn verifier() -> &'static TokenVerifier {
     })
 }
 
+fn key() -> &'static EncodingKey {
+    static K: OnceLock<EncodingKey> = OnceLock::new();
+    K.get_or_init(|| EncodingKey::from_secret(SECRET).expect("fixed secret"))
+}
+
 fn sign(header: &[u8], claims: &[u8]) -> String {
     let signing_input = format!(
         "{}.{}",
@@ -44,7 +49,7 @@ fn sign(header: &[u8], claims: &[u8]) -> String {
     );
     let sig = jsonwebtoken::crypto::sign(
         signing_input.as_bytes(),
-        &EncodingKey::from_secret(SECRET),
+        key(),
         Algorithm::HS256,
     )
     .expect("HMAC signing");
