@@ -594,6 +594,13 @@ async function main() {
     });
     const code = jsQR(Uint8ClampedArray.from(pixels.rgba), pixels.n, pixels.n);
     const decoded = code ? code.data : null;
+    // Printable: printing shows the link card only (the QR code, who, until when).
+    await z.evaluate(() => document.body.classList.add('printing'));
+    await z.emulateMedia({ media: 'print' });
+    check(await z.isVisible('#link-qr svg') && !(await z.isVisible('#admin-conns')) && !(await z.isVisible('#issue-form')) && !(await z.isVisible('#link-print')),
+      'printing shows the QR card and nothing else of the panel');
+    await z.emulateMedia({ media: 'screen' });
+    await z.evaluate(() => document.body.classList.remove('printing'));
     const shown = await z.inputValue('#link-url');
     check(decoded !== null && decoded === shown && decoded.startsWith(`${HTTP}/?token=`),
       `the QR code decodes to the link shown (${decoded ? decoded.slice(0, 48) : decoded}…)`);
@@ -652,6 +659,22 @@ async function main() {
     await b.evaluate(() => window.__mediaActions.pause());
     await floorIs(b, 'idle');
     check(true, 'play takes the floor, pause releases it (as a headset button would)');
+
+    // --- a desktop can pick its talk key (menu: Talk key, Change, press the key) ---
+    await b.click('.menu summary');
+    await b.click('#pref-key-set');
+    await b.keyboard.press('KeyT');
+    check((await b.textContent('#pref-key')) === 'T', `the talk key is now T ("${await b.textContent('#pref-key')}")`);
+    await b.click('.menu summary');
+    await b.keyboard.down('KeyT');
+    await floorIs(b, 'talking');
+    await b.keyboard.up('KeyT');
+    await floorIs(b, 'idle');
+    check(true, 'holding T talks, releasing it stops');
+    await b.click('.menu summary');
+    await b.click('#pref-key-set');
+    await b.keyboard.press('Space');
+    await b.click('.menu summary');
 
     const box = await a.locator('#ptt').boundingBox();
     check(box.y + box.height <= 844 && box.height >= 150 && box.width >= 300, `PTT button is large and on screen (${JSON.stringify(box)})`);
