@@ -157,10 +157,14 @@ pub fn parse_request(text: &str) -> Result<Incoming, (Value, RpcError)> {
         ));
     };
     let id = obj.remove("id");
-    let id_ok = matches!(
-        id,
-        None | Some(Value::Null) | Some(Value::Number(_)) | Some(Value::String(_))
-    );
+    // A number id must be an integer that fits 64 bits: a fraction or a larger number is read
+    // as a float, which does not echo back as the same number (found by fuzzing, issue 15;
+    // JSON-RPC 2.0 §4: numbers SHOULD NOT contain fractional parts).
+    let id_ok = match &id {
+        None | Some(Value::Null) | Some(Value::String(_)) => true,
+        Some(Value::Number(n)) => n.is_i64() || n.is_u64(),
+        Some(_) => false,
+    };
     let echo = match (&id, id_ok) {
         (Some(v), true) => v.clone(),
         _ => Value::Null,
@@ -168,7 +172,10 @@ pub fn parse_request(text: &str) -> Result<Incoming, (Value, RpcError)> {
     if !id_ok {
         return Err((
             echo,
-            RpcError::new(ErrorCode::InvalidRequest, "id must be a string or number"),
+            RpcError::new(
+                ErrorCode::InvalidRequest,
+                "id must be a string or an integer number",
+            ),
         ));
     }
     if let Some(ver) = obj.get("jsonrpc") {
@@ -311,6 +318,24 @@ mod tests {
         assert_eq!((id, e.code), (json!("a"), ErrorCode::InvalidRequest));
         let (_, e) = parse_request(r#"{"id":{},"method":"x"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    /// Regression (fuzz target rpc_request, crash-74518f44): an id too large for 64 bits was
+    /// read as a float and echoed as a different number. Such ids, and fractions, are refused
+    /// with id null; integer ids up to u64::MAX and down to i64::MIN are echoed exactly.
+    #[test]
+    fn float_and_oversized_ids_are_refused_integer_ids_echo_exactly() {
+        let crash = r#"{"|jc": "0.0", "id": 16666666666666666666666666, "method": "channel.join", "params": {"enalnccnethohId": "op.s"}}"#;
+        let (id, e) = parse_request(crash).unwrap_err();
+        assert_eq!((id, e.code), (Value::Null, ErrorCode::InvalidRequest));
+        let (id, _) = parse_request(r#"{"id":1.5,"method":"x"}"#).unwrap_err();
+        assert_eq!(id, Value::Null);
+        for raw in ["18446744073709551615", "-9223372036854775808", "0"] {
+            let r = parse_request(&format!(r#"{{"id":{raw},"method":"x"}}"#)).unwrap();
+            let id = r.id.unwrap();
+            let frame = result_frame(&id, json!(true));
+            assert!(frame.contains(&format!("\"id\":{raw}")), "{frame}");
+        }
     }
 
     #[test]
