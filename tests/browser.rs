@@ -370,7 +370,7 @@ fn browser_loss_of_service_and_recovery() {
     };
     let tokens = serde_json::json!({
         "A": mint("A", 3600), "B": mint("B", 3600), "C": mint("C", 3600),
-        "W": mint("W", 14 * 60), "M": mint("M", 3600),
+        "W": mint("W", 14 * 60), "M": mint("M", 3600), "N": mint("N", 3600),
     });
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-service-artifacts");
     let _ = std::fs::remove_dir_all(&artifacts);

@@ -115,6 +115,18 @@ function breakIce() {
   };
 }
 
+// The page's stats say no RTP arrives (a path that died after ICE connected: the gateway
+// stopped sending, a NAT binding timed out).
+function freezeInbound() {
+  const orig = RTCPeerConnection.prototype.getStats;
+  RTCPeerConnection.prototype.getStats = async function (...args) {
+    const st = await orig.apply(this, args);
+    const out = new Map();
+    st.forEach((r, k) => out.set(k, r.type === 'inbound-rtp' ? { ...r, packetsReceived: 0 } : r));
+    return out;
+  };
+}
+
 async function openPhone(browser, name, token, init = []) {
   const ctx = await browser.newContext(PHONE);
   await ctx.addInitScript(recordVibrations);
@@ -185,6 +197,23 @@ async function main() {
     await m.screenshot({ path: join(ARTIFACTS, 'no-media-390x844.png') });
     await m.context().close();
 
+    // --- ICE connected but no audio while someone talks: "Not receiving audio" within ~2 s ---
+    const n = await openPhone(browser, 'N', TOKENS.N, [freezeInbound]);
+    await waitBack(n);
+    const nBox = await a.locator('#ptt').boundingBox();
+    await a.mouse.move(nBox.x + nBox.width / 2, nBox.y + nBox.height / 2);
+    await a.mouse.down();
+    await a.waitForSelector('#floor-state[data-state="talking"]', { timeout: WAIT });
+    const talkAt = Date.now();
+    await n.waitForFunction(() => /Not receiving audio/.test(document.getElementById('service-text').textContent)
+      && !document.getElementById('service').hidden, null, { timeout: WAIT });
+    const after = Date.now() - talkAt;
+    await a.mouse.up();
+    check(after < 5000 && (await cues(n)).includes('alarm') && await n.isDisabled('#ptt'),
+      `no RTP while the channel shows a talker: told after ${after} ms, alarm, PTT disabled`);
+    await n.screenshot({ path: join(ARTIFACTS, 'no-audio-390x844.png') });
+    await n.context().close();
+
     // --- the gateway dies: alarm, full-width state, buttons disabled, a countdown that counts ---
     const samples = [];
     for (let i = 0; i < RESTARTS; i++) {
@@ -241,15 +270,16 @@ async function main() {
     await a.mouse.up();
     check(true, 'after the restarts B hears A again (50 packets)');
 
-    // --- Retry now: one tap tries at once ---
+    // --- Retry now: after a long outage the next try is seconds away; one tap tries at once ---
     await killGateway('SIGKILL');
-    await a.waitForSelector('#retry-now:not([hidden])', { timeout: WAIT });
+    await a.waitForFunction(() => window.radiogate.attempt >= 10, null, { timeout: 30000 });
     await startGateway();
-    const attempts = await a.evaluate(() => window.radiogate.attempt);
+    const waiting = await a.evaluate(() => window.radiogate.retry.until - Date.now());
     const tapped = Date.now();
-    await a.click('#retry-now');
+    await a.click('#retry-now', { timeout: 2000 });
     await waitBack(a);
-    check(true, `after "Retry now" A is back in ${Date.now() - tapped} ms (attempt counter was ${attempts})`);
+    const took = Date.now() - tapped;
+    check(waiting > 1000 && took < waiting, `"Retry now" brought A back in ${took} ms; its next try was ${waiting} ms away`);
     check(await isBack(a), 'A is back');
 
     // --- a 429 is told as what it is (here: A's link already open on another phone) ---
