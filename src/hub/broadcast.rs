@@ -124,7 +124,9 @@ impl Hub {
                 Some(c) => c.floor.emergency_grant(talker.clone(), now),
                 None => Vec::new(),
             };
+            self.emergency_granting = Some(id);
             self.apply_floor_events(ch, events, now);
+            self.emergency_granting = None;
         }
         // A floor can be lost while the others are taken (a pending permission removal of one
         // of the broadcaster's own channels happens when its expired grant is revoked): the

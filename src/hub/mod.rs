@@ -34,7 +34,7 @@ mod tests;
 
 pub use broadcast::{BroadcastInfo, BroadcastStart};
 pub use error::HubError;
-pub use output::{Notification, Output, RevokeCode, TalkerRef};
+pub use output::{Notification, Output, RevokeCode, SpurtEvent, TalkerRef};
 pub use permissions::PermissionOutcome;
 pub use registry::{ConnId, ConnectionInfo, Registry};
 pub use routes::{Route, RouteSet};
@@ -131,6 +131,11 @@ pub struct Hub {
     armed: HashMap<ConnId, Instant>,
     /// Broadcasters that lost a floor of their broadcast: stopped when the command settles.
     ending: Vec<(ConnId, &'static str)>,
+    /// The participant whose emergency broadcast is granting floors right now (its spurts
+    /// are marked emergency).
+    emergency_granting: Option<ConnId>,
+    /// The participant being unregistered (its spurts end with `"disconnect"`).
+    leaving: Option<ConnId>,
     pending: permissions::PendingRemovals,
     out: Vec<Output>,
     routes_dirty: bool,
@@ -150,6 +155,8 @@ impl Hub {
             broadcasts: HashMap::new(),
             armed: HashMap::new(),
             ending: Vec::new(),
+            emergency_granting: None,
+            leaving: None,
             pending: Default::default(),
             out: Vec::new(),
             routes_dirty: false,
@@ -283,6 +290,13 @@ impl Hub {
     /// holds), forgets its pending removals and drops it from the registry. Returns its info
     /// if it was registered.
     pub fn unregister(&mut self, id: ConnId, now: Instant) -> Option<ConnectionInfo> {
+        self.leaving = Some(id);
+        let info = self.unregister_inner(id, now);
+        self.leaving = None;
+        info
+    }
+
+    fn unregister_inner(&mut self, id: ConnId, now: Instant) -> Option<ConnectionInfo> {
         self.armed.remove(&id);
         if self.broadcasts.contains_key(&id) {
             self.broadcast_stop(id, "disconnected", now);
@@ -529,6 +543,34 @@ impl Hub {
         }
     }
 
+    fn spurt_started(&mut self, talker: ConnId, channel: &str) {
+        let Some(info) = self.registry.get(talker) else {
+            return;
+        };
+        let event = self
+            .channels
+            .get(channel)
+            .map_or_else(|| info.event.clone(), |c| c.event.clone());
+        let e = SpurtEvent::Start {
+            talker,
+            channel: channel.to_string(),
+            event,
+            user_id: info.user_id.clone(),
+            name: info.name.clone(),
+            role: info.role,
+            emergency: self.emergency_granting == Some(talker),
+        };
+        self.out.push(Output::Spurt(e));
+    }
+
+    fn spurt_ended(&mut self, talker: ConnId, channel: &str, reason: &str) {
+        self.out.push(Output::Spurt(SpurtEvent::End {
+            talker,
+            channel: channel.to_string(),
+            reason: reason.to_string(),
+        }));
+    }
+
     /// Stops the broadcasts that lost a floor during the command just handled.
     fn settle(&mut self, now: Instant) {
         while let Some((id, reason)) = self.ending.pop() {
@@ -555,14 +597,19 @@ impl Hub {
                     self.audit(e);
                     self.grants += 1;
                     let media = self.sessions.get(&to.id).is_some_and(|s| s.media_uplink);
+                    let mut new_spurt = false;
                     if let Some(c) = self.channels.get_mut(channel) {
                         c.grant = self.grants;
                         if c.talk_since.is_none_or(|(h, _)| h != to.id) {
                             c.talk_since = Some((to.id, now));
+                            new_spurt = true;
                         }
                         if media {
                             c.floor.arm_end_of_media(to.id, now);
                         }
+                    }
+                    if new_spurt {
+                        self.spurt_started(to.id, channel);
                     }
                     let talker = self.talker_ref(to.id, &to.name);
                     self.emit(
@@ -605,6 +652,9 @@ impl Hub {
                         }
                     };
                     let talk_ms = self.talk_ended(channel, from.id, now);
+                    if talk_ms.is_some() {
+                        self.spurt_ended(from.id, channel, code.as_str());
+                    }
                     let e = self
                         .entry_for(from.id, action)
                         .target(channel)
@@ -638,6 +688,14 @@ impl Hub {
                     self.routes_dirty = true;
                     self.broadcast_floor_lost(by.id, channel, "floor released");
                     let talk_ms = self.talk_ended(channel, by.id, now);
+                    if talk_ms.is_some() {
+                        let how = if self.leaving == Some(by.id) {
+                            "disconnect"
+                        } else {
+                            "release"
+                        };
+                        self.spurt_ended(by.id, channel, how);
+                    }
                     let e = self
                         .entry_for(by.id, Action::FloorReleased)
                         .target(channel)

@@ -158,4 +158,39 @@ pub enum Output {
     },
     /// Write an audit entry (its `ts_ms` is 0: the shell stamps the wall clock).
     Audit(Entry),
+    /// A talk spurt started or ended on a channel (for the recorder, issue 14).
+    Spurt(SpurtEvent),
+}
+
+/// A talk spurt's start or end on one channel: from the floor grant to the release or revoke
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpurtEvent {
+    /// `talker` was granted `channel`'s floor (a new spurt, not a repeated grant).
+    Start {
+        /// The talker's connection id.
+        talker: ConnId,
+        /// The channel.
+        channel: String,
+        /// The channel's event.
+        event: String,
+        /// The talker's user id.
+        user_id: String,
+        /// Its display name.
+        name: String,
+        /// Its role.
+        role: crate::access::role::Role,
+        /// Whether the grant is part of an emergency broadcast.
+        emergency: bool,
+    },
+    /// The spurt of `talker` on `channel` ended.
+    End {
+        /// The talker's connection id.
+        talker: ConnId,
+        /// The channel.
+        channel: String,
+        /// How: `"release"`, `"disconnect"`, or the revoke code (`"TIME_OUT"`, `"PRE_EMPTED"`,
+        /// `"EMERGENCY"`, `"MEDIA_TIMEOUT"`).
+        reason: String,
+    },
 }

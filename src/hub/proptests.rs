@@ -159,7 +159,14 @@ fn expected_routes(h: &Hub) -> RouteSet {
     set
 }
 
-fn check(h: &mut Hub, last_routes: &mut RouteSet) -> Result<(), TestCaseError> {
+/// Talk spurts open according to the outputs so far: (talker, channel).
+type OpenSpurts = std::collections::BTreeSet<(ConnId, String)>;
+
+fn check(
+    h: &mut Hub,
+    last_routes: &mut RouteSet,
+    open: &mut OpenSpurts,
+) -> Result<(), TestCaseError> {
     // registry and sessions agree
     for id in h.sessions.keys() {
         prop_assert!(h.registry.get(*id).is_some(), "session {id} not registered");
@@ -230,8 +237,34 @@ fn check(h: &mut Hub, last_routes: &mut RouteSet) -> Result<(), TestCaseError> {
         );
     }
     *last_routes = routes;
-    // outputs only name participants that exist (or just left)
-    h.take_outputs();
+    // talk spurts (issue 14): every start is followed by its end before the next start on
+    // that channel, and the open spurts are exactly the floors held
+    for o in h.take_outputs() {
+        match o {
+            Output::Spurt(SpurtEvent::Start {
+                talker, channel, ..
+            }) => {
+                prop_assert!(
+                    !open.iter().any(|(_, c)| *c == channel),
+                    "a spurt starts on {} while another is open",
+                    channel
+                );
+                open.insert((talker, channel));
+            }
+            Output::Spurt(SpurtEvent::End {
+                talker, channel, ..
+            }) => {
+                prop_assert!(open.remove(&(talker, channel.clone())), "end without start");
+            }
+            _ => {}
+        }
+    }
+    let held: OpenSpurts = h
+        .channels
+        .iter()
+        .filter_map(|(c, st)| st.floor.holder().map(|t| (t.id, c.clone())))
+        .collect();
+    prop_assert_eq!(&*open, &held);
     Ok(())
 }
 
@@ -243,13 +276,14 @@ proptest! {
         let mut h = hub();
         let mut now = Instant::now();
         let mut last = RouteSet::new();
+        let mut open = OpenSpurts::new();
         for op in &ops {
             apply(&mut h, &mut now, op);
             if matches!(op, Op::Tick) {
                 // no timer (time-out or end-of-media) is left due after a tick
                 prop_assert!(h.next_deadline().is_none_or(|d| d > now));
             }
-            check(&mut h, &mut last)?;
+            check(&mut h, &mut last, &mut open)?;
         }
         // everyone leaves: nothing is left behind
         for id in 1..=IDS {
@@ -259,5 +293,8 @@ proptest! {
         prop_assert!(h.broadcasts.is_empty());
         prop_assert!(h.routes().is_empty());
         prop_assert!(h.sessions.is_empty() && h.registry.is_empty());
+        let mut last = RouteSet::new();
+        check(&mut h, &mut last, &mut open)?;
+        prop_assert!(open.is_empty(), "spurts left open: {:?}", open);
     }
 }

@@ -500,3 +500,105 @@ fn floor_released_and_revoked_audit_entries_carry_the_talk_duration() {
         .expect("FLOOR_REVOKED");
     assert_eq!(revoked.details["durationMs"], 60_000);
 }
+
+/// The spurt boundaries among `outs`, as `("start"|END REASON, talker, channel, emergency)`.
+fn spurts(outs: &[Output]) -> Vec<(String, ConnId, String, bool)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Spurt(SpurtEvent::Start {
+                talker,
+                channel,
+                emergency,
+                ..
+            }) => Some(("start".to_string(), *talker, channel.clone(), *emergency)),
+            Output::Spurt(SpurtEvent::End {
+                talker,
+                channel,
+                reason,
+            }) => Some((reason.clone(), *talker, channel.clone(), false)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 14: each talk spurt starts at its grant (a repeated grant is not a new spurt) and ends
+/// with how it ended: release, revoke code, disconnect; an emergency broadcast's spurts are
+/// marked on every channel it reached.
+#[test]
+fn talk_spurts_start_at_the_grant_and_end_with_how() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    add(&mut h, 1, "al", Role::General, &["a"]);
+    add(&mut h, 2, "bo", Role::General, &["a"]);
+    add(&mut h, 3, "di", Role::Dispatch, &["a", "b"]);
+    for (id, ch) in [(1, "a"), (2, "a"), (3, "a")] {
+        h.join(id, ch, Some("ev")).unwrap();
+    }
+    h.take_outputs();
+    h.floor_request(1, "a", Priority::Normal, t0).unwrap();
+    h.floor_request(1, "a", Priority::Normal, t0).unwrap(); // the holder again: same spurt
+    let outs = h.take_outputs();
+    assert_eq!(spurts(&outs), vec![("start".into(), 1, "a".into(), false)]);
+    match outs.iter().find(|o| matches!(o, Output::Spurt(_))) {
+        Some(Output::Spurt(SpurtEvent::Start {
+            user_id,
+            name,
+            role,
+            event,
+            ..
+        })) => assert_eq!(
+            (user_id.as_str(), name.as_str(), *role, event.as_str()),
+            ("al", "AL", Role::General, "ev")
+        ),
+        other => panic!("{other:?}"),
+    }
+    h.floor_release(1, "a", t0).unwrap();
+    assert_eq!(
+        spurts(&h.take_outputs()),
+        vec![("release".into(), 1, "a".into(), false)]
+    );
+    // Pre-empted by Dispatch priority talk: the revoke code, then Dispatch's spurt.
+    h.floor_request(2, "a", Priority::Normal, t0).unwrap();
+    h.take_outputs();
+    h.floor_request(3, "a", Priority::PreEmptive, t0).unwrap();
+    assert_eq!(
+        spurts(&h.take_outputs()),
+        vec![
+            ("PRE_EMPTED".into(), 2, "a".into(), false),
+            ("start".into(), 3, "a".into(), false)
+        ]
+    );
+    // The time-out timer.
+    h.tick(t0 + TOT);
+    assert_eq!(
+        spurts(&h.take_outputs()),
+        vec![("TIME_OUT".into(), 3, "a".into(), false)]
+    );
+    // A talker that disconnects.
+    h.floor_request(2, "a", Priority::Normal, t0 + TOT).unwrap();
+    h.take_outputs();
+    h.unregister(2, t0 + TOT);
+    assert_eq!(
+        spurts(&h.take_outputs()),
+        vec![("disconnect".into(), 2, "a".into(), false)]
+    );
+    // An emergency broadcast: one start per channel reached, marked emergency.
+    let t1 = t0 + TOT;
+    h.broadcast_arm(3, t1);
+    h.broadcast_start(3, &s(&["a", "b"]), HOLD, t1 + HOLD)
+        .unwrap();
+    let got = spurts(&h.take_outputs());
+    assert_eq!(
+        got,
+        vec![
+            ("start".into(), 3, "a".into(), true),
+            ("start".into(), 3, "b".into(), true)
+        ]
+    );
+    h.broadcast_stop(3, "stopped", t1 + HOLD);
+    let ends: Vec<String> = spurts(&h.take_outputs())
+        .into_iter()
+        .map(|(r, _, c, _)| format!("{r}:{c}"))
+        .collect();
+    assert_eq!(ends, vec!["release:a", "release:b"]);
+}

@@ -197,6 +197,9 @@ impl HubGuard<'_> {
                         }
                     }
                 }
+                // Talk spurt boundaries: what the recorder (issue 14) will consume; no recorder
+                // is wired yet, so they end here.
+                Output::Spurt(_) => {}
                 Output::Close { to, code, reason } => {
                     if let Some(tx) = shell.outbound.get(&to) {
                         let _ = tx.send(Outbound::Close(code, reason));
