@@ -100,6 +100,8 @@ pub struct Gateway {
     pub verifier: TokenVerifier,
     /// Signs join links from the admin panel, when this gateway holds a signing key.
     issuer: Option<crate::access::issue::LinkIssuer>,
+    /// The recordings index (reads) and directory, when `[recording] enabled`.
+    recordings: Option<crate::signaling::session::Recordings>,
     /// Cancelled on SIGINT/SIGTERM.
     pub shutdown: CancellationToken,
     /// Session tasks, waited for at shutdown.
@@ -263,6 +265,7 @@ impl Gateway {
             },
         );
         let hub = Switchboard::new(hub, Some(audit.clone()));
+        let recordings = recordings(&cfg, &dir, &db, &hub)?;
         let per_minute = std::num::NonZeroU32::new(cfg.limits.connections_per_minute)
             .unwrap_or(std::num::NonZeroU32::MIN);
         let per_user = std::num::NonZeroU32::new(cfg.limits.user_connections_per_minute)
@@ -294,6 +297,7 @@ impl Gateway {
                 governor::clock::DefaultClock::default(),
             )),
             auth_backoff: Arc::new(Mutex::new(auth_backoff)),
+            recordings,
             _dir_lock: dir_lock,
         }))
     }
@@ -346,6 +350,7 @@ impl Gateway {
             media: self.media.clone(),
             admin: Arc::new(admin),
             channel_names: Arc::new(cfg.channel_names.clone()),
+            recordings: self.recordings.clone(),
         };
         crate::server::ServerCtx {
             shutdown: self.shutdown.clone(),
@@ -586,6 +591,50 @@ async fn watch_bans(bans: Arc<BanList>, hub: Arc<Switchboard>, audit: Audit) {
             audit.record(Entry::new("cli", Action::Unban).target(user));
         }
     }
+}
+
+/// Starts the recorder when `[recording] enabled` (files in `recording.dir`, default
+/// `STATE_DIR/recordings`, index in the state database) and feeds it from `hub`; returns what
+/// the sessions read recordings with.
+fn recordings(
+    cfg: &Config,
+    state: &Path,
+    db: &Path,
+    hub: &Switchboard,
+) -> Result<Option<crate::signaling::session::Recordings>, AppError> {
+    use crate::recording::recorder::{Recorder, RecorderConfig};
+    if !cfg.recording.enabled {
+        return Ok(None);
+    }
+    let rc = &cfg.recording;
+    let dir = if rc.dir.as_os_str().is_empty() {
+        state.join("recordings")
+    } else {
+        rc.dir.clone()
+    };
+    let recorder = Recorder::start(RecorderConfig {
+        dir: dir.clone(),
+        db: db.to_path_buf(),
+        max_bytes: rc.max_bytes,
+        retention: Duration::from_secs(rc.retention_secs),
+        min_free_bytes: rc.min_free_bytes,
+        queue: rc.queue,
+    })
+    .map_err(|e| AppError::Io {
+        what: "cannot start the recorder in",
+        path: dir.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    hub.set_recorder(recorder.clone());
+    let index = crate::recording::index::Index::open(db).map_err(|e| AppError::Io {
+        what: "cannot open the recordings index in",
+        path: db.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(Some(crate::signaling::session::Recordings {
+        index: Arc::new(Mutex::new(index)),
+        recorder,
+    }))
 }
 
 /// The admin panel's link issuer: `Some` when `key` can sign (HS256, or RS256/EdDSA with

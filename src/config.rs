@@ -78,6 +78,8 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// `[audit]`: the audit log.
     pub audit: AuditConfig,
+    /// `[recording]`: every talk spurt kept as Ogg Opus (issue 14).
+    pub recording: RecordingConfig,
     /// `[[radio]]`: two-way radios bridged to channels (none by default).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub radio: Vec<crate::radio::RadioConfig>,
@@ -162,6 +164,38 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self { retention: 200_000 }
+    }
+}
+
+/// `[recording]` (issue 14).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Record every talk spurt.
+    pub enabled: bool,
+    /// Directory of the `ID.opus` files; empty means `STATE_DIR/recordings`.
+    pub dir: PathBuf,
+    /// Byte budget of all recordings; the oldest are deleted beyond it.
+    pub max_bytes: u64,
+    /// Age limit, seconds (`"7d"`); older recordings are deleted.
+    #[serde(deserialize_with = "de::secs")]
+    pub retention_secs: u64,
+    /// Free bytes on the recordings' file system below which new spurts are not recorded.
+    pub min_free_bytes: u64,
+    /// Messages (packets, spurt boundaries) queued for the recorder before it drops.
+    pub queue: usize,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::new(),
+            max_bytes: 1 << 30,
+            retention_secs: 7 * 86_400,
+            min_free_bytes: 256 << 20,
+            queue: 4096,
+        }
     }
 }
 

@@ -66,6 +66,7 @@ impl Config {
     /// `playback` files. Empty values stay empty.
     pub fn resolve_paths(&mut self, base: &Path) {
         join(base, &mut self.state.dir);
+        join(base, &mut self.recording.dir);
         join(base, &mut self.server.tls_cert_file);
         join(base, &mut self.server.tls_key_file);
         join(base, &mut self.auth.public_key_file);

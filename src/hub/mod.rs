@@ -315,6 +315,18 @@ impl Hub {
         self.registry.remove(id)
     }
 
+    /// Whether `id` may hear `channel` (of `channel_event`), by the rule that lets it join:
+    /// permitted, or ADMIN and the channel is of its event (recordings, issue 14).
+    pub fn may_hear(&self, id: ConnId, channel: &str, channel_event: Option<&str>) -> bool {
+        let (Some(info), Some(s)) = (self.registry.get(id), self.sessions.get(&id)) else {
+            return false;
+        };
+        let event_ok = channel_event.is_none_or(|e| e == info.event);
+        event_ok
+            && (s.permitted.contains(channel)
+                || (info.role == Role::Admin && channel_event == Some(info.event.as_str())))
+    }
+
     /// Joins `channel` (of `channel_event`, the event the permission store associates with it,
     /// or `None` if unknown).
     ///

@@ -442,7 +442,7 @@ impl Engine {
             return;
         };
         if !injected {
-            self.routes.heard(&table, from, received_at);
+            self.routes.heard(&table, from, received_at, pkt);
         }
         let (mut sent, mut dropped) = (0u64, 0u64);
         let now = Instant::now();

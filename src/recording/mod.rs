@@ -7,3 +7,4 @@
 
 pub mod index;
 pub mod ogg_opus;
+pub mod recorder;

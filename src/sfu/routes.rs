@@ -25,6 +25,13 @@ pub trait Inject: Send + Sync + std::fmt::Debug {
     fn inject(&self, from: u64, packet: &rtc::rtp::Packet, received_at: Instant) -> bool;
 }
 
+/// A listener of every routed uplink packet (the recorder, issue 14): called on the media path
+/// once per packet of a floor holder, so it must only queue (never block).
+pub trait Tap: Send + Sync + std::fmt::Debug {
+    /// Uplink RTP `packet` of `talker`, routed by the current table.
+    fn packet(&self, talker: u64, packet: &rtc::rtp::Packet);
+}
+
 /// Where a listener's copies go.
 #[derive(Debug, Clone)]
 pub enum Sink {
@@ -150,6 +157,8 @@ pub struct Routes {
     /// Uplink RTP packets routed per channel since start (read per scrape; the map is only
     /// locked when a table is published, never per packet).
     channel_stats: Arc<parking_lot::Mutex<HashMap<String, Arc<AtomicU64>>>>,
+    /// The recorder's tap, once set.
+    tap: Arc<std::sync::OnceLock<Arc<dyn Tap>>>,
     /// Time base of the last-uplink stamps.
     base: Instant,
 }
@@ -160,6 +169,7 @@ impl Default for Routes {
             table: Arc::default(),
             stats: Arc::default(),
             channel_stats: Arc::default(),
+            tap: Arc::default(),
             base: Instant::now(),
         }
     }
@@ -217,10 +227,18 @@ impl Routes {
         self.table.store(Arc::new(table));
     }
 
-    /// Records that uplink RTP of `talker` arrived at `at` (one relaxed atomic store, and one
-    /// add per channel whose floor it holds; no lock). Call it with the table the packet was
-    /// routed by.
-    pub fn heard(&self, table: &RouteTable, talker: u64, at: Instant) {
+    /// Sets the tap that sees every routed uplink packet (once; later calls are ignored).
+    pub fn set_tap(&self, tap: Arc<dyn Tap>) {
+        let _ = self.tap.set(tap);
+    }
+
+    /// Records that uplink RTP `packet` of `talker` arrived at `at` (one relaxed atomic store,
+    /// one add per channel whose floor it holds, and the tap's queueing; no lock). Call it with
+    /// the table the packet was routed by.
+    pub fn heard(&self, table: &RouteTable, talker: u64, at: Instant, packet: &rtc::rtp::Packet) {
+        if let Some(tap) = self.tap.get() {
+            tap.packet(talker, packet);
+        }
         if let Some(stamp) = table.heard.get(&talker) {
             let ms = u64::try_from(at.saturating_duration_since(self.base).as_millis())
                 .unwrap_or(u64::MAX - 1);
@@ -261,7 +279,7 @@ impl Routes {
             self.count_unauthorised();
             return 0;
         };
-        self.heard(&table, from, received_at);
+        self.heard(&table, from, received_at, packet);
         let mut queued = 0u64;
         let mut dropped = 0u64;
         let mut engine: Option<&Arc<dyn Inject>> = None;

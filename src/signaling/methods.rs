@@ -14,6 +14,7 @@ const ADMIN: &[Role] = &[Role::Admin];
 pub const METHODS: &[(&str, &[Role])] = &[
     ("session.ping", ALL),
     ("session.renew", ALL),
+    ("recording.list", ALL),
     ("channel.list", ALL),
     ("channel.join", ALL),
     ("channel.leave", ALL),

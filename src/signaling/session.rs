@@ -86,6 +86,26 @@ pub struct SessionCtx {
     pub admin: Arc<super::admin::AdminCtx>,
     /// `[channel_names]`: display names put in the channel list.
     pub channel_names: Arc<std::collections::BTreeMap<String, String>>,
+    /// The recordings, when `[recording] enabled` (issue 14).
+    pub recordings: Option<Recordings>,
+}
+
+/// What the sessions read recordings with: the index (its own SQLite connection) and the
+/// recorder (drop counter).
+#[derive(Clone)]
+pub struct Recordings {
+    /// The index, for `recording.list`.
+    pub index: Arc<parking_lot::Mutex<crate::recording::index::Index>>,
+    /// The recorder.
+    pub recorder: crate::recording::recorder::Recorder,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RecordingListParams {
+    channel_id: String,
+    limit: Option<u32>,
+    before: Option<i64>,
 }
 
 /// The session's peer connection in the media engine.
@@ -567,6 +587,45 @@ impl Session {
         self.gw.cfg.broadcast_hold
     }
 
+    /// `recording.list {channelId, limit?, before?}` (issue 14): the channel's recordings,
+    /// newest first (at most `limit`, default 20, at most 100; ids below `before`), for those who
+    /// may hear the channel (permitted, or ADMIN of its event). `PERMISSION_DENIED` otherwise,
+    /// `INVALID_PARAMS` when recording is off.
+    async fn recording_list(&mut self, req: &Incoming) -> Result<Value, RpcError> {
+        let p: RecordingListParams = protocol::params(&req.params)?;
+        let Some(rec) = self.gw.recordings.clone() else {
+            return Err(RpcError::new(
+                ErrorCode::InvalidParams,
+                "recording is off on this gateway",
+            ));
+        };
+        let gw = Arc::clone(&self.gw);
+        let ch = p.channel_id.clone();
+        let event = tokio::task::spawn_blocking(move || gw.store.channel_event(&ch))
+            .await
+            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
+            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+        if !self
+            .gw
+            .hub
+            .lock()
+            .may_hear(self.id, &p.channel_id, event.as_deref())
+        {
+            return Err(RpcError::new(
+                ErrorCode::PermissionDenied,
+                format!("not permitted on channel {:?}", p.channel_id),
+            ));
+        }
+        let limit = p.limit.unwrap_or(20).clamp(1, 100);
+        let list = tokio::task::spawn_blocking(move || {
+            rec.index.lock().list(&p.channel_id, limit, p.before)
+        })
+        .await
+        .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+        Ok(json!({"recordings": list}))
+    }
+
     /// `session.renew` (issue 12): a fresh token with this session's claims and a new `exp`
     /// (`auth.default_ttl` from now), when this gateway signs tokens and the user is not
     /// banned; the session then ends at the new `exp`. `PERMISSION_DENIED` with a sentence when
@@ -603,6 +662,7 @@ impl Session {
         match req.method.as_str() {
             "session.ping" => Ok(json!({"pong": true})),
             "session.renew" => self.renew(),
+            "recording.list" => self.recording_list(req).await,
             "channel.list" => {
                 let also = admin_event_channels(&self.gw.store, &self.claims).await;
                 let mut list = self.gw.hub.lock().channel_list(self.id, &also);

@@ -41,6 +41,8 @@ pub struct Switchboard {
     audit: Option<Audit>,
     routes: Routes,
     wake: Notify,
+    /// The recorder (issue 14), once set: it gets every talk spurt boundary.
+    recorder: std::sync::OnceLock<crate::recording::recorder::Recorder>,
 }
 
 /// Floor and forwarding counters since start (`counters` in `/healthz` and `admin.status`).
@@ -61,6 +63,13 @@ pub struct HubGuard<'a> {
 }
 
 impl Switchboard {
+    /// Starts feeding `recorder` (once): every talk spurt's boundaries, and every routed
+    /// uplink packet through the route table's tap.
+    pub fn set_recorder(&self, recorder: crate::recording::recorder::Recorder) {
+        self.routes.set_tap(std::sync::Arc::new(recorder.clone()));
+        let _ = self.recorder.set(recorder);
+    }
+
     /// Wraps `core`; audit entries go to `audit` (none: dropped).
     pub fn new(core: Hub, audit: Option<Audit>) -> Self {
         Self {
@@ -75,6 +84,7 @@ impl Switchboard {
             audit,
             routes: Routes::default(),
             wake: Notify::new(),
+            recorder: std::sync::OnceLock::new(),
         }
     }
 
@@ -197,9 +207,14 @@ impl HubGuard<'_> {
                         }
                     }
                 }
-                // Talk spurt boundaries: what the recorder (issue 14) will consume; no recorder
-                // is wired yet, so they end here.
-                Output::Spurt(_) => {}
+                Output::Spurt(e) => {
+                    if let Some(r) = self.board.recorder.get() {
+                        if wall_ms == 0 {
+                            wall_ms = crate::clock::unix_ms();
+                        }
+                        r.spurt(&e, wall_ms);
+                    }
+                }
                 Output::Close { to, code, reason } => {
                     if let Some(tx) = shell.outbound.get(&to) {
                         let _ = tx.send(Outbound::Close(code, reason));

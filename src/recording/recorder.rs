@@ -1,0 +1,391 @@
+//! The recorder (issue 14): one thread that turns the hub's talk spurt boundaries
+//! ([`SpurtEvent`]) and the media path's routed uplink packets ([`Tap`]) into one Ogg Opus file
+//! per spurt under the recordings directory (`ID.opus`) and a row in the [`Index`].
+//!
+//! Off the media path: both sources only `try_send` into one bounded queue
+//! (`recording.queue`); what does not fit is dropped and counted ([`Recorder::dropped`]), never
+//! waited for. An emergency broadcast's grants on several channels make one recording listed
+//! in every channel it reached. After each spurt the retention rule ([`to_delete`]) removes the
+//! oldest recordings over `recording.retention` or the byte budget `recording.max_bytes`. A new
+//! spurt is not recorded while the file system has less than `recording.min_free_bytes` free
+//! (paused, logged once, resumed by itself). At start, spurts a crash interrupted are closed
+//! (`ended = "interrupted"`, duration read from the file's last page).
+
+use super::index::{to_delete, Index, IndexError, SpurtMeta};
+use super::ogg_opus::{SpurtWriter, PRE_SKIP};
+use crate::hub::SpurtEvent;
+use crate::sfu::routes::Tap;
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors starting the recorder.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The recordings directory cannot be created.
+    #[error("recordings directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The index cannot be opened.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The thread cannot be started.
+    #[error("recorder thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the recorder needs: where, and the limits (`[recording]`).
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// The recordings directory.
+    pub dir: PathBuf,
+    /// The state database (the index lives there).
+    pub db: PathBuf,
+    /// Byte budget of all recordings.
+    pub max_bytes: u64,
+    /// Age limit.
+    pub retention: Duration,
+    /// Free bytes below which new spurts are not recorded.
+    pub min_free_bytes: u64,
+    /// Queue length (messages).
+    pub queue: usize,
+}
+
+enum Msg {
+    Spurt(SpurtEvent, u64),
+    Packet {
+        talker: u64,
+        ts: u32,
+        payload: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    dropped: AtomicU64,
+    recorded: AtomicU64,
+    paused: AtomicBool,
+}
+
+/// The recorder's handle (cheap to clone). The thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Creates the directory, opens the index, closes interrupted spurts and starts the thread.
+    ///
+    /// # Errors
+    /// [`RecorderError`] when the directory, the index or the thread cannot be made.
+    pub fn start(cfg: RecorderConfig) -> Result<Self, RecorderError> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|source| RecorderError::Dir {
+            path: cfg.dir.clone(),
+            source,
+        })?;
+        let mut index = Index::open(&cfg.db)?;
+        recover(&mut index, &cfg.dir)?;
+        let (tx, rx) = sync_channel(cfg.queue.max(16));
+        let shared = Arc::new(Shared::default());
+        let s = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || Worker::new(cfg, index, s).run(rx))
+            .map_err(RecorderError::Thread)?;
+        Ok(Self { tx, shared })
+    }
+
+    fn send(&self, m: Msg) {
+        match self.tx.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A spurt started or ended (from the hub's outputs), at wall-clock `wall_ms`.
+    pub fn spurt(&self, e: &SpurtEvent, wall_ms: u64) {
+        self.send(Msg::Spurt(e.clone(), wall_ms));
+    }
+
+    /// Messages dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Spurts recorded (finished) since start.
+    pub fn recorded(&self) -> u64 {
+        self.shared.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Whether new spurts are not recorded for lack of free space.
+    pub fn paused(&self) -> bool {
+        self.shared.paused.load(Ordering::Relaxed)
+    }
+}
+
+impl Tap for Recorder {
+    fn packet(&self, talker: u64, packet: &rtc::rtp::Packet) {
+        self.send(Msg::Packet {
+            talker,
+            ts: packet.header.timestamp,
+            payload: packet.payload.to_vec(),
+        });
+    }
+}
+
+/// The file of recording `id`.
+pub fn file_of(dir: &Path, id: i64) -> PathBuf {
+    dir.join(format!("{id}.opus"))
+}
+
+/// Samples in a file: the granule position of its last page (0 if unreadable).
+fn last_granule(path: &Path) -> u64 {
+    let Ok(f) = File::open(path) else {
+        return 0;
+    };
+    let mut r = ogg::reading::PacketReader::new(std::io::BufReader::new(f));
+    let mut g = 0;
+    while let Ok(Some(p)) = r.read_packet() {
+        g = p.absgp_page();
+    }
+    g
+}
+
+fn duration_ms(samples: u64) -> u64 {
+    samples.saturating_sub(u64::from(PRE_SKIP)) / 48
+}
+
+/// Closes the spurts a crash interrupted: duration from the file, `ended = "interrupted"`.
+fn recover(index: &mut Index, dir: &Path) -> Result<(), IndexError> {
+    for id in index.interrupted()? {
+        let path = file_of(dir, id);
+        match std::fs::metadata(&path) {
+            Ok(m) => {
+                index.finish(id, duration_ms(last_granule(&path)), m.len(), "interrupted")?;
+                tracing::warn!(recording = id, "closed a recording interrupted by a stop");
+            }
+            Err(_) => index.delete(id)?,
+        }
+    }
+    Ok(())
+}
+
+struct Open {
+    id: i64,
+    writer: SpurtWriter<BufWriter<File>>,
+    channels: BTreeSet<String>,
+}
+
+struct Worker {
+    cfg: RecorderConfig,
+    index: Index,
+    shared: Arc<Shared>,
+    open: HashMap<u64, Open>,
+}
+
+impl Worker {
+    fn new(cfg: RecorderConfig, index: Index, shared: Arc<Shared>) -> Self {
+        Self {
+            cfg,
+            index,
+            shared,
+            open: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        self.retain(crate::clock::unix_ms());
+        while let Ok(m) = rx.recv() {
+            match m {
+                Msg::Packet {
+                    talker,
+                    ts,
+                    payload,
+                } => {
+                    if let Some(o) = self.open.get_mut(&talker) {
+                        // A payload that is not Opus is skipped; a write error ends the file.
+                        if let Err(super::ogg_opus::OggOpusError::Io(e)) =
+                            o.writer.push(ts, &payload)
+                        {
+                            tracing::warn!(recording = o.id, error = %e, "recording write failed");
+                        }
+                    }
+                }
+                Msg::Spurt(
+                    SpurtEvent::Start {
+                        talker,
+                        channel,
+                        event,
+                        user_id,
+                        name,
+                        role,
+                        emergency,
+                    },
+                    wall_ms,
+                ) => {
+                    if let Some(o) = self.open.get_mut(&talker) {
+                        if o.channels.insert(channel.clone()) {
+                            let _ = self.index.add_channel(o.id, &channel);
+                        }
+                        continue;
+                    }
+                    if !self.space_left() {
+                        continue;
+                    }
+                    let meta = SpurtMeta {
+                        event,
+                        channel: channel.clone(),
+                        user_id,
+                        name,
+                        role: role.as_str().to_string(),
+                        conn: talker,
+                        start_ms: wall_ms,
+                        emergency,
+                    };
+                    if let Err(e) = self.begin(talker, meta, channel) {
+                        tracing::warn!(error = %e, "recording not started");
+                    }
+                }
+                Msg::Spurt(
+                    SpurtEvent::End {
+                        talker,
+                        channel,
+                        reason,
+                    },
+                    wall_ms,
+                ) => {
+                    let done = self.open.get_mut(&talker).is_some_and(|o| {
+                        o.channels.remove(&channel);
+                        o.channels.is_empty()
+                    });
+                    if done {
+                        if let Some(o) = self.open.remove(&talker) {
+                            self.finish(o, &reason);
+                            self.retain(wall_ms);
+                        }
+                    }
+                }
+            }
+        }
+        for (_, o) in std::mem::take(&mut self.open) {
+            self.finish(o, "shutdown");
+        }
+    }
+
+    /// Whether there is room for a new recording; logs the pause and the resume once each.
+    fn space_left(&self) -> bool {
+        let free = nix::sys::statvfs::statvfs(&self.cfg.dir)
+            .ok()
+            .map(|s| disk_bytes(s.blocks_available(), s.fragment_size()));
+        let low = free.is_some_and(|f| f < self.cfg.min_free_bytes);
+        let was = self.shared.paused.swap(low, Ordering::Relaxed);
+        if low && !was {
+            tracing::warn!(free_bytes = ?free, min_free_bytes = self.cfg.min_free_bytes,
+                           "recording paused: too little free space (calls go on)");
+        } else if !low && was {
+            tracing::info!("recording resumed");
+        }
+        !low
+    }
+
+    fn begin(
+        &mut self,
+        talker: u64,
+        meta: SpurtMeta,
+        channel: String,
+    ) -> Result<(), RecorderError> {
+        let start_ms = meta.start_ms.to_string();
+        let tags = [
+            ("TALKER", meta.user_id.clone()),
+            ("NAME", meta.name.clone()),
+            ("CHANNEL", channel.clone()),
+            ("EVENT", meta.event.clone()),
+            ("START_MS", start_ms),
+        ];
+        let id = self.index.begin(&meta)?;
+        let path = file_of(&self.cfg.dir, id);
+        let file = File::create(&path).map_err(|source| RecorderError::Dir {
+            path: path.clone(),
+            source,
+        })?;
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        match SpurtWriter::new(BufWriter::new(file), id as u32, &tags) {
+            Ok(writer) => {
+                self.open.insert(
+                    talker,
+                    Open {
+                        id,
+                        writer,
+                        channels: BTreeSet::from([channel]),
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.index.delete(id);
+                let _ = std::fs::remove_file(&path);
+                Err(RecorderError::Dir {
+                    path,
+                    source: std::io::Error::other(e.to_string()),
+                })
+            }
+        }
+    }
+
+    fn finish(&mut self, o: Open, reason: &str) {
+        let path = file_of(&self.cfg.dir, o.id);
+        let samples = match o.writer.finish() {
+            Ok((w, samples)) => {
+                drop(w);
+                samples
+            }
+            Err(e) => {
+                tracing::warn!(recording = o.id, error = %e, "recording not closed cleanly");
+                last_granule(&path)
+            }
+        };
+        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if let Err(e) = self.index.finish(o.id, duration_ms(samples), bytes, reason) {
+            tracing::warn!(recording = o.id, error = %e, "recording not indexed");
+        }
+        self.shared.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Applies the retention rule.
+    fn retain(&mut self, now_ms: u64) {
+        let Ok(rows) = self.index.sizes() else {
+            return;
+        };
+        let retention = u64::try_from(self.cfg.retention.as_millis()).unwrap_or(u64::MAX);
+        for id in to_delete(&rows, now_ms, self.cfg.max_bytes, retention) {
+            let _ = std::fs::remove_file(file_of(&self.cfg.dir, id));
+            if let Err(e) = self.index.delete(id) {
+                tracing::warn!(recording = id, error = %e, "old recording not removed");
+            }
+        }
+    }
+}
+
+/// Free bytes from `statvfs` fields (32-bit on armv7, 64-bit elsewhere).
+#[allow(clippy::useless_conversion)]
+fn disk_bytes(blocks: nix::libc::fsblkcnt_t, size: nix::libc::c_ulong) -> u64 {
+    u64::from(blocks).saturating_mul(u64::from(size))
+}

@@ -1,0 +1,153 @@
+//! Recording (issue 14) end to end: real speech from a real WebRTC peer through the gateway is
+//! kept as one Ogg Opus file per talk spurt and listed by `recording.list` to those who may
+//! hear the channel.
+
+// Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::rtc_client::{correlation, decode_opus, encode_opus, envelope, speech_pcm, RtcClient};
+use common::{connect, token, Gateway, WsClient};
+use radiogate::access::role::Role;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn member(gw: &Gateway, user: &str, event: &str, channels: &[&str]) -> (WsClient, RtcClient) {
+    let mut ws = connect(gw, &token(user, Role::General, event, channels))
+        .await
+        .expect("connect");
+    ws.notification("channel.list").await;
+    let rtc = RtcClient::connect(&mut ws, 2).await;
+    for ch in channels {
+        ws.call("channel.join", json!({"channelId": ch}))
+            .await
+            .expect("join");
+    }
+    (ws, rtc)
+}
+
+/// Waits (bounded, polling the index 20 times a second) until `channel` lists `n` recordings.
+async fn listed(ws: &mut WsClient, channel: &str, n: usize) -> Vec<Value> {
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    for _ in 0..100 {
+        poll.tick().await;
+        let r = ws
+            .call("recording.list", json!({"channelId": channel}))
+            .await
+            .unwrap();
+        let list = r["recordings"].as_array().unwrap().clone();
+        if list.len() >= n && list.iter().all(|x| !x["ended"].is_null()) {
+            return list;
+        }
+    }
+    panic!("{channel}: {n} finished recordings not listed within 5 s");
+}
+
+/// The Opus packets of an Ogg file (headers skipped).
+fn ogg_packets(path: &std::path::Path) -> (Vec<Vec<u8>>, u64) {
+    let f = std::fs::File::open(path).unwrap();
+    let mut r = ogg::reading::PacketReader::new(std::io::BufReader::new(f));
+    let mut out = Vec::new();
+    let mut granule = 0;
+    while let Some(p) = r.read_packet().unwrap() {
+        granule = p.absgp_page();
+        out.push(p.data);
+    }
+    assert_eq!(&out[0][..8], b"OpusHead");
+    assert_eq!(&out[1][..8], b"OpusTags");
+    (out.split_off(2), granule)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_talk_spurt_is_recorded_listed_and_decodes_to_the_speech() {
+    let gw = Gateway::start("");
+    let (mut a_ws, mut a) = member(&gw, "alice", "ev1", &["c1"]).await;
+    let (mut b_ws, b) = member(&gw, "bob", "ev1", &["c1"]).await;
+    let frames = encode_opus(&speech_pcm());
+    a_ws.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .expect("granted");
+    a.talk(&frames).await;
+    b.wait_received(frames.len(), Duration::from_secs(3)).await;
+    a_ws.call("floor.release", json!({"channelId": "c1"}))
+        .await
+        .expect("released");
+
+    let list = listed(&mut b_ws, "c1", 1).await;
+    let r = &list[0];
+    assert_eq!(r["userId"], "alice");
+    assert_eq!(r["name"], "Name alice");
+    assert_eq!(r["role"], "GENERAL");
+    assert_eq!(r["channels"], json!(["c1"]));
+    assert_eq!(r["ended"], "release");
+    assert_eq!(r["emergency"], false);
+    let path = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(format!("{}.opus", r["id"]));
+    assert_eq!(
+        r["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&path).unwrap().len()
+    );
+
+    // The file plays the speech: its packets are what alice sent (gaps filled with silence),
+    // the decoded envelope follows the source, and the duration matches the talk.
+    let (packets, granule) = ogg_packets(&path);
+    let sent: std::collections::HashMap<&Vec<u8>, usize> =
+        frames.iter().enumerate().map(|(i, f)| (f, i)).collect();
+    let voiced: Vec<Vec<u8>> = packets
+        .iter()
+        .filter(|p| sent.contains_key(p))
+        .cloned()
+        .collect();
+    assert!(
+        voiced.len() * 100 >= frames.len() * 95,
+        "{} of {} frames recorded",
+        voiced.len(),
+        frames.len()
+    );
+    let decoded = envelope(&decode_opus(&voiced));
+    let source_all = envelope(&decode_opus(&frames));
+    let source: Vec<f64> = voiced.iter().map(|f| source_all[sent[f]]).collect();
+    let corr = correlation(&decoded, &source);
+    assert!(corr > 0.9, "envelope correlation {corr}");
+    let talk_ms = frames.len() as u64 * 20;
+    let file_ms = (granule - 312) / 48;
+    assert!(
+        file_ms.abs_diff(talk_ms) <= 60,
+        "file {file_ms} ms, talk {talk_ms} ms"
+    );
+    assert!(
+        r["durationMs"].as_u64().unwrap().abs_diff(talk_ms) <= 60,
+        "{r}"
+    );
+
+    // Same permissions as listening: another channel's member and another event's user are
+    // refused; the event's ADMIN may list it.
+    let (mut c_ws, _c) = member(&gw, "carol", "ev1", &["c2"]).await;
+    let e = c_ws
+        .call("recording.list", json!({"channelId": "c1"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e["data"]["type"], "PERMISSION_DENIED", "{e}");
+    let mut x = connect(&gw, &token("xavier", Role::General, "ev2", &["c1"]))
+        .await
+        .unwrap();
+    x.notification("channel.list").await;
+    let e = x
+        .call("recording.list", json!({"channelId": "c1"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e["data"]["type"], "PERMISSION_DENIED", "{e}");
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    admin.notification("channel.list").await;
+    let r = admin
+        .call("recording.list", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    assert_eq!(r["recordings"].as_array().unwrap().len(), 1);
+}
