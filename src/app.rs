@@ -634,6 +634,7 @@ fn recordings(
     Ok(Some(crate::signaling::session::Recordings {
         index: Arc::new(Mutex::new(index)),
         recorder,
+        dir,
     }))
 }
 

@@ -83,6 +83,7 @@ pub fn router(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws))
+        .route("/recordings/{file}", get(recording_file))
         .merge(crate::web::router(state_dir, tls))
         .with_state(gw)
         .layer(axum::middleware::from_fn_with_state(pending, track_pending))
@@ -171,6 +172,74 @@ async fn healthz(State(ctx): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
         "permissionSync": sync,
         "radio": gw.radio.status_json(),
     }))
+}
+
+/// `GET /recordings/ID.opus` (issue 14): the recording as `audio/ogg` (byte ranges for
+/// seeking), for a valid token (the `Authorization: Bearer` header or the `token` parameter) of
+/// a user who is not banned and who may hear one of the channels it reached: of its event and
+/// permitted there (the permission store's copy, which follows Redis), or ADMIN of its event.
+/// 401 without a valid token, 403 otherwise, 404 for no such recording.
+async fn recording_file(
+    State(gw): State<Arc<ServerCtx>>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(rec) = gw.session.recordings.clone() else {
+        return (StatusCode::NOT_FOUND, "recording is off\n").into_response();
+    };
+    let Some(id) = file
+        .strip_suffix(".opus")
+        .and_then(|s| s.parse::<i64>().ok())
+    else {
+        return (StatusCode::NOT_FOUND, "no such recording\n").into_response();
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(token) = bearer.or(q.token) else {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthorized: no token".into());
+    };
+    let claims = match gw.verifier.verify(&token, unix_secs()) {
+        Ok(c) => c,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}")),
+    };
+    if gw.bans.is_banned(&claims.sub) {
+        return refuse(StatusCode::FORBIDDEN, "Account is suspended".into());
+    }
+    let store = Arc::clone(&gw.store);
+    let index = Arc::clone(&rec.index);
+    let (event, sub) = (claims.event.clone(), claims.sub.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        let r = index.lock().get(id).map_err(|e| e.to_string())?;
+        let permitted = store
+            .user_channels(&event, &sub)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((r, permitted))
+    })
+    .await;
+    let (r, permitted) = match found {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let Some(r) = r else {
+        return (StatusCode::NOT_FOUND, "no such recording\n").into_response();
+    };
+    let allowed = r.event == claims.event
+        && (claims.role == crate::access::role::Role::Admin
+            || r.channels.iter().any(|c| permitted.contains(c)));
+    if !allowed {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden: not permitted on this recording's channels".into(),
+        );
+    }
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    crate::recording::http::serve_file(&crate::recording::recorder::file_of(&rec.dir, id), range)
+        .await
 }
 
 #[derive(Deserialize)]

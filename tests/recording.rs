@@ -44,6 +44,30 @@ async fn listed(ws: &mut WsClient, channel: &str, n: usize) -> Vec<Value> {
     panic!("{channel}: {n} finished recordings not listed within 5 s");
 }
 
+/// A plain HTTP GET on the gateway: (status, raw headers, body bytes). `auth` is a Bearer
+/// token and a Range header.
+async fn get(gw: &Gateway, path: &str, auth: Option<(&str, &str)>) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&gw.addr).await.unwrap();
+    let extra = auth.map_or(String::new(), |(t, r)| {
+        format!("Authorization: Bearer {t}\r\nRange: {r}\r\n")
+    });
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, buf[split + 4..].to_vec())
+}
+
 /// The Opus packets of an Ogg file (headers skipped).
 fn ogg_packets(path: &std::path::Path) -> (Vec<Vec<u8>>, u64) {
     let f = std::fs::File::open(path).unwrap();
@@ -122,6 +146,62 @@ async fn a_talk_spurt_is_recorded_listed_and_decodes_to_the_speech() {
     assert!(
         r["durationMs"].as_u64().unwrap().abs_diff(talk_ms) <= 60,
         "{r}"
+    );
+
+    // GET /recordings/ID.opus: the same bytes, byte ranges, and refusals.
+    let id = r["id"].as_i64().unwrap();
+    let bob_token = token("bob", Role::General, "ev1", &["c1"]);
+    let file = std::fs::read(&path).unwrap();
+    let (status, headers, body) = get(
+        &gw,
+        &format!("/recordings/{id}.opus?token={bob_token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: audio/ogg"),
+        "{headers}"
+    );
+    assert_eq!(body, file);
+    let (status, headers, body) = get(
+        &gw,
+        &format!("/recordings/{id}.opus"),
+        Some((&bob_token, "bytes=10-109")),
+    )
+    .await;
+    assert_eq!(status, 206, "{headers}");
+    assert!(
+        headers.contains(&format!("bytes 10-109/{}", file.len())),
+        "{headers}"
+    );
+    assert_eq!(body, file[10..110].to_vec());
+    assert_eq!(
+        get(&gw, &format!("/recordings/{id}.opus"), None).await.0,
+        401
+    );
+    let carol_token = token("carol", Role::General, "ev1", &["c2"]);
+    assert_eq!(
+        get(
+            &gw,
+            &format!("/recordings/{id}.opus?token={carol_token}"),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        get(
+            &gw,
+            &format!("/recordings/999999.opus?token={bob_token}"),
+            None
+        )
+        .await
+        .0,
+        404
     );
 
     // Same permissions as listening: another channel's member and another event's user are

@@ -5,6 +5,7 @@
 //! that taps the route table and writes the files, the free-space pause, `recording.list`,
 //! `GET /recordings/ID.opus`, the admin search and the clients' history and Say again.
 
+pub mod http;
 pub mod index;
 pub mod ogg_opus;
 pub mod recorder;

@@ -98,6 +98,8 @@ pub struct Recordings {
     pub index: Arc<parking_lot::Mutex<crate::recording::index::Index>>,
     /// The recorder.
     pub recorder: crate::recording::recorder::Recorder,
+    /// The directory of the files.
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(serde::Deserialize)]
@@ -181,7 +183,8 @@ pub async fn run(
         crate::hub::arrange(&mut list, &claims.channels, &gw.channel_names);
         let params = json!({"connId": id, "userId": claims.sub, "name": claims.name,
                             "role": claims.role, "event": claims.event,
-                            "slots": slots, "channels": list});
+                            "slots": slots, "channels": list,
+                            "recorded": gw.recordings.is_some()});
         hub.send(
             id,
             Outbound::Frame(notification_frame("channel.list", params)),

@@ -352,6 +352,22 @@ async function main() {
     await a.click('li[data-channel="ch2"] .chan-listen');
     await a.waitForSelector('li[data-channel="ch2"][data-muted="false"]', { timeout: WAIT });
 
+    // --- recordings: B's history of ch1, Say again on B's phone only, stopped by live talk ---
+    await b.click('#history summary');
+    await b.waitForSelector('#history-list li', { timeout: WAIT });
+    const hist = await b.textContent('#history-list');
+    check(/Name (A|B|D) ·/.test(hist), `B's history lists ch1's transmissions ("${hist.slice(0, 80)}…")`);
+    await b.click('#say-again');
+    await b.waitForFunction(() => { const r = window.radiogate.replay; return !!r && !r.paused && r.currentTime > 0.3; }, null, { timeout: WAIT });
+    check(true, 'Say again plays the last transmission of the talk channel (its audio element advances)');
+    await b.screenshot({ path: join(ARTIFACTS, 'say-again-390x844.png') });
+    await pressMouse(a);
+    await floorIs(a, 'talking');
+    await b.waitForFunction(() => window.radiogate.replay === null, null, { timeout: WAIT });
+    check(true, 'live talk on the channel stops the replay');
+    await a.mouse.up();
+    await floorIs(a, 'idle');
+
     // --- the WebSocket is cut: B reconnects, rejoins and hears A again ---
     const oldConn = await b.evaluate(() => window.radiogate.me.connId);
     await b.evaluate(() => window.radiogate.ws.close(4000, 'cut by the test'));

@@ -69,6 +69,9 @@
     mediaKeyTalk: false, // a talk started by a headset or media key (kept when the screen locks)
     meterSource: 'none', // 'mic' while talking, 'incoming' while listening
     watchTimer: null,
+    recorded: false, // the gateway records (channel.list `recorded`)
+    history: [], // recent recordings of the talk channel, newest first
+    replay: null, // the <audio> element playing a recording, if any
   };
   window.radiogate = S; // for debugging and the end-to-end tests
   window.radiogateHandle = (msg) => onMessage(msg); // lets tests inject server notifications
@@ -696,6 +699,7 @@
 
   async function onChannelList(p) {
     S.me = { connId: p.connId, userId: p.userId, name: p.name, role: p.role, event: p.event };
+    S.recorded = !!p.recorded;
     S.slots = Math.max(1, p.slots | 0);
     const selectedBefore = S.selected;
     loadWanted();
@@ -721,6 +725,7 @@
     render();
     await setupMedia();
     await rejoin();
+    loadHistory();
   }
 
   function fixSelection() {
@@ -764,6 +769,8 @@
     // Someone else starts talking on a heard channel: the incoming-talk cue.
     if (talker && !isMe(talker) && (!before || before.connId !== talker.connId) && heard(channelId)
       && S.prefs.incoming && S.floor.state !== 'talking') cue('incoming');
+    // Live talk wins over a replay.
+    if (talker && !isMe(talker) && heard(channelId) && S.replay) stopReplay();
     render();
   }
 
@@ -772,6 +779,8 @@
     const before = c ? c.talker : null;
     if (c) c.talker = null;
     if (before && !isMe(before) && heard(channelId) && S.prefs.eom) cue('eom');
+    // The transmission just ended is in the history a moment later (the recorder closes it).
+    if (before && channelId === S.selected) setTimeout(loadHistory, 700);
     if (S.floor.channel === channelId && S.floor.state === 'talking') {
       // The server ended our turn without a revoke (e.g. the channel was left).
       stopSending();
@@ -1483,6 +1492,58 @@
     }
   }
 
+  // ---------- recordings: history and Say again (issue 14) ----------
+
+  async function loadHistory() {
+    if (!S.recorded || !S.selected || !S.wsOpen) return;
+    const ch = S.selected;
+    try {
+      const r = await call('recording.list', { channelId: ch, limit: 10 });
+      if (ch !== S.selected) return;
+      S.history = (r.recordings || []).filter((x) => x.ended);
+    } catch (_) { S.history = []; }
+    renderHistory();
+  }
+
+  function recordingUrl(id) {
+    return `/recordings/${id}.opus?token=${encodeURIComponent(S.token)}`;
+  }
+
+  // Plays a recording on this phone only (never sent to anyone).
+  function playRecording(rec) {
+    stopReplay();
+    unlockAudio();
+    const a = new Audio(recordingUrl(rec.id));
+    S.replay = a;
+    S.replayId = rec.id;
+    $('replay-info').textContent = `Playing ${rec.name || rec.userId}, ${fmtTime(rec.startMs)}`;
+    a.addEventListener('ended', () => { if (S.replay === a) stopReplay(); });
+    a.play().catch(() => { $('replay-info').textContent = 'Cannot play the recording'; });
+  }
+
+  function stopReplay() {
+    if (S.replay) { try { S.replay.pause(); } catch (_) { /* gone */ } }
+    S.replay = null;
+    $('replay-info').textContent = '';
+  }
+
+  function sayAgain() {
+    const last = S.history[0];
+    if (!last) { $('replay-info').textContent = 'Nothing recorded on this channel yet'; return; }
+    playRecording(last);
+  }
+
+  function renderHistory() {
+    $('replay').hidden = !S.recorded || !S.selected;
+    $('history').hidden = !S.recorded || !S.selected;
+    const key = S.history.map((r) => r.id).join(',');
+    if (key === renderHistory.key) return;
+    renderHistory.key = key;
+    $('history-list').replaceChildren(...S.history.map((r) => el('li', { 'data-recording': String(r.id) },
+      el('span', {}, `${r.emergency ? 'Emergency · ' : ''}${r.name || r.userId} · ${fmtTime(r.startMs)} · ${(r.durationMs / 1000).toFixed(1)} s`),
+      el('button', { type: 'button', class: 'small-btn', onclick: () => playRecording(r) }, 'Play'))));
+  }
+
   // ---------- rendering ----------
 
   // Constant icons (no emoji: not every phone or kiosk has an emoji font).
@@ -1500,6 +1561,7 @@
 
   function render() {
     applyMutes();
+    renderHistory();
     renderChannels();
     renderFloor();
     renderDispatch();
@@ -1614,6 +1676,8 @@
     if (S.pttDown) return;
     unlockAudio();
     S.selected = id;
+    S.history = [];
+    loadHistory();
     if (!S.wanted.has(id)) { S.wanted.add(id); if (S.wsOpen) join(id).catch(() => {}); }
     if (S.floor.state === 'revoked' || S.floor.state === 'denied') S.floor = { state: 'idle', channel: id };
     saveWanted();
@@ -1752,6 +1816,8 @@
     });
     window.addEventListener('online', () => { if (S.started && !S.stopped && !S.ws) retryNow(); });
     $('retry-now').addEventListener('click', retryNow);
+    $('say-again').addEventListener('click', sayAgain);
+    $('history').addEventListener('toggle', () => { if ($('history').open) loadHistory(); });
     document.addEventListener('pointerdown', unlockAudio, { passive: true });
   }
 
