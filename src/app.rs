@@ -315,6 +315,7 @@ impl Gateway {
                 dir: self.cfg.state.dir.clone(),
                 min_free_bytes: self.cfg.state.min_free_bytes,
             },
+            recorder: self.recordings.as_ref().map(|r| r.recorder.clone()),
         }
     }
 
@@ -330,6 +331,7 @@ impl Gateway {
             store: Arc::clone(&self.store),
             issuer: self.issuer.clone(),
             join_urls,
+            recordings: self.recordings.clone(),
         };
         let session = crate::signaling::session::SessionCtx {
             cfg: crate::signaling::session::SessionConfig {

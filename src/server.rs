@@ -120,6 +120,10 @@ pub const DEGRADED_PERMISSION_SYNC: &str = "permission sync degraded";
 /// squelch or button input, or audio device), or could not start.
 pub const DEGRADED_RADIO: &str = "radio device down";
 
+/// `/healthz` `degraded` reason: new talk spurts are not recorded for lack of free space
+/// (`recording.min_free_bytes`); calls go on.
+pub const DEGRADED_RECORDING: &str = "recording paused (little free space)";
+
 /// Always HTTP 200 while the gateway serves: `status` is `"ok"`, or `"degraded"` with the
 /// reasons in `degraded` (docs/CONTROL_PLANE.md); `stateWrites` has each store's write
 /// counters.
@@ -149,6 +153,13 @@ async fn healthz(State(ctx): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
     if disk.nearly_full {
         degraded.push(crate::state::disk::DEGRADED_DISK);
     }
+    let recording = gw
+        .recorder
+        .as_ref()
+        .map(|r| json!({"recorded": r.recorded(), "dropped": r.dropped(), "paused": r.paused()}));
+    if gw.recorder.as_ref().is_some_and(|r| r.paused()) {
+        degraded.push(DEGRADED_RECORDING);
+    }
     let state_writes: serde_json::Map<String, serde_json::Value> = writes
         .iter()
         .map(|w| (w.store().to_string(), json!(w.status())))
@@ -160,6 +171,7 @@ async fn healthz(State(ctx): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
         "degraded": degraded,
         "stateWrites": state_writes,
         "stateDisk": disk,
+        "recording": recording,
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSecs": gw.started.elapsed().as_secs(),
         "sessions": hub.registry().len(),

@@ -245,6 +245,30 @@ async fn every_audit_action_appears() {
         .await
         .unwrap(); // TOKEN_ISSUED
     g.call("session.renew", json!({})).await.unwrap(); // TOKEN_RENEWED
+                                                       // RECORDING_DELETED: the spurts above were recorded (no media: silent files). Polled 10
+                                                       // times a second, within this test's message rate.
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    let mut first = None;
+    for _ in 0..50 {
+        poll.tick().await;
+        let r = admin.call("admin.recordings", json!({})).await.unwrap();
+        first = r["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| !x["ended"].is_null())
+            .map(|x| x["id"].clone());
+        if first.is_some() {
+            break;
+        }
+    }
+    admin
+        .call(
+            "admin.recording_delete",
+            json!({"id": first.expect("a recording")}),
+        )
+        .await
+        .unwrap();
     admin
         .call("admin.disconnect", json!({"userId": "d"}))
         .await

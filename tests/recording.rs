@@ -231,3 +231,75 @@ async fn a_talk_spurt_is_recorded_listed_and_decodes_to_the_speech() {
         .unwrap();
     assert_eq!(r["recordings"].as_array().unwrap().len(), 1);
 }
+
+/// A gateway killed in the middle of a talk spurt leaves a playable file; the next start closes
+/// it as "interrupted" with the duration the file holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spurt_cut_by_sigkill_is_playable_and_closed_at_the_next_start() {
+    let gw = Gateway::start("");
+    let (mut a_ws, mut a) = member(&gw, "alice", "ev1", &["c1"]).await;
+    let frames = encode_opus(&speech_pcm());
+    a_ws.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .expect("granted");
+    a.talk(&frames[..125]).await; // 2.5 s: at least two pages flushed (one per second)
+    let dir = gw.dir.path().join("state/recordings");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "opus"))
+        .expect("the spurt's file exists while it is recorded");
+    let gw = gw.restart(); // SIGKILL, then a new process on the same state
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    admin.notification("channel.list").await;
+    let r = admin
+        .call("admin.recordings", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    let rec = &r["recordings"][0];
+    assert_eq!(rec["ended"], "interrupted", "{r}");
+    let ms = rec["durationMs"].as_u64().unwrap();
+    assert!(
+        (1_000..=2_600).contains(&ms),
+        "what the flushed pages hold: {ms} ms"
+    );
+    let (packets, _) = ogg_packets(&path);
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let mut pcm = vec![0i16; 5_760];
+    for p in &packets {
+        assert!(dec.decode(p, &mut pcm, false).unwrap() > 0);
+    }
+    assert!(packets.len() >= 50, "{} packets playable", packets.len());
+}
+
+/// An emergency broadcast is one recording, marked emergency, listed in every channel it
+/// reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_broadcast_is_one_recording_listed_in_every_channel() {
+    let gw = Gateway::start("[dispatch]\nbroadcast_hold_ms = 500\n");
+    let mut d_ws = connect(&gw, &token("dina", Role::Dispatch, "ev1", &["c1", "c2"]))
+        .await
+        .unwrap();
+    d_ws.notification("channel.list").await;
+    let mut d = RtcClient::connect(&mut d_ws, 2).await;
+    for ch in ["c1", "c2"] {
+        d_ws.call("channel.join", json!({"channelId": ch}))
+            .await
+            .unwrap();
+    }
+    let frames = encode_opus(&speech_pcm());
+    d_ws.call("broadcast.arm", json!({})).await.unwrap();
+    let mut hold = tokio::time::interval(Duration::from_millis(550));
+    hold.tick().await;
+    hold.tick().await; // the hold guard (500 ms) has passed
+    d_ws.call("broadcast.start", json!({})).await.unwrap();
+    d.talk(&frames[..50]).await;
+    d_ws.call("broadcast.stop", json!({})).await.unwrap();
+    let c1 = listed(&mut d_ws, "c1", 1).await;
+    let c2 = listed(&mut d_ws, "c2", 1).await;
+    assert_eq!(c1[0]["id"], c2[0]["id"], "one recording");
+    assert_eq!(c1[0]["emergency"], true);
+    assert_eq!(c1[0]["channels"], json!(["c1", "c2"]));
+}

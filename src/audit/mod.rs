@@ -67,11 +67,13 @@ pub enum Action {
     TokenIssued,
     /// A session's token renewed (`session.renew`, issue 12).
     TokenRenewed,
+    /// A recording deleted by an admin (`admin.recording_delete`, issue 14).
+    RecordingDeleted,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::AuthSuccess,
         Action::AuthFailure,
         Action::Connect,
@@ -94,6 +96,7 @@ impl Action {
         Action::RateLimited,
         Action::TokenIssued,
         Action::TokenRenewed,
+        Action::RecordingDeleted,
     ];
 
     /// The stored name, e.g. `"FLOOR_GRANTED"`.

@@ -219,6 +219,14 @@ pub fn sentence(row: &AuditRow) -> String {
             list(d, "channels").join(", "),
             duration(n(d, "ttlSecs").unwrap_or(0).saturating_mul(1000))
         ),
+        "RECORDING_DELETED" => format!(
+            "{who} deleted recording {t}{}",
+            if list(d, "channels").is_empty() {
+                String::new()
+            } else {
+                format!(" of {}", list(d, "channels").join(", "))
+            }
+        ),
         "TOKEN_RENEWED" => format!(
             "{who} renewed its access link for {}",
             duration(n(d, "ttlSecs").unwrap_or(0).saturating_mul(1000))

@@ -139,6 +139,8 @@ pub struct Observed {
     pub started: std::time::Instant,
     /// The state directory's file system.
     pub disk: crate::state::disk::DiskCheck,
+    /// The recorder, when `[recording] enabled`.
+    pub recorder: Option<crate::recording::recorder::Recorder>,
 }
 
 impl fmt::Debug for Observed {
@@ -174,6 +176,23 @@ impl Collector for Observed {
             self.audit.dropped(),
         )?;
         permission_sync(self, &mut f)?;
+        if let Some(r) = &self.recorder {
+            f.counter(
+                "radiogate_recordings",
+                "Talk spurts recorded (files closed) since start.",
+                r.recorded(),
+            )?;
+            f.counter(
+                "radiogate_recording_dropped",
+                "Packets and spurt boundaries the recorder's queue could not take (dropped).",
+                r.dropped(),
+            )?;
+            f.gauge(
+                "radiogate_recording_paused",
+                "1 while new spurts are not recorded for lack of free space.",
+                u64::from(r.paused()),
+            )?;
+        }
         let disk = self.disk.status();
         if let Some(free) = disk.free_bytes {
             f.gauge(

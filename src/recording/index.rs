@@ -70,6 +70,22 @@ pub struct Recording {
     pub emergency: bool,
 }
 
+/// `admin.recordings` params: every filter optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Search {
+    /// Only this channel.
+    pub channel_id: Option<String>,
+    /// Only this talker.
+    pub user_id: Option<String>,
+    /// Started at or after, ms since the Unix epoch.
+    pub since_ms: Option<u64>,
+    /// Started before, ms since the Unix epoch.
+    pub until_ms: Option<u64>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
 /// The recordings that the retention rule removes, oldest first: every one that started more
 /// than `retention_ms` before `now_ms`, then the oldest until the total is within `max_bytes`.
 /// `rows` are `(id, start_ms, bytes)` oldest first.
@@ -260,6 +276,42 @@ impl Index {
         )?;
         let rows = stmt.query_map(
             params![channel, before.unwrap_or(i64::MAX), i64::from(limit)],
+            |r| self.row(r),
+        )?;
+        let mut out: Vec<Recording> = rows.collect::<Result<_, _>>()?;
+        for rec in &mut out {
+            rec.channels = self.channels(rec.id)?;
+        }
+        Ok(out)
+    }
+
+    /// Search (`admin.recordings`): recordings of `event`, newest first, at most `limit`,
+    /// optionally only of `channel`, of `user_id`, started at or after `since_ms` and before
+    /// `until_ms`.
+    ///
+    /// # Errors
+    /// [`IndexError::Sqlite`] when the database cannot be read.
+    pub fn search(&self, event: &str, q: &Search) -> Result<Vec<Recording>, IndexError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.id, r.event, r.user_id, r.name, r.role, r.conn, r.start_ms, r.duration_ms,
+                    r.bytes, r.ended, r.emergency
+             FROM recordings r
+             WHERE r.event = ?1
+               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM recording_channels c
+                                           WHERE c.recording_id = r.id AND c.channel = ?2))
+               AND (?3 IS NULL OR r.user_id = ?3)
+               AND r.start_ms >= ?4 AND r.start_ms < ?5
+             ORDER BY r.id DESC LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                event,
+                q.channel_id,
+                q.user_id,
+                q.since_ms.unwrap_or(0) as i64,
+                q.until_ms.map_or(i64::MAX, |u| u as i64),
+                i64::from(q.limit.unwrap_or(50).clamp(1, 500)),
+            ],
             |r| self.row(r),
         )?;
         let mut out: Vec<Recording> = rows.collect::<Result<_, _>>()?;

@@ -67,6 +67,8 @@ pub struct AdminCtx {
     pub issuer: Option<LinkIssuer>,
     /// The join URLs phones open (`run` logs them too); the first is the default link base.
     pub join_urls: Vec<String>,
+    /// The recordings, when `[recording] enabled`.
+    pub recordings: Option<crate::signaling::session::Recordings>,
 }
 
 async fn event_channels(gw: &Arc<AdminCtx>, event: &str) -> Result<Vec<String>, RpcError> {
@@ -270,6 +272,50 @@ pub async fn handle(
             Ok(json!({"unbanned": was}))
         }
         "admin.bans" => Ok(json!({"bans": gw.bans.list()})),
+        "admin.recordings" => {
+            let q: crate::recording::index::Search = params(&req.params)?;
+            let rec = recordings(gw)?;
+            let event = admin.event.clone();
+            let rows = tokio::task::spawn_blocking(move || rec.index.lock().search(&event, &q))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+            Ok(json!({"recordings": rows}))
+        }
+        "admin.recording_delete" => {
+            let p: RecordingId = params(&req.params)?;
+            let rec = recordings(gw)?;
+            let (event, r2) = (admin.event.clone(), rec.clone());
+            let gone =
+                tokio::task::spawn_blocking(move || -> Result<Option<Vec<String>>, String> {
+                    let mut ix = r2.index.lock();
+                    match ix.get(p.id).map_err(|e| e.to_string())? {
+                        Some(r) if r.event == event && r.ended.is_some() => {
+                            ix.delete(p.id).map_err(|e| e.to_string())?;
+                            let _ = std::fs::remove_file(crate::recording::recorder::file_of(
+                                &r2.dir, p.id,
+                            ));
+                            Ok(Some(r.channels))
+                        }
+                        _ => Ok(None),
+                    }
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+            let Some(channels) = gone else {
+                return Err(RpcError::new(
+                    ErrorCode::InvalidParams,
+                    format!("no finished recording {} in this event", p.id),
+                ));
+            };
+            gw.audit.record(
+                entry(Action::RecordingDeleted)
+                    .target(p.id.to_string())
+                    .details(json!({"channels": channels})),
+            );
+            Ok(json!({"deleted": true}))
+        }
         "admin.audit" => {
             let q: AuditQuery = params(&req.params)?;
             let g = Arc::clone(gw);
@@ -284,6 +330,18 @@ pub async fn handle(
             format!("method not found: {other}"),
         )),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingId {
+    id: i64,
+}
+
+fn recordings(gw: &AdminCtx) -> Result<crate::signaling::session::Recordings, RpcError> {
+    gw.recordings
+        .clone()
+        .ok_or_else(|| RpcError::new(ErrorCode::InvalidParams, "recording is off on this gateway"))
 }
 
 fn not_yourself(what: &str) -> RpcError {

@@ -35,6 +35,8 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("admin.bans", ADMIN),
     ("admin.audit", ADMIN),
     ("admin.issueLink", ADMIN),
+    ("admin.recordings", ADMIN),
+    ("admin.recording_delete", ADMIN),
 ];
 
 /// Outcome of looking a method up for a role.
