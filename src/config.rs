@@ -479,6 +479,18 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        range(
+            "recording.queue",
+            self.recording.queue as u64,
+            16,
+            1_000_000,
+        )?;
+        range(
+            "recording.retention_secs",
+            self.recording.retention_secs,
+            1,
+            10 * 365 * 86_400,
+        )?;
         for (id, name) in &self.channel_names {
             if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
                 return Err(ConfigError::Invalid {

@@ -303,3 +303,38 @@ async fn an_emergency_broadcast_is_one_recording_listed_in_every_channel() {
     assert_eq!(c1[0]["emergency"], true);
     assert_eq!(c1[0]["channels"], json!(["c1", "c2"]));
 }
+
+/// The byte budget (`recording.max_bytes`): after each spurt the oldest recordings (file and
+/// index row) go until the rest fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_recordings_go_when_the_budget_is_exceeded() {
+    let gw = Gateway::start("[recording]\nmax_bytes = 12000\n");
+    let (mut a_ws, mut a) = member(&gw, "alice", "ev1", &["c1"]).await;
+    let frames = encode_opus(&speech_pcm());
+    let dir = gw.dir.path().join("state/recordings");
+    let mut ids = Vec::new();
+    for spurt in 0..3 {
+        a_ws.call("floor.request", json!({"channelId": "c1"}))
+            .await
+            .expect("granted");
+        a.talk(&frames[spurt * 50..spurt * 50 + 50]).await;
+        a_ws.call("floor.release", json!({"channelId": "c1"}))
+            .await
+            .expect("released");
+        // Listed once finished (the row exists from the grant on): the newest first.
+        let list = listed(&mut a_ws, "c1", 1).await;
+        ids.push(list[0]["id"].as_i64().unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "three spurts recorded: {ids:?}");
+    let list = listed(&mut a_ws, "c1", 1).await;
+    let kept: Vec<i64> = list.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let total: u64 = list.iter().map(|r| r["bytes"].as_u64().unwrap()).sum();
+    assert!(total <= 12_000, "kept {total} bytes in {kept:?}");
+    assert!(!kept.contains(&ids[0]), "the oldest is gone: {kept:?}");
+    assert!(kept.contains(&ids[2]), "the newest stays: {kept:?}");
+    assert!(
+        !dir.join(format!("{}.opus", ids[0])).exists(),
+        "its file too"
+    );
+}
