@@ -84,6 +84,7 @@ pub fn router(
         .route("/metrics", get(metrics))
         .route("/ws", get(ws))
         .route("/recordings/{file}", get(recording_file))
+        .route("/recordings-export.ogg", get(recordings_export))
         .merge(crate::web::router(state_dir, tls))
         .with_state(gw)
         .layer(axum::middleware::from_fn_with_state(pending, track_pending))
@@ -252,6 +253,86 @@ async fn recording_file(
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     crate::recording::http::serve_file(&crate::recording::recorder::file_of(&rec.dir, id), range)
         .await
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    token: Option<String>,
+    channel: String,
+    since: Option<u64>,
+    until: Option<u64>,
+}
+
+/// `GET /recordings-export.ogg?channel=C&since=MS&until=MS&token=T` (ADMIN, issue 14): every
+/// recording of channel `C` of the admin's event that started in `[since, until)`, oldest
+/// first, as one chained Ogg file (RFC 3533 §4: streams one after the other, each with its own
+/// serial number), at most 500 recordings. 401 without a valid token, 403 for other roles.
+async fn recordings_export(
+    State(gw): State<Arc<ServerCtx>>,
+    Query(q): Query<ExportQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(rec) = gw.session.recordings.clone() else {
+        return (StatusCode::NOT_FOUND, "recording is off\n").into_response();
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(token) = bearer.or(q.token.clone()) else {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthorized: no token".into());
+    };
+    let claims = match gw.verifier.verify(&token, unix_secs()) {
+        Ok(c) => c,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}")),
+    };
+    if claims.role != crate::access::role::Role::Admin || gw.bans.is_banned(&claims.sub) {
+        return refuse(StatusCode::FORBIDDEN, "forbidden: ADMIN only".into());
+    }
+    let search = crate::recording::index::Search {
+        channel_id: Some(q.channel.clone()),
+        user_id: None,
+        since_ms: q.since,
+        until_ms: q.until,
+        limit: Some(500),
+    };
+    let dir = rec.dir.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let mut rows = rec
+            .index
+            .lock()
+            .search(&claims.event, &search)
+            .map_err(|e| e.to_string())?;
+        rows.retain(|r| r.ended.is_some());
+        rows.reverse(); // oldest first
+        let mut out = Vec::new();
+        for r in rows {
+            if let Ok(b) = std::fs::read(crate::recording::recorder::file_of(&dir, r.id)) {
+                out.extend_from_slice(&b);
+            }
+        }
+        Ok::<_, String>(out)
+    })
+    .await;
+    match body {
+        Ok(Ok(b)) => (
+            [
+                (header::CONTENT_TYPE, "audio/ogg".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"{}.ogg\"",
+                        q.channel.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                    ),
+                ),
+            ],
+            b,
+        )
+            .into_response(),
+        Ok(Err(e)) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -610,6 +610,24 @@ async function main() {
     });
     const code = jsQR(Uint8ClampedArray.from(pixels.rgba), pixels.n, pixels.n);
     const decoded = code ? code.data : null;
+    // Recordings: search ch1, play one, export the channel as one chained Ogg file.
+    await z.selectOption('#rec-channel', 'ch1');
+    await z.click('#rec-form button[type="submit"]');
+    await z.waitForSelector('#admin-recordings li', { timeout: WAIT });
+    const recCount = await z.locator('#admin-recordings li').count();
+    const exported = await z.evaluate(async () => {
+      const r = await fetch(document.getElementById('rec-export').href);
+      const b = new Uint8Array(await r.arrayBuffer());
+      const text = new TextDecoder('latin1').decode(b);
+      return { status: r.status, type: r.headers.get('content-type'), bytes: b.length, heads: text.split('OpusHead').length - 1, oggs: text.startsWith('OggS') };
+    });
+    check(recCount >= 2 && exported.status === 200 && exported.type === 'audio/ogg' && exported.oggs && exported.heads === Math.min(recCount, 500),
+      `the admin finds ch1's ${recCount} recordings and exports them as one chained Ogg file (${JSON.stringify(exported)})`);
+    await z.click('#admin-recordings li button[data-action="play"]');
+    await z.waitForFunction(() => { const r = window.radiogate.replay; return !!r && !r.paused && r.currentTime > 0.2; }, null, { timeout: WAIT });
+    check(true, 'the admin plays a recording from the panel');
+    await z.evaluate(() => { if (window.radiogate.replay) window.radiogate.replay.pause(); });
+
     // Printable: printing shows the link card only (the QR code, who, until when).
     await z.evaluate(() => document.body.classList.add('printing'));
     await z.emulateMedia({ media: 'print' });

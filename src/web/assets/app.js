@@ -1195,7 +1195,8 @@
   const AUDIT_ACTIONS = ['AUTH_SUCCESS', 'AUTH_FAILURE', 'CONNECT', 'DISCONNECT', 'CHANNEL_JOIN',
     'CHANNEL_LEAVE', 'CHANNEL_JOIN_DENIED', 'FLOOR_GRANTED', 'FLOOR_DENIED', 'FLOOR_RELEASED',
     'FLOOR_REVOKED', 'FLOOR_PREEMPTED', 'BROADCAST_START', 'BROADCAST_STOP', 'PERMISSION_DENIED',
-    'PERMISSION_CHANGE', 'BAN', 'UNBAN', 'FORCE_DISCONNECT', 'RATE_LIMITED', 'TOKEN_ISSUED'];
+    'PERMISSION_CHANGE', 'BAN', 'UNBAN', 'FORCE_DISCONNECT', 'RATE_LIMITED', 'TOKEN_ISSUED',
+    'TOKEN_RENEWED', 'RECORDING_DELETED'];
 
   // A DOM element with attributes (`class`, `data-*`, properties) and children (text or nodes).
   function el(tag, attrs, ...children) {
@@ -1297,6 +1298,55 @@
           (c.talker ? ` · talking: ${c.talker.name || c.talker.userId}` : '')));
     }));
     renderIssueForm(s.links, s.eventChannels || []);
+    $('admin-rec').hidden = !S.recorded;
+    const sel = $('rec-channel');
+    const want = ['', ...(s.eventChannels || [])].join('\n');
+    if (sel.dataset.ids !== want) {
+      const cur = sel.value;
+      sel.replaceChildren(el('option', { value: '' }, 'All channels'), ...(s.eventChannels || []).map((c) => el('option', { value: c }, channelName(c))));
+      sel.value = cur;
+      sel.dataset.ids = want;
+    }
+  }
+
+  // ---------- admin: recordings (issue 14): search, play, download, export ----------
+
+  const msOf = (id) => { const v = $(id).value; return v ? new Date(v).getTime() : undefined; };
+
+  async function adminRecordings(ev) {
+    if (ev) ev.preventDefault();
+    const q = { limit: 100 };
+    const ch = $('rec-channel').value;
+    const user = $('rec-user').value.trim();
+    if (ch) q.channelId = ch;
+    if (user) q.userId = user;
+    const since = msOf('rec-since');
+    const until = msOf('rec-until');
+    if (since !== undefined) q.sinceMs = since;
+    if (until !== undefined) q.untilMs = until;
+    try {
+      const r = await call('admin.recordings', q);
+      const list = r.recordings || [];
+      $('rec-count').textContent = `${list.length} recording${list.length === 1 ? '' : 's'}, newest first`;
+      const exp = $('rec-export');
+      exp.hidden = !ch;
+      if (ch) {
+        const p = new URLSearchParams({ channel: ch, token: S.token });
+        if (since !== undefined) p.set('since', String(since));
+        if (until !== undefined) p.set('until', String(until));
+        exp.href = `/recordings-export.ogg?${p}`;
+      }
+      $('admin-recordings').replaceChildren(...list.map((x) => el('li', { 'data-recording': String(x.id) },
+        el('span', { class: 'row-main' }, el('b', {}, x.name || x.userId),
+          ` · ${(x.channels || []).map(channelName).join(', ')}${x.emergency ? ' · Emergency' : ''}`),
+        el('span', { class: 'row-sub' }, `${fmtTime(x.startMs)} · ${(x.durationMs / 1000).toFixed(1)} s · ${x.ended || 'recording…'}`),
+        el('span', { class: 'row-actions' },
+          el('button', { type: 'button', class: 'small-btn', 'data-action': 'play', onclick: () => playRecording(x) }, 'Play'),
+          el('a', { class: 'small-btn', href: recordingUrl(x.id), download: `${x.id}.opus` }, 'Download'),
+          confirmButton('Delete', `rec:${x.id}`, 'delete', () => adminDo('admin.recording_delete', { id: x.id }, () => { adminRecordings(); return `Deleted recording ${x.id}`; }))))));
+    } catch (e) {
+      adminMsg(`Recordings: ${errText(e)}`, 'error');
+    }
   }
 
   // ---------- issue a link (only when this gateway signs tokens: status.links) ----------
@@ -1772,6 +1822,7 @@
     $('admin-refresh').addEventListener('click', () => adminRefresh());
     $('admin-filter').addEventListener('input', () => renderAdminConns());
     $('issue-form').addEventListener('submit', issueLink);
+    $('rec-form').addEventListener('submit', adminRecordings);
     $('link-copy').addEventListener('click', copyLink);
     $('link-print').addEventListener('click', printLink);
     $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); adminAudit(); });
