@@ -334,3 +334,90 @@ async fn full_state_dir_phones_still_connect_join_and_talk() {
     drop(gw);
     drop(mount);
 }
+
+/// Issue 14: with less than `recording.min_free_bytes` free on the recordings' file system, new
+/// talk spurts are not recorded (calls go on; `/healthz` degraded, "recording paused"); once
+/// space returns the next spurt is recorded again.
+#[tokio::test]
+async fn recording_pauses_on_a_nearly_full_card_and_resumes() {
+    if !is_root() {
+        if std::env::var_os("RADIOGATE_TEST_NO_ROOT").is_some() {
+            eprintln!("skipped: needs root to mount a tmpfs (RADIOGATE_TEST_NO_ROOT is set)");
+            return;
+        }
+        panic!("this test mounts a tmpfs and must run as root (as in CI)");
+    }
+    let outer = tempfile::tempdir().unwrap();
+    let recs = outer.path().join("recordings");
+    let _mount = Tmpfs::mount(&recs, "4m");
+    let gw = Gateway::start(&format!(
+        "[recording]\ndir = {:?}\nmin_free_bytes = 2097152\n",
+        recs.display().to_string()
+    ));
+    let mut alice = connect(&gw, &token("alice", Role::General, "ev1", &["c1"]))
+        .await
+        .expect("alice");
+    alice.notification("channel.list").await;
+    alice
+        .call("channel.join", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    let mut admin = connect(&gw, &token("root", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    admin.notification("channel.list").await;
+    // A spurt without media still makes a (silent) recording.
+    async fn spurt(ws: &mut WsClient) {
+        ws.call("floor.request", json!({"channelId": "c1"}))
+            .await
+            .expect("the floor is granted, recorded or not");
+        ws.call("floor.release", json!({"channelId": "c1"}))
+            .await
+            .unwrap();
+    }
+    async fn finished(admin: &mut WsClient, n: usize) {
+        let mut poll = tokio::time::interval(Duration::from_millis(50));
+        for _ in 0..100 {
+            poll.tick().await;
+            let r = admin.call("admin.recordings", json!({})).await.unwrap();
+            let done = r["recordings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| !x["ended"].is_null())
+                .count();
+            if done >= n {
+                return;
+            }
+        }
+        panic!("{n} recordings not finished within 5 s");
+    }
+    spurt(&mut alice).await;
+    finished(&mut admin, 1).await;
+    assert_eq!(healthz(&gw).await["status"], "ok");
+
+    // Leave 1 MiB free: below the 2 MiB floor.
+    let filler = recs.join("filler");
+    let (file, total) = fill(&filler);
+    file.set_len(total.saturating_sub(1 << 20)).unwrap();
+    spurt(&mut alice).await;
+    let h = wait_health(&gw, WAIT, |h| {
+        reasons(h).contains(&"recording paused (little free space)".to_string())
+    })
+    .await;
+    assert_eq!(h["recording"]["paused"], true, "{h}");
+    let r = admin.call("admin.recordings", json!({})).await.unwrap();
+    assert_eq!(
+        r["recordings"].as_array().unwrap().len(),
+        1,
+        "nothing new recorded: {r}"
+    );
+    assert!(gw.logged("recording paused"), "logged once");
+
+    drop(file);
+    std::fs::remove_file(&filler).unwrap();
+    spurt(&mut alice).await;
+    finished(&mut admin, 2).await;
+    let h = wait_health(&gw, WAIT, |h| h["status"] == "ok").await;
+    assert_eq!(h["recording"]["paused"], false, "{h}");
+}
