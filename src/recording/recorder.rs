@@ -62,10 +62,11 @@ pub struct RecorderConfig {
 
 enum Msg {
     Spurt(SpurtEvent, u64),
+    /// The payload shares the packet's buffer (`Bytes`: a reference count, no copy).
     Packet {
         talker: u64,
         ts: u32,
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
     },
 }
 
@@ -146,7 +147,7 @@ impl Tap for Recorder {
         self.send(Msg::Packet {
             talker,
             ts: packet.header.timestamp,
-            payload: packet.payload.to_vec(),
+            payload: packet.payload.clone(),
         });
     }
 }
