@@ -225,7 +225,7 @@ async fn full_state_dir_phones_still_connect_join_and_talk() {
     let gw = Gateway::launch(
         tempfile::tempdir().unwrap(),
         &state,
-        "[state]\nmin_free_bytes = 65536\n",
+        "[state]\nmin_free_bytes = 65536\n[recording]\nmin_free_bytes = 65536\n",
     );
     let mut alice = connect(&gw, &token("alice", Role::General, "ev1", &["c1"]))
         .await
@@ -418,6 +418,7 @@ async fn recording_pauses_on_a_nearly_full_card_and_resumes() {
     std::fs::remove_file(&filler).unwrap();
     spurt(&mut alice).await;
     finished(&mut admin, 2).await;
+    // /healthz looks again while paused: ok as soon as the space is back.
     let h = wait_health(&gw, WAIT, |h| h["status"] == "ok").await;
     assert_eq!(h["recording"]["paused"], false, "{h}");
 }

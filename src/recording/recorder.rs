@@ -75,6 +75,16 @@ struct Shared {
     dropped: AtomicU64,
     recorded: AtomicU64,
     paused: AtomicBool,
+    /// The recordings directory and `recording.min_free_bytes`, for [`Recorder::paused`].
+    dir: PathBuf,
+    min_free_bytes: u64,
+}
+
+/// Free bytes on the file system of `dir`, if it can be read.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    nix::sys::statvfs::statvfs(dir)
+        .ok()
+        .map(|s| disk_bytes(s.blocks_available(), s.fragment_size()))
 }
 
 /// The recorder's handle (cheap to clone). The thread ends when every handle is dropped.
@@ -103,7 +113,11 @@ impl Recorder {
         let mut index = Index::open(&cfg.db)?;
         recover(&mut index, &cfg.dir)?;
         let (tx, rx) = sync_channel(cfg.queue.max(16));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            dir: cfg.dir.clone(),
+            min_free_bytes: cfg.min_free_bytes,
+            ..Shared::default()
+        });
         let s = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("recorder".into())
@@ -136,9 +150,19 @@ impl Recorder {
         self.shared.recorded.load(Ordering::Relaxed)
     }
 
-    /// Whether new spurts are not recorded for lack of free space.
+    /// Whether new spurts are not recorded for lack of free space. While paused, each call
+    /// looks at the file system again (one `statvfs`), so `/healthz` says so no longer than
+    /// the space is missing; the next spurt is then recorded.
     pub fn paused(&self) -> bool {
-        self.shared.paused.load(Ordering::Relaxed)
+        let s = &self.shared;
+        if !s.paused.load(Ordering::Relaxed) {
+            return false;
+        }
+        let low = free_bytes(&s.dir).is_some_and(|f| f < s.min_free_bytes);
+        if !low && s.paused.swap(false, Ordering::Relaxed) {
+            tracing::info!("recording resumed: free space is back");
+        }
+        low
     }
 }
 
@@ -293,9 +317,7 @@ impl Worker {
 
     /// Whether there is room for a new recording; logs the pause and the resume once each.
     fn space_left(&self) -> bool {
-        let free = nix::sys::statvfs::statvfs(&self.cfg.dir)
-            .ok()
-            .map(|s| disk_bytes(s.blocks_available(), s.fragment_size()));
+        let free = free_bytes(&self.cfg.dir);
         let low = free.is_some_and(|f| f < self.cfg.min_free_bytes);
         let was = self.shared.paused.swap(low, Ordering::Relaxed);
         if low && !was {
