@@ -315,16 +315,20 @@ impl Hub {
         self.registry.remove(id)
     }
 
-    /// Whether `id` may hear `channel` (of `channel_event`), by the rule that lets it join:
-    /// permitted, or ADMIN and the channel is of its event (recordings, issue 14).
+    /// Whether `id` may hear `channel` (of `channel_event`, the event the permission store
+    /// associates with it, or `None` if unknown): the rule [`Hub::join`] applies (spec note
+    /// 000), also for recordings (issue 14). Permitted, or ADMIN and the channel is of its
+    /// own event; and the channel (as the store and the hub know it) is of that event.
     pub fn may_hear(&self, id: ConnId, channel: &str, channel_event: Option<&str>) -> bool {
         let (Some(info), Some(s)) = (self.registry.get(id), self.sessions.get(&id)) else {
             return false;
         };
-        let event_ok = channel_event.is_none_or(|e| e == info.event);
-        event_ok
-            && (s.permitted.contains(channel)
-                || (info.role == Role::Admin && channel_event == Some(info.event.as_str())))
+        let event = info.event.as_str();
+        let permitted = s.permitted.contains(channel)
+            || (info.role == Role::Admin && channel_event == Some(event));
+        let event_ok = channel_event.is_none_or(|e| e == event)
+            && self.channels.get(channel).is_none_or(|c| c.event == event);
+        permitted && event_ok
     }
 
     /// Joins `channel` (of `channel_event`, the event the permission store associates with it,
@@ -350,11 +354,7 @@ impl Hub {
             let slot = *slot;
             return Ok(self.joined_result(channel, slot));
         }
-        let permitted = s.permitted.contains(channel)
-            || (role == Role::Admin && channel_event == Some(event.as_str()));
-        let event_ok = channel_event.is_none_or(|e| e == event)
-            && self.channels.get(channel).is_none_or(|c| c.event == event);
-        if !permitted || !event_ok {
+        if !self.may_hear(id, channel, channel_event) {
             return Err(HubError::PermissionDenied {
                 channel: channel.into(),
             });

@@ -590,6 +590,19 @@ impl Session {
         self.gw.cfg.broadcast_hold
     }
 
+    /// The event the permission store associates with `channel` (read off the runtime).
+    ///
+    /// # Errors
+    /// [`ErrorCode::Internal`] when the store cannot be read.
+    async fn channel_event(&self, channel: &str) -> Result<Option<String>, RpcError> {
+        let gw = Arc::clone(&self.gw);
+        let ch = channel.to_string();
+        tokio::task::spawn_blocking(move || gw.store.channel_event(&ch))
+            .await
+            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
+            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
+    }
+
     /// `recording.list {channelId, limit?, before?}` (issue 14): the channel's recordings,
     /// newest first (at most `limit`, default 20, at most 100; ids below `before`), for those who
     /// may hear the channel (permitted, or ADMIN of its event). `PERMISSION_DENIED` otherwise,
@@ -602,12 +615,7 @@ impl Session {
                 "recording is off on this gateway",
             ));
         };
-        let gw = Arc::clone(&self.gw);
-        let ch = p.channel_id.clone();
-        let event = tokio::task::spawn_blocking(move || gw.store.channel_event(&ch))
-            .await
-            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
-            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+        let event = self.channel_event(&p.channel_id).await?;
         if !self
             .gw
             .hub
@@ -674,12 +682,7 @@ impl Session {
             }
             "channel.join" => {
                 let p: ChannelParams = protocol::params(&req.params)?;
-                let gw = Arc::clone(&self.gw);
-                let ch = p.channel_id.clone();
-                let event = tokio::task::spawn_blocking(move || gw.store.channel_event(&ch))
-                    .await
-                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
-                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+                let event = self.channel_event(&p.channel_id).await?;
                 let joined = self
                     .gw
                     .hub
