@@ -15,6 +15,7 @@ use super::index::{to_delete, Index, IndexError, SpurtMeta};
 use super::ogg_opus::{SpurtWriter, PRE_SKIP};
 use crate::hub::SpurtEvent;
 use crate::sfu::routes::Tap;
+use crate::state::disk::{free_bytes, nearly_full};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::BufWriter;
@@ -78,13 +79,6 @@ struct Shared {
     /// The recordings directory and `recording.min_free_bytes`, for [`Recorder::paused`].
     dir: PathBuf,
     min_free_bytes: u64,
-}
-
-/// Free bytes on the file system of `dir`, if it can be read.
-fn free_bytes(dir: &Path) -> Option<u64> {
-    nix::sys::statvfs::statvfs(dir)
-        .ok()
-        .map(|s| disk_bytes(s.blocks_available(), s.fragment_size()))
 }
 
 /// The recorder's handle (cheap to clone). The thread ends when every handle is dropped.
@@ -158,7 +152,7 @@ impl Recorder {
         if !s.paused.load(Ordering::Relaxed) {
             return false;
         }
-        let low = free_bytes(&s.dir).is_some_and(|f| f < s.min_free_bytes);
+        let low = nearly_full(free_bytes(&s.dir), s.min_free_bytes);
         if !low && s.paused.swap(false, Ordering::Relaxed) {
             tracing::info!("recording resumed: free space is back");
         }
@@ -318,7 +312,7 @@ impl Worker {
     /// Whether there is room for a new recording; logs the pause and the resume once each.
     fn space_left(&self) -> bool {
         let free = free_bytes(&self.cfg.dir);
-        let low = free.is_some_and(|f| f < self.cfg.min_free_bytes);
+        let low = nearly_full(free, self.cfg.min_free_bytes);
         let was = self.shared.paused.swap(low, Ordering::Relaxed);
         if low && !was {
             tracing::warn!(free_bytes = ?free, min_free_bytes = self.cfg.min_free_bytes,
@@ -405,10 +399,4 @@ impl Worker {
             }
         }
     }
-}
-
-/// Free bytes from `statvfs` fields (32-bit on armv7, 64-bit elsewhere).
-#[allow(clippy::useless_conversion)]
-fn disk_bytes(blocks: nix::libc::fsblkcnt_t, size: nix::libc::c_ulong) -> u64 {
-    u64::from(blocks).saturating_mul(u64::from(size))
 }

@@ -30,15 +30,21 @@ pub struct DiskStatus {
     pub nearly_full: bool,
 }
 
+/// Bytes available to this process's user on the file system of `dir` (`statvfs`
+/// `f_bavail * f_frsize`), or `None` when it cannot be read.
+// `fsblkcnt_t` and `c_ulong` are 32-bit on armv7 (the Pi's 32-bit OS): the conversions are
+// needed there.
+#[allow(clippy::useless_conversion)]
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    nix::sys::statvfs::statvfs(dir)
+        .ok()
+        .map(|s| u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
+}
+
 impl DiskCheck {
     /// Reads the file system (one `statvfs`).
-    // `fsblkcnt_t` and `c_ulong` are 32-bit on armv7 (the Pi's 32-bit OS): the conversions are
-    // needed there.
-    #[allow(clippy::useless_conversion)]
     pub fn status(&self) -> DiskStatus {
-        let free_bytes = nix::sys::statvfs::statvfs(&self.dir)
-            .ok()
-            .map(|s| u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())));
+        let free_bytes = free_bytes(&self.dir);
         DiskStatus {
             free_bytes,
             min_free_bytes: self.min_free_bytes,
