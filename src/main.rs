@@ -118,10 +118,7 @@ fn check_base_url(base: &str) -> Result<(), String> {
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, String> {
-    match config {
-        Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display())),
-        None => Config::embedded().map_err(|e| e.to_string()),
-    }
+    Config::for_command(config.map(PathBuf::as_path))
 }
 
 fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {

@@ -42,6 +42,38 @@ fn audio(base: &Path, a: &mut AudioConfig) {
 }
 
 impl Config {
+    /// The configuration a command line names: the file given with `--config`, else the
+    /// embedded default.
+    ///
+    /// # Errors
+    /// The file's [`super::ConfigError`], prefixed with its path, as a sentence.
+    pub fn for_command(file: Option<&Path>) -> Result<Self, String> {
+        match file {
+            Some(p) => Self::load(p).map_err(|e| format!("{}: {e}", p.display())),
+            None => Self::embedded().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The state database, for commands that never create state (`permissions`, `bans`):
+    /// a wrong `--config` (or none, from another directory) must not silently start an empty
+    /// database elsewhere (issue 13).
+    ///
+    /// # Errors
+    /// When there is no database where this configuration points: names the path and what to
+    /// do ([`Config::first_run_hint`]).
+    pub fn existing_database(&self) -> Result<std::path::PathBuf, String> {
+        let db = self.state.dir.join("radiogate.db");
+        if db.exists() {
+            Ok(db)
+        } else {
+            Err(format!(
+                "no database at {}: {}",
+                db.display(),
+                self.first_run_hint(false)
+            ))
+        }
+    }
+
     /// What to do when a command that never creates state finds none where this configuration
     /// points: start the gateway once with it (that creates the state), or, for the token
     /// secret (`secret`), set `auth.secret`.

@@ -64,18 +64,8 @@ fn valid_user(u: &str) -> Result<(), String> {
 }
 
 fn run_inner(args: BansArgs) -> Result<(), String> {
-    let cfg = match &args.config {
-        Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => Config::embedded().map_err(|e| e.to_string())?,
-    };
-    let db = cfg.state.dir.join("radiogate.db");
-    if !db.exists() {
-        return Err(format!(
-            "no database at {}: {}",
-            db.display(),
-            cfg.first_run_hint(false)
-        ));
-    }
+    let cfg = Config::for_command(args.config.as_deref())?;
+    let db = cfg.existing_database()?;
     let bans = BanList::open(&db).map_err(|e| e.to_string())?;
     match args.cmd {
         BansCmd::List => {

@@ -92,20 +92,9 @@ pub fn run(args: PermissionsArgs) -> ExitCode {
 }
 
 fn run_inner(args: PermissionsArgs) -> Result<(), String> {
-    let cfg = match &args.config {
-        Some(p) => Config::load(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => Config::embedded().map_err(|e| e.to_string())?,
-    };
-    // Never creates state: a wrong --config (or none, from another directory) must not
-    // silently start an empty database elsewhere (issue 13).
-    let db = cfg.state.dir.join("radiogate.db");
-    if !db.exists() {
-        return Err(format!(
-            "no database at {}: {}",
-            db.display(),
-            cfg.first_run_hint(false)
-        ));
-    }
+    let cfg = Config::for_command(args.config.as_deref())?;
+    // Never creates state (issue 13).
+    let db = cfg.existing_database()?;
     let store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
     let warn_redis = || {
         if cfg.redis.enabled() {
