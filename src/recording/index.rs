@@ -6,7 +6,7 @@
 //! A row is written when the spurt starts (`complete = 0`) and finished when it ends; rows still
 //! open at the next start are the spurts a crash or power cut interrupted ([`Index::interrupted`]).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 use std::path::Path;
 
@@ -217,6 +217,26 @@ impl Index {
         Ok(chs.collect::<Result<_, _>>()?)
     }
 
+    /// The columns [`Index::row`] reads, of `recordings r`.
+    const COLUMNS: &'static str = "r.id, r.event, r.user_id, r.name, r.role, r.conn, r.start_ms, \
+                                   r.duration_ms, r.bytes, r.ended, r.emergency";
+
+    /// The recordings `sql` (selecting [`Index::COLUMNS`]) finds with `params`, each with its
+    /// channels.
+    fn query(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<Recording>, IndexError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, |r| self.row(r))?;
+        let mut out: Vec<Recording> = rows.collect::<Result<_, _>>()?;
+        for rec in &mut out {
+            rec.channels = self.channels(rec.id)?;
+        }
+        Ok(out)
+    }
+
     fn row(&self, r: &rusqlite::Row) -> rusqlite::Result<Recording> {
         Ok(Recording {
             id: r.get(0)?,
@@ -239,22 +259,8 @@ impl Index {
     /// # Errors
     /// [`IndexError::Sqlite`] when the database cannot be read.
     pub fn get(&self, id: i64) -> Result<Option<Recording>, IndexError> {
-        let rec = self
-            .conn
-            .query_row(
-                "SELECT id, event, user_id, name, role, conn, start_ms, duration_ms, bytes, ended,
-                        emergency FROM recordings WHERE id = ?1",
-                [id],
-                |r| self.row(r),
-            )
-            .optional()?;
-        match rec {
-            Some(mut rec) => {
-                rec.channels = self.channels(rec.id)?;
-                Ok(Some(rec))
-            }
-            None => Ok(None),
-        }
+        let sql = format!("SELECT {} FROM recordings r WHERE r.id = ?1", Self::COLUMNS);
+        Ok(self.query(&sql, [id])?.pop())
     }
 
     /// The recordings of `channel`, newest first: at most `limit`, with ids below `before`
@@ -268,21 +274,15 @@ impl Index {
         limit: u32,
         before: Option<i64>,
     ) -> Result<Vec<Recording>, IndexError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT r.id, r.event, r.user_id, r.name, r.role, r.conn, r.start_ms, r.duration_ms,
-                    r.bytes, r.ended, r.emergency
-             FROM recording_channels c JOIN recordings r ON r.id = c.recording_id
+        let sql = format!(
+            "SELECT {} FROM recording_channels c JOIN recordings r ON r.id = c.recording_id
              WHERE c.channel = ?1 AND r.id < ?2 ORDER BY r.id DESC LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(
+            Self::COLUMNS
+        );
+        self.query(
+            &sql,
             params![channel, before.unwrap_or(i64::MAX), i64::from(limit)],
-            |r| self.row(r),
-        )?;
-        let mut out: Vec<Recording> = rows.collect::<Result<_, _>>()?;
-        for rec in &mut out {
-            rec.channels = self.channels(rec.id)?;
-        }
-        Ok(out)
+        )
     }
 
     /// Search (`admin.recordings`): recordings of `event`, newest first, at most `limit`,
@@ -292,18 +292,18 @@ impl Index {
     /// # Errors
     /// [`IndexError::Sqlite`] when the database cannot be read.
     pub fn search(&self, event: &str, q: &Search) -> Result<Vec<Recording>, IndexError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT r.id, r.event, r.user_id, r.name, r.role, r.conn, r.start_ms, r.duration_ms,
-                    r.bytes, r.ended, r.emergency
-             FROM recordings r
+        let sql = format!(
+            "SELECT {} FROM recordings r
              WHERE r.event = ?1
                AND (?2 IS NULL OR EXISTS (SELECT 1 FROM recording_channels c
                                            WHERE c.recording_id = r.id AND c.channel = ?2))
                AND (?3 IS NULL OR r.user_id = ?3)
                AND r.start_ms >= ?4 AND r.start_ms < ?5
              ORDER BY r.id DESC LIMIT ?6",
-        )?;
-        let rows = stmt.query_map(
+            Self::COLUMNS
+        );
+        self.query(
+            &sql,
             params![
                 event,
                 q.channel_id,
@@ -312,13 +312,7 @@ impl Index {
                 q.until_ms.map_or(i64::MAX, |u| u as i64),
                 i64::from(q.limit.unwrap_or(50).clamp(1, 500)),
             ],
-            |r| self.row(r),
-        )?;
-        let mut out: Vec<Recording> = rows.collect::<Result<_, _>>()?;
-        for rec in &mut out {
-            rec.channels = self.channels(rec.id)?;
-        }
-        Ok(out)
+        )
     }
 
     /// `(id, start_ms, bytes)` of every finished recording, oldest first (for [`to_delete`]).
