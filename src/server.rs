@@ -187,6 +187,39 @@ async fn healthz(State(ctx): State<Arc<ServerCtx>>) -> Json<serde_json::Value> {
     }))
 }
 
+/// The recordings and the caller of a request for them: 404 when recording is off; the token
+/// from `Authorization: Bearer` or the `token` parameter, 401 without a valid one; 403 for a
+/// banned user.
+#[allow(clippy::result_large_err)] // the refusal is the response itself, built once per request
+fn recordings_caller(
+    gw: &ServerCtx,
+    headers: &HeaderMap,
+    query_token: Option<String>,
+) -> Result<(crate::signaling::session::Recordings, Claims), Response> {
+    let Some(rec) = gw.session.recordings.clone() else {
+        return Err((StatusCode::NOT_FOUND, "recording is off\n").into_response());
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(token) = bearer.or(query_token) else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: no token".into(),
+        ));
+    };
+    let claims = gw
+        .verifier
+        .verify(&token, unix_secs())
+        .map_err(|e| refuse(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}")))?;
+    if gw.bans.is_banned(&claims.sub) {
+        return Err(refuse(StatusCode::FORBIDDEN, "Account is suspended".into()));
+    }
+    Ok((rec, claims))
+}
+
 /// `GET /recordings/ID.opus` (issue 14): the recording as `audio/ogg` (byte ranges for
 /// seeking), for a valid token (the `Authorization: Bearer` header or the `token` parameter) of
 /// a user who is not banned and who may hear one of the channels it reached: of its event and
@@ -198,8 +231,9 @@ async fn recording_file(
     Query(q): Query<WsQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(rec) = gw.session.recordings.clone() else {
-        return (StatusCode::NOT_FOUND, "recording is off\n").into_response();
+    let (rec, claims) = match recordings_caller(&gw, &headers, q.token) {
+        Ok(x) => x,
+        Err(refused) => return refused,
     };
     let Some(id) = file
         .strip_suffix(".opus")
@@ -207,21 +241,6 @@ async fn recording_file(
     else {
         return (StatusCode::NOT_FOUND, "no such recording\n").into_response();
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let Some(token) = bearer.or(q.token) else {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthorized: no token".into());
-    };
-    let claims = match gw.verifier.verify(&token, unix_secs()) {
-        Ok(c) => c,
-        Err(e) => return refuse(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}")),
-    };
-    if gw.bans.is_banned(&claims.sub) {
-        return refuse(StatusCode::FORBIDDEN, "Account is suspended".into());
-    }
     let store = Arc::clone(&gw.store);
     let index = Arc::clone(&rec.index);
     let (event, sub) = (claims.event.clone(), claims.sub.clone());
@@ -272,22 +291,11 @@ async fn recordings_export(
     Query(q): Query<ExportQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(rec) = gw.session.recordings.clone() else {
-        return (StatusCode::NOT_FOUND, "recording is off\n").into_response();
+    let (rec, claims) = match recordings_caller(&gw, &headers, q.token.clone()) {
+        Ok(x) => x,
+        Err(refused) => return refused,
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let Some(token) = bearer.or(q.token.clone()) else {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthorized: no token".into());
-    };
-    let claims = match gw.verifier.verify(&token, unix_secs()) {
-        Ok(c) => c,
-        Err(e) => return refuse(StatusCode::UNAUTHORIZED, format!("unauthorized: {e}")),
-    };
-    if claims.role != crate::access::role::Role::Admin || gw.bans.is_banned(&claims.sub) {
+    if claims.role != crate::access::role::Role::Admin {
         return refuse(StatusCode::FORBIDDEN, "forbidden: ADMIN only".into());
     }
     let search = crate::recording::index::Search {
