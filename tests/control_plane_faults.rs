@@ -156,6 +156,22 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a test that mounts a tmpfs is skipped: only when not root and
+/// `RADIOGATE_TEST_NO_ROOT` is set; not root without it is a failure (CI runs as root).
+fn skip_without_root() -> bool {
+    if is_root() {
+        return false;
+    }
+    if std::env::var_os("RADIOGATE_TEST_NO_ROOT").is_some() {
+        eprintln!("skipped: needs root to mount a tmpfs (RADIOGATE_TEST_NO_ROOT is set)");
+        return true;
+    }
+    panic!(
+        "this test mounts a tmpfs and must run as root (as in CI); \
+         set RADIOGATE_TEST_NO_ROOT=1 to skip it knowingly"
+    );
+}
+
 /// A tmpfs mounted for the test's life; unmounted on drop (also when the test panics).
 struct Tmpfs(PathBuf);
 
@@ -207,15 +223,8 @@ fn fill(path: &Path) -> (std::fs::File, u64) {
 /// record, the ban) and `/healthz` is back to ok.
 #[tokio::test]
 async fn full_state_dir_phones_still_connect_join_and_talk() {
-    if !is_root() {
-        if std::env::var_os("RADIOGATE_TEST_NO_ROOT").is_some() {
-            eprintln!("skipped: needs root to mount a tmpfs (RADIOGATE_TEST_NO_ROOT is set)");
-            return;
-        }
-        panic!(
-            "this test mounts a tmpfs and must run as root (as in CI); \
-             set RADIOGATE_TEST_NO_ROOT=1 to skip it knowingly"
-        );
+    if skip_without_root() {
+        return;
     }
     let outer = tempfile::tempdir().unwrap();
     let state = outer.path().join("state");
@@ -340,12 +349,8 @@ async fn full_state_dir_phones_still_connect_join_and_talk() {
 /// space returns the next spurt is recorded again.
 #[tokio::test]
 async fn recording_pauses_on_a_nearly_full_card_and_resumes() {
-    if !is_root() {
-        if std::env::var_os("RADIOGATE_TEST_NO_ROOT").is_some() {
-            eprintln!("skipped: needs root to mount a tmpfs (RADIOGATE_TEST_NO_ROOT is set)");
-            return;
-        }
-        panic!("this test mounts a tmpfs and must run as root (as in CI)");
+    if skip_without_root() {
+        return;
     }
     let outer = tempfile::tempdir().unwrap();
     let recs = outer.path().join("recordings");
