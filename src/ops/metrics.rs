@@ -60,6 +60,20 @@ impl Families<'_> {
         )
     }
 
+    /// A family of `kind` with one sample per label set, each made by `metric`.
+    fn family<V: Copy, M: EncodeMetric>(
+        &mut self,
+        (name, help, kind): (&str, &str, MetricType),
+        samples: &[(Labels, V)],
+        metric: impl Fn(V) -> M,
+    ) -> fmt::Result {
+        let mut m = self.enc.encode_descriptor(name, help, None, kind)?;
+        for (labels, v) in samples {
+            metric(*v).encode(m.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
     /// A gauge family with one sample per label set.
     ///
     /// # Errors
@@ -70,13 +84,7 @@ impl Families<'_> {
         help: &str,
         samples: &[(Labels, V)],
     ) -> fmt::Result {
-        let mut m = self
-            .enc
-            .encode_descriptor(name, help, None, MetricType::Gauge)?;
-        for (labels, v) in samples {
-            ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
-        }
-        Ok(())
+        self.family((name, help, MetricType::Gauge), samples, ConstGauge::new)
     }
 
     /// A counter family (`name` without `_total`) with one sample per label set.
@@ -89,13 +97,11 @@ impl Families<'_> {
         help: &str,
         samples: &[(Labels, V)],
     ) -> fmt::Result {
-        let mut m = self
-            .enc
-            .encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (labels, v) in samples {
-            ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
-        }
-        Ok(())
+        self.family(
+            (name, help, MetricType::Counter),
+            samples,
+            ConstCounter::new,
+        )
     }
 
     /// A latency summary: `name{quantile="0.5"|"0.99"}` in seconds (a gauge family) and its
