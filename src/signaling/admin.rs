@@ -3,6 +3,7 @@
 //! The permission matrix (`methods.rs`) lets only ADMIN reach these.
 
 use super::protocol::{close, params, ErrorCode, Incoming, RpcError};
+use super::session::event_channels;
 use crate::access::bans::{Ban, BanList};
 use crate::access::issue::{LinkIssuer, LinkRequest};
 use crate::access::token::Claims;
@@ -71,14 +72,6 @@ pub struct AdminCtx {
     pub recordings: Option<crate::signaling::session::Recordings>,
 }
 
-async fn event_channels(gw: &Arc<AdminCtx>, event: &str) -> Result<Vec<String>, RpcError> {
-    let (g, event) = (Arc::clone(gw), event.to_string());
-    tokio::task::spawn_blocking(move || g.store.event_channels(&event))
-        .await
-        .map_err(internal)?
-        .map_err(internal)
-}
-
 /// Handles one admin method for the ADMIN session `me` with claims `admin`.
 ///
 /// An admin cannot disconnect its own session (`admin.disconnect` or `device.revoke` that would
@@ -108,7 +101,7 @@ pub async fn handle(
                 "auditDropped": gw.audit.dropped(),
                 "bans": gw.bans.list().len(),
                 "radio": gw.radio.status_json(),
-                "eventChannels": event_channels(gw, &admin.event).await?,
+                "eventChannels": event_channels(&gw.store, &admin.event).await?,
                 "links": gw.issuer.as_ref().map(|i| json!({
                     "defaultTtlSecs": i.default_ttl().as_secs(),
                     "maxTtlSecs": i.max_ttl().as_secs(),
@@ -126,7 +119,7 @@ pub async fn handle(
                 ));
             };
             let req: LinkRequest = params(&req.params)?;
-            let channels = event_channels(gw, &admin.event).await?;
+            let channels = event_channels(&gw.store, &admin.event).await?;
             let base = gw
                 .join_urls
                 .first()

@@ -131,6 +131,21 @@ pub struct Permitted {
     pub generation: u64,
 }
 
+/// Every channel the permission store associates with `event` (read off the runtime).
+///
+/// # Errors
+/// [`ErrorCode::Internal`] when the store cannot be read.
+pub(super) async fn event_channels(
+    store: &Arc<SqliteStore>,
+    event: &str,
+) -> Result<Vec<String>, RpcError> {
+    let (store, event) = (Arc::clone(store), event.to_string());
+    tokio::task::spawn_blocking(move || store.event_channels(&event))
+        .await
+        .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
+}
+
 /// The channels an ADMIN session lists besides its permitted ones: every channel of its event
 /// in the permission store (issue 13: "the admin sees every channel of its event"; the hub
 /// lets an ADMIN join any of them). Empty for other roles, and when the store cannot be read
@@ -139,18 +154,12 @@ async fn admin_event_channels(store: &Arc<SqliteStore>, claims: &Claims) -> Vec<
     if claims.role != crate::access::role::Role::Admin {
         return Vec::new();
     }
-    let (store, event) = (Arc::clone(store), claims.event.clone());
-    match tokio::task::spawn_blocking(move || store.event_channels(&event)).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "event channels unreadable: the admin sees its own only");
+    event_channels(store, &claims.event)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e.message, "event channels unreadable: the admin sees its own only");
             Vec::new()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "event channels task failed");
-            Vec::new()
-        }
-    }
+        })
 }
 
 /// Runs a session to its end: registers it, sends the channel list, serves requests, and on
@@ -749,12 +758,7 @@ impl Session {
                 Ok(json!({"armed": true, "holdMs": self.hold().as_millis() as u64}))
             }
             "broadcast.start" => {
-                let gw = Arc::clone(&self.gw);
-                let event = self.claims.event.clone();
-                let channels = tokio::task::spawn_blocking(move || gw.store.event_channels(&event))
-                    .await
-                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
-                    .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+                let channels = event_channels(&self.gw.store, &self.claims.event).await?;
                 let hold = self.hold();
                 let res = self
                     .gw
