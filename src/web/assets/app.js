@@ -697,6 +697,11 @@
     return typeof x === 'string' ? { channelId: x } : x;
   }
 
+  // This page's state of a channel from a `channel.list` entry (or a bare id).
+  function channelState(e) {
+    return { id: e.channelId, name: e.name || null, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false };
+  }
+
   async function onChannelList(p) {
     S.me = { connId: p.connId, userId: p.userId, name: p.name, role: p.role, event: p.event };
     S.recorded = !!p.recorded;
@@ -707,7 +712,7 @@
     // The gateway lists the token's channels first, in the token's order (issue 12).
     S.channels = new Map();
     for (const e of (p.channels || []).map(channelEntry)) {
-      S.channels.set(e.channelId, { id: e.channelId, name: e.name || null, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false });
+      S.channels.set(e.channelId, channelState(e));
     }
     // Every channel is joined and heard, up to the slots; the talk channel is the one this
     // device used last, else the token's first.
@@ -808,7 +813,7 @@
     const next = new Map();
     for (const e of list) {
       const old = S.channels.get(e.channelId);
-      next.set(e.channelId, old || { id: e.channelId, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null });
+      next.set(e.channelId, old || channelState(e));
       next.get(e.channelId).pendingRemoval = pending.has(e.channelId);
     }
     // A channel whose removal waits for our floor release stays listed until it is gone.
@@ -830,7 +835,7 @@
     if (S.me && S.me.role === 'ADMIN') {
       call('channel.list').then((r) => {
         for (const e of (r.channels || []).map(channelEntry)) {
-          if (!S.channels.has(e.channelId)) S.channels.set(e.channelId, { id: e.channelId, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false });
+          if (!S.channels.has(e.channelId)) S.channels.set(e.channelId, channelState(e));
         }
         render();
       }).catch(() => {});
