@@ -189,6 +189,11 @@ impl Collector for Observed {
                 r.recorded(),
             )?;
             f.counter(
+                "radiogate_recording_packets",
+                "Audio packets written into recordings since start.",
+                r.packets(),
+            )?;
+            f.counter(
                 "radiogate_recording_dropped",
                 "Packets and spurt boundaries the recorder's queue could not take (dropped).",
                 r.dropped(),

@@ -8,18 +8,18 @@
 //!   (RFC 7845 §4), taken from each packet's TOC (RFC 6716 §3.1). Missing packets (an RTP
 //!   timestamp gap) and pauses are filled with 20 ms Opus silence frames, so playback keeps
 //!   real time. A packet from the past (reordered, duplicated) is dropped.
-//! - Pages end at least every [`PAGE_SAMPLES`] (1 s of audio): a killed gateway loses at most
+//! - Pages end at least every [`PAGE_SAMPLES`] (800 ms of audio) and are flushed: with the
+//!   recorder's 100 ms batches and the one packet held back, a killed gateway loses at most
 //!   the last second, and what is on disk plays.
 //!
 //! Pure over any [`Write`]: the recorder gives it a file.
 
-use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 use std::io::{self, Write};
 
 /// Samples the decoder drops at the start (RFC 7845 §4.2; libopus's usual encoder delay).
 pub const PRE_SKIP: u16 = 312;
-/// A page ends once it holds this many samples (1 s at 48 kHz).
-pub const PAGE_SAMPLES: u64 = 48_000;
+/// A page ends once it holds this many samples (800 ms at 48 kHz).
+pub const PAGE_SAMPLES: u64 = 38_400;
 /// The longest gap filled with silence, samples (10 s); a longer one starts after the gap
 /// without filling (a timestamp jump, not a pause).
 pub const MAX_FILL: u32 = 480_000;
@@ -69,12 +69,127 @@ pub enum Pushed {
     Late,
 }
 
+/// Ogg's page checksum (RFC 3533 §6): CRC-32, generator 0x04C11DB7, initial value 0, no
+/// reflection, no final XOR.
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut r = (i as u32) << 24;
+        let mut k = 0;
+        while k < 8 {
+            r = if r & 0x8000_0000 != 0 {
+                (r << 1) ^ 0x04C1_1DB7
+            } else {
+                r << 1
+            };
+            k += 1;
+        }
+        t[i] = r;
+        i += 1;
+    }
+    t
+};
+
+fn crc(mut c: u32, bytes: &[u8]) -> u32 {
+    for b in bytes {
+        c = (c << 8) ^ CRC_TABLE[((c >> 24) ^ u32::from(*b)) as usize];
+    }
+    c
+}
+
+/// The largest packet written: one page's 255 lacing values (RFC 3533 §6) hold it whole, so
+/// no packet continues on another page. Opus packets are at most 1,275 bytes per frame.
+const MAX_PACKET: usize = 255 * 255 - 1;
+
+/// One logical Ogg stream's pages (RFC 3533), packet by packet: the current page is built in
+/// one buffer and written with one `write_all` when it ends. The `ogg` crate reads them
+/// (tests, recovery, replay); writing is done here because its writer copies each packet
+/// into its own allocation and rebuilds the page per call (about 3x the cost per packet,
+/// docs/BENCHMARKS.md "Recording").
+struct Pages<W: Write> {
+    out: W,
+    serial: u32,
+    sequence: u32,
+    first: bool,
+    /// Lacing values of the current page.
+    lacing: Vec<u8>,
+    /// Packet data of the current page.
+    body: Vec<u8>,
+    /// Granule position of the last packet completed on the current page.
+    granule: Option<u64>,
+    /// The assembled page (reused).
+    page: Vec<u8>,
+}
+
+impl<W: Write> Pages<W> {
+    fn new(out: W, serial: u32) -> Self {
+        Self {
+            out,
+            serial,
+            sequence: 0,
+            first: true,
+            lacing: Vec::with_capacity(255),
+            body: Vec::with_capacity(16 * 1024),
+            granule: None,
+            page: Vec::with_capacity(16 * 1024 + 282),
+        }
+    }
+
+    /// Adds a packet ending at `granule`; a full page (255 lacing values) is ended first.
+    fn packet(&mut self, data: &[u8], granule: u64) -> io::Result<()> {
+        debug_assert!(data.len() <= MAX_PACKET);
+        let segments = data.len() / 255 + 1;
+        if self.lacing.len() + segments > 255 {
+            self.end_page(false)?;
+        }
+        self.lacing.extend(std::iter::repeat_n(255u8, segments - 1));
+        self.lacing.push((data.len() % 255) as u8);
+        self.body.extend_from_slice(data);
+        self.granule = Some(granule);
+        Ok(())
+    }
+
+    /// Writes the current page (flags: first page, `last` = end of stream) and flushes.
+    fn end_page(&mut self, last: bool) -> io::Result<()> {
+        let mut flags = 0u8;
+        if self.first {
+            flags |= 0x02;
+        }
+        if last {
+            flags |= 0x04;
+        }
+        let granule = self.granule.map_or(u64::MAX, |g| g); // -1: no packet ends here
+        self.page.clear();
+        self.page.extend_from_slice(b"OggS");
+        self.page.push(0); // version
+        self.page.push(flags);
+        self.page.extend_from_slice(&granule.to_le_bytes());
+        self.page.extend_from_slice(&self.serial.to_le_bytes());
+        self.page.extend_from_slice(&self.sequence.to_le_bytes());
+        self.page.extend_from_slice(&[0; 4]); // checksum, set below
+        self.page.push(self.lacing.len() as u8);
+        self.page.extend_from_slice(&self.lacing);
+        self.page.extend_from_slice(&self.body);
+        let sum = crc(0, &self.page);
+        self.page[22..26].copy_from_slice(&sum.to_le_bytes());
+        self.out.write_all(&self.page)?;
+        self.out.flush()?;
+        self.first = false;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.lacing.clear();
+        self.body.clear();
+        self.granule = None;
+        Ok(())
+    }
+}
+
 /// Writes one spurt. Call [`SpurtWriter::finish`] at its end (the last page is marked
 /// end-of-stream); a writer dropped without it leaves a file whose last page is the last
-/// one flushed, which players accept.
+/// one flushed, which players accept. Each page is written with one `write_all` and
+/// flushed, so the output needs no `BufWriter`.
 pub struct SpurtWriter<W: Write> {
-    out: PacketWriter<'static, W>,
-    serial: u32,
+    pages: Pages<W>,
     /// Samples accounted for so far (the granule position of the last packet written).
     granule: u64,
     /// Granule at the start of the current page.
@@ -82,8 +197,10 @@ pub struct SpurtWriter<W: Write> {
     /// The RTP timestamp just after the last packet written.
     next_ts: Option<u32>,
     /// The last packet, held back until the next one (or `finish`) so that the stream's last
-    /// packet can carry the end-of-stream flag: (payload, granule after it).
-    held: Option<(Vec<u8>, u64)>,
+    /// page holds a packet and carries the end-of-stream flag: its bytes (buffer reused) and
+    /// the granule after it.
+    held: Vec<u8>,
+    held_granule: Option<u64>,
 }
 
 impl<W: Write> SpurtWriter<W> {
@@ -106,23 +223,28 @@ impl<W: Write> SpurtWriter<W> {
         comments.extend_from_slice(b"OpusTags");
         comments.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
         comments.extend_from_slice(vendor);
+        let tags: Vec<String> = tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .filter(|c| c.len() <= 1024)
+            .collect();
         comments.extend_from_slice(&(tags.len() as u32).to_le_bytes());
-        for (k, v) in tags {
-            let c = format!("{k}={v}");
+        for c in &tags {
             comments.extend_from_slice(&(c.len() as u32).to_le_bytes());
             comments.extend_from_slice(c.as_bytes());
         }
-        let mut out = PacketWriter::new(out);
-        out.write_packet(head, serial, PacketWriteEndInfo::EndPage, 0)?;
-        out.write_packet(comments, serial, PacketWriteEndInfo::EndPage, 0)?;
-        out.inner_mut().flush()?;
+        let mut pages = Pages::new(out, serial);
+        pages.packet(&head, 0)?;
+        pages.end_page(false)?;
+        pages.packet(&comments, 0)?;
+        pages.end_page(false)?;
         Ok(Self {
-            out,
-            serial,
+            pages,
             granule: 0,
             page_start: 0,
             next_ts: None,
-            held: None,
+            held: Vec::with_capacity(1500),
+            held_granule: None,
         })
     }
 
@@ -130,10 +252,12 @@ impl<W: Write> SpurtWriter<W> {
     /// packet up to [`MAX_FILL`] is filled with silence first.
     ///
     /// # Errors
-    /// [`OggOpusError::NotOpus`] for a payload without a valid TOC (nothing is written),
-    /// [`OggOpusError::Io`] when the output fails.
+    /// [`OggOpusError::NotOpus`] for a payload without a valid TOC, or longer than one page
+    /// holds (nothing is written), [`OggOpusError::Io`] when the output fails.
     pub fn push(&mut self, rtp_ts: u32, payload: &[u8]) -> Result<Pushed, OggOpusError> {
-        let samples = packet_samples(payload).ok_or(OggOpusError::NotOpus(payload.len()))?;
+        let samples = packet_samples(payload)
+            .filter(|_| payload.len() <= MAX_PACKET)
+            .ok_or(OggOpusError::NotOpus(payload.len()))?;
         let mut filled = 0;
         if let Some(next) = self.next_ts {
             let gap = rtp_ts.wrapping_sub(next);
@@ -143,11 +267,11 @@ impl<W: Write> SpurtWriter<W> {
             if gap <= MAX_FILL {
                 filled = gap / 960;
                 for _ in 0..filled {
-                    self.emit(SILENCE_20MS.to_vec(), 960)?;
+                    self.emit(&SILENCE_20MS, 960)?;
                 }
             }
         }
-        self.emit(payload.to_vec(), samples)?;
+        self.emit(payload, samples)?;
         self.next_ts = Some(rtp_ts.wrapping_add(samples));
         Ok(Pushed::Written { filled })
     }
@@ -158,41 +282,36 @@ impl<W: Write> SpurtWriter<W> {
         self.granule
     }
 
-    /// Writes the held packet (ending the page when it holds a second of audio) and holds
-    /// `packet`.
-    fn emit(&mut self, packet: Vec<u8>, samples: u32) -> Result<(), OggOpusError> {
+    fn emit(&mut self, packet: &[u8], samples: u32) -> Result<(), OggOpusError> {
         self.granule += u64::from(samples);
-        if let Some((p, g)) = self.held.replace((packet, self.granule)) {
-            let end = if g - self.page_start >= PAGE_SAMPLES {
+        if let Some(g) = self.held_granule {
+            self.pages.packet(&self.held, g)?;
+            if g - self.page_start >= PAGE_SAMPLES {
                 self.page_start = g;
-                PacketWriteEndInfo::EndPage
-            } else {
-                PacketWriteEndInfo::NormalPacket
-            };
-            self.out.write_packet(p, self.serial, end, g)?;
-            if end == PacketWriteEndInfo::EndPage {
-                self.out.inner_mut().flush()?;
+                self.pages.end_page(false)?;
             }
         }
+        self.held.clear();
+        self.held.extend_from_slice(packet);
+        self.held_granule = Some(self.granule);
         Ok(())
     }
 
-    /// Ends the stream: writes the last packet (a silence frame if none was pushed) with
-    /// the end-of-stream flag, flushes, and returns the output and the samples written.
+    /// Ends the stream: writes the last packet (a silence frame if none was pushed) on the
+    /// last page, marked end-of-stream, flushes, and returns the output and the samples
+    /// written.
     ///
     /// # Errors
     /// [`OggOpusError::Io`] when the output fails.
     pub fn finish(mut self) -> Result<(W, u64), OggOpusError> {
-        if self.held.is_none() {
-            self.emit(SILENCE_20MS.to_vec(), 960)?;
+        if self.held_granule.is_none() {
+            self.emit(&SILENCE_20MS, 960)?;
         }
-        if let Some((p, g)) = self.held.take() {
-            self.out
-                .write_packet(p, self.serial, PacketWriteEndInfo::EndStream, g)?;
+        if let Some(g) = self.held_granule.take() {
+            self.pages.packet(&self.held, g)?;
         }
-        let mut out = self.out.into_inner();
-        out.flush()?;
-        Ok((out, self.granule))
+        self.pages.end_page(true)?;
+        Ok((self.pages.out, self.granule))
     }
 }
 
@@ -275,7 +394,7 @@ mod tests {
         assert_eq!(audio.iter().filter(|a| a.data == SILENCE_20MS).count(), 5);
         assert!(audio.last().unwrap().last_in_stream());
         assert_eq!(audio.last().unwrap().absgp_page(), samples);
-        // Pages end at least every second: 3.1 s of audio make at least 3 audio pages.
+        // Pages end at least every 800 ms: 3.1 s of audio make at least 3 audio pages.
         let page_ends = audio.iter().filter(|a| a.last_in_page()).count();
         assert!(page_ends >= 3, "{page_ends} pages");
         let mut last = 0;
