@@ -467,6 +467,9 @@ impl Gateway {
             hub: Arc::clone(&self.hub),
             store: Arc::clone(&self.store),
             shutdown: self.shutdown.clone(),
+            recall: self.recordings.as_ref().map(|r| {
+                crate::recording::recall::Recall::new(Arc::clone(&r.index), r.dir.clone())
+            }),
         })) {
             tracing::error!(error = %e, "radio ports not started");
         }

@@ -190,6 +190,9 @@ pub struct BridgeCtx {
     pub store: Arc<SqliteStore>,
     /// Cancelled at gateway shutdown (every port unkeys and leaves).
     pub shutdown: CancellationToken,
+    /// The recordings, read back for the consoles' instant recall (`None` with
+    /// `[recording] enabled = false`).
+    pub recall: Option<crate::recording::recall::Recall>,
 }
 
 /// Every configured port of the gateway.
@@ -416,7 +419,13 @@ impl Logic {
     fn tick(&mut self, now: Instant) -> Vec<Action> {
         match self {
             Logic::Radio(p) => p.tick(now),
-            Logic::Console(_) => Vec::new(),
+            Logic::Console(c) => c.tick(now),
+        }
+    }
+    fn replay_loaded(&mut self, now: Instant, packets: Vec<(Vec<u8>, u32)>) -> Vec<Action> {
+        match self {
+            Logic::Radio(_) => Vec::new(),
+            Logic::Console(c) => c.replay_loaded(now, packets),
         }
     }
     fn shutdown(&mut self, now: Instant) -> Vec<Action> {
@@ -428,7 +437,7 @@ impl Logic {
     fn next_deadline(&self) -> Option<Instant> {
         match self {
             Logic::Radio(p) => p.next_deadline(),
-            Logic::Console(_) => None,
+            Logic::Console(c) => c.next_deadline(),
         }
     }
     fn sending(&self) -> bool {
@@ -480,6 +489,8 @@ struct Driver<'a> {
     media_tx: mpsc::Sender<Downlink>,
     enc: opus::Encoder,
     dec: opus::Decoder,
+    /// Decodes a console's instant recall replay (its own stream, apart from live voice).
+    replay_dec: opus::Decoder,
     rtp_out: RtpOut,
     rtp_in: RtpIn,
     keyed_since: Option<Instant>,
@@ -518,7 +529,14 @@ impl<'a> Driver<'a> {
                 Priority::Normal,
             ),
             Spec::Console(c) => (
-                Logic::Console(ConsolePort::new(Duration::from_millis(500))),
+                Logic::Console({
+                    let port = ConsolePort::new(Duration::from_millis(500));
+                    if c.replay_on_double_press {
+                        port.with_instant_recall(Duration::from_millis(c.double_press_ms))
+                    } else {
+                        port
+                    }
+                }),
                 devices::build(&c.name, None, &c.button, &c.audio, backoff),
                 if c.pre_empt {
                     Priority::PreEmptive
@@ -530,6 +548,7 @@ impl<'a> Driver<'a> {
         let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
         enc.set_bitrate(opus::Bitrate::Bits(32_000))?;
         let dec = opus::Decoder::new(48_000, opus::Channels::Mono)?;
+        let replay_dec = opus::Decoder::new(48_000, opus::Channels::Mono)?;
         let (out_tx, out_rx) = crate::switchboard::outbound(RADIO_OUTBOUND_QUEUE);
         let (media_tx, media_rx) = mpsc::channel(DOWNLINK_QUEUE);
         let now = Instant::now();
@@ -553,6 +572,7 @@ impl<'a> Driver<'a> {
             media_tx,
             enc,
             dec,
+            replay_dec,
             rtp_out: RtpOut {
                 ssrc: rand::random::<u32>() | 1,
                 seq: rand::random(),
@@ -907,6 +927,42 @@ impl<'a> Driver<'a> {
                 }
                 Action::Send(frame) => self.send(now, &frame),
                 Action::Log(ev) => self.log(ev),
+                Action::Replay => queue.extend(self.recall(now)),
+                Action::PlayRecorded(packet) => {
+                    match self.replay_dec.decode_float(&packet, &mut self.pcm, false) {
+                        Ok(k) => {
+                            let s = self.pcm[..k].to_vec();
+                            self.play(now, &s);
+                        }
+                        Err(e) => self.error(format!("instant recall: opus decode: {e}")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A console's double press: loads the channel's last recording for the replay.
+    fn recall(&mut self, now: Instant) -> Vec<Action> {
+        let Some(recall) = self.gw.recall.as_ref() else {
+            self.error("instant recall needs [recording] enabled".into());
+            return Vec::new();
+        };
+        match recall.last(&self.id.channel) {
+            Ok(Some(r)) => {
+                tracing::info!(port = %self.name, channel = %self.id.channel, recording = r.id,
+                               talker = %r.name.escape_debug(), packets = r.packets.len(),
+                               "instant recall: replaying the channel's last transmission");
+                let _ = self.replay_dec.reset_state();
+                self.logic.replay_loaded(now, r.packets)
+            }
+            Ok(None) => {
+                tracing::info!(port = %self.name, channel = %self.id.channel,
+                               "instant recall: nothing recorded on the channel yet");
+                Vec::new()
+            }
+            Err(e) => {
+                self.error(format!("instant recall: {e}"));
+                Vec::new()
             }
         }
     }

@@ -278,3 +278,90 @@ async fn console_button_talks_and_its_speaker_plays_the_channel() {
     a_ws.notification("floor.idle").await;
     assert!(wait_until(Duration::from_secs(2), || !gw.port("desk").sending).await);
 }
+
+/// Issue 14 point 5: a desk console with instant recall replays the channel's last recorded
+/// transmission on its own speaker on a double press (in real time, the speech recorded),
+/// and the taps never key the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_double_press_replays_the_last_transmission_on_its_speaker_only() {
+    let cfg = "[[console]]\nname = \"desk\"\nuser_id = \"desk1\"\ndisplay_name = \"Desk\"\n\
+               event = \"ev1\"\nchannel = \"c1\"\nreplay_on_double_press = true\n\
+               double_press_ms = 400\n\
+               [console.button]\ntype = \"sim\"\ndebounce_ms = 0\n[console.audio]\ntype = \"sim\"\n";
+    let gw = InProcess::start(cfg).await;
+    assert!(wait_until(Duration::from_secs(5), || gw.port("desk").joined).await);
+    let sim = sim_handles("desk").unwrap();
+    let (button, speaker) = (sim.line.unwrap(), sim.sink.unwrap());
+    let (mut a_ws, mut a) = member(&gw, "alice", Role::General, "c1").await;
+    let (mut b_ws, _b) = member(&gw, "bob", Role::General, "c1").await;
+
+    // Alice talks 1 s of speech; it is recorded.
+    let frames = encode_opus(&speech_pcm());
+    a_ws.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .expect("granted");
+    assert_eq!(
+        b_ws.notification("floor.taken").await["talker"]["userId"],
+        "alice"
+    );
+    a.talk(&frames[..50]).await;
+    a_ws.call("floor.release", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    b_ws.notification("floor.idle").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list = b_ws
+            .call("recording.list", json!({"channelId": "c1"}))
+            .await
+            .unwrap();
+        let done = list["recordings"]
+            .as_array()
+            .is_some_and(|r| r.first().is_some_and(|r| !r["ended"].is_null()));
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "recording listed: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    }
+    // The live talk reached the console's speaker; remember where the replay starts.
+    assert!(wait_until(Duration::from_secs(3), || speaker.len() >= 40 * 960).await);
+    let before = speaker.len();
+
+    // Double press: down, up, down, up, each edge seen by the port before the next.
+    let pressed = Instant::now();
+    for level in [true, false, true, false] {
+        button.set(level);
+        assert!(
+            wait_until(Duration::from_secs(2), || gw.port("desk").squelch_open
+                == level)
+            .await,
+            "button {level} seen"
+        );
+    }
+    // The replay: about 1 s of audio, paced in real time.
+    assert!(
+        wait_until(Duration::from_secs(5), || speaker.len()
+            >= before + 45 * 960)
+        .await,
+        "replayed {} samples",
+        speaker.len() - before
+    );
+    let took = pressed.elapsed();
+    assert!(
+        took >= Duration::from_millis(800),
+        "45 frames of replay took {took:?}: not real time"
+    );
+    // It is the speech that was recorded.
+    let replay = speaker.samples()[before..].to_vec();
+    let sent: Vec<f32> = speech_f32()[..48_000].to_vec();
+    let r = correlation(
+        &pcm_envelope(&sent),
+        &pcm_envelope(&replay[..replay.len().min(48_000)]),
+    );
+    assert!(r > 0.9, "replay envelope correlation {r:.3}");
+    // The taps never keyed the channel: nobody was told of a talker, nothing was sent.
+    assert_eq!(gw.port("desk").counters.frames_sent, 0);
+    b_ws.call("channel.list", json!({})).await.unwrap(); // everything before it was read
+    assert!(!b_ws.has_pending("floor.taken"), "a tap keyed the channel");
+}

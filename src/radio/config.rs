@@ -300,6 +300,16 @@ pub struct ConsoleConfig {
     /// GENERAL talker). Default false.
     #[serde(default)]
     pub pre_empt: bool,
+    /// Instant recall (issue 14): two short presses of the button within `double_press_ms`
+    /// replay the channel's last recorded transmission on this console's speaker only
+    /// (needs `[recording] enabled`). While on, a press asks for the floor once it has been
+    /// held `double_press_ms` (the microphone is kept meanwhile and sent at the grant), so a
+    /// tap never keys the channel. Default false.
+    #[serde(default)]
+    pub replay_on_double_press: bool,
+    /// The double press window, ms (150..=1000, default 400).
+    #[serde(default = "d400")]
+    pub double_press_ms: u64,
     /// The PTT button.
     #[serde(default)]
     pub button: LineConfig,
@@ -316,6 +326,9 @@ fn d150() -> u64 {
 }
 fn d300() -> u64 {
     300
+}
+fn d400() -> u64 {
+    400
 }
 fn d500() -> u64 {
     500
@@ -617,6 +630,7 @@ pub fn validate(radios: &[RadioConfig], consoles: &[ConsoleConfig]) -> Result<()
                 "only a DISPATCH console may pre-empt (set role = \"DISPATCH\")",
             ));
         }
+        c.range("double_press_ms", k.double_press_ms as f64, 150.0, 1000.0)?;
         c.audio(&k.audio)?;
         c.line("button", &k.button, has_capture(&k.audio))?;
     }

@@ -165,6 +165,12 @@ pub enum Action {
     Send(Vec<f32>),
     /// Log / count an event.
     Log(PortEvent),
+    /// Console instant recall: load the channel's last recorded transmission and hand its
+    /// Opus packets to [`ConsolePort::replay_loaded`](super::console::ConsolePort::replay_loaded).
+    Replay,
+    /// Console instant recall: decode this recorded Opus packet and play it on the speaker
+    /// (only there: never sent to the channel).
+    PlayRecorded(Vec<u8>),
 }
 
 /// A peak limiter with instant attack and a 50 ms release: output never exceeds the

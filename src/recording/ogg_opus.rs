@@ -55,6 +55,49 @@ pub enum OggOpusError {
     /// The payload is not an Opus packet (see [`packet_samples`]).
     #[error("not an Opus packet ({0} bytes)")]
     NotOpus(usize),
+    /// Reading: the stream is not Ogg Opus (bad page, no `OpusHead`/`OpusTags`).
+    #[error("not an Ogg Opus stream: {0}")]
+    NotOggOpus(String),
+}
+
+/// Reads a stream written by [`SpurtWriter`] (or any mono Ogg Opus stream) back: its audio
+/// packets in order, each with its samples at 48 kHz (silence fill included, so playing
+/// them one after the other keeps real time). At most `max` packets; packets that are not
+/// Opus are skipped.
+///
+/// # Errors
+/// [`OggOpusError::NotOggOpus`] when a page is corrupt or the headers are missing,
+/// [`OggOpusError::Io`] when reading fails.
+pub fn audio_packets<R: io::Read + io::Seek>(
+    r: R,
+    max: usize,
+) -> Result<Vec<(Vec<u8>, u32)>, OggOpusError> {
+    let mut reader = ogg::reading::PacketReader::new(r);
+    let mut next = || -> Result<Option<ogg::Packet>, OggOpusError> {
+        reader.read_packet().map_err(|e| match e {
+            ogg::OggReadError::ReadError(e) => OggOpusError::Io(e),
+            e => OggOpusError::NotOggOpus(e.to_string()),
+        })
+    };
+    for magic in [&b"OpusHead"[..], b"OpusTags"] {
+        match next()? {
+            Some(p) if p.data.starts_with(magic) => {}
+            _ => {
+                return Err(OggOpusError::NotOggOpus(format!(
+                    "no {} packet",
+                    String::from_utf8_lossy(magic)
+                )))
+            }
+        }
+    }
+    let mut out = Vec::new();
+    while out.len() < max {
+        let Some(p) = next()? else { break };
+        if let Some(n) = packet_samples(&p.data) {
+            out.push((p.data, n));
+        }
+    }
+    Ok(out)
 }
 
 /// What [`SpurtWriter::push`] did with a packet.
@@ -419,6 +462,30 @@ mod tests {
             "the gap plays as silence: rms {}",
             energies[62]
         );
+    }
+
+    #[test]
+    fn audio_packets_read_back_what_was_written_in_real_time() {
+        let frames = encoded(60);
+        let mut w = SpurtWriter::new(Vec::new(), 3, &[]).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            let gap = if i >= 30 { 2 * 960 } else { 0 };
+            w.push(i as u32 * 960 + gap, f).unwrap();
+        }
+        let (bytes, samples) = w.finish().unwrap();
+        let p = audio_packets(Cursor::new(&bytes), 10_000).unwrap();
+        assert_eq!(p.len(), 62, "60 packets and 2 silence frames");
+        assert_eq!(p.iter().map(|(_, n)| u64::from(*n)).sum::<u64>(), samples);
+        assert_eq!(p[0].0, frames[0]);
+        assert_eq!(p[30].0, SILENCE_20MS);
+        assert_eq!(audio_packets(Cursor::new(&bytes), 10).unwrap().len(), 10);
+        let mut bad = bytes.clone();
+        bad[60] ^= 0xFF; // a page checksum no longer matches
+        assert!(matches!(
+            audio_packets(Cursor::new(&bad), 10_000),
+            Err(OggOpusError::NotOggOpus(_))
+        ));
+        assert!(audio_packets(Cursor::new(b"not ogg at all".to_vec()), 10).is_err());
     }
 
     #[test]

@@ -296,7 +296,11 @@ impl Worker {
                         Ok(super::ogg_opus::Pushed::Written { .. }) => {
                             self.shared.packets.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(_) | Err(super::ogg_opus::OggOpusError::NotOpus(_)) => {}
+                        Ok(_)
+                        | Err(
+                            super::ogg_opus::OggOpusError::NotOpus(_)
+                            | super::ogg_opus::OggOpusError::NotOggOpus(_),
+                        ) => {}
                         Err(super::ogg_opus::OggOpusError::Io(e)) => {
                             tracing::warn!(recording = o.id, error = %e, "recording write failed");
                         }
