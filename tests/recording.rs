@@ -304,11 +304,83 @@ async fn an_emergency_broadcast_is_one_recording_listed_in_every_channel() {
     assert_eq!(c1[0]["channels"], json!(["c1", "c2"]));
 }
 
+/// A talk with 5 % of its packets lost on the way still plays in real time: the gaps are
+/// filled with silence, so the file lasts as long as the talk and every sent packet is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_talk_with_five_percent_loss_still_plays_in_real_time() {
+    let gw = Gateway::start("");
+    let (mut a_ws, mut a) = member(&gw, "alice", "ev1", &["c1"]).await;
+    let frames = encode_opus(&speech_pcm());
+    let lost = |i: usize| i % 20 == 7; // 1 packet in 20
+    a_ws.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .expect("granted");
+    a.talk_with_loss(&frames, lost).await;
+    a_ws.call("floor.release", json!({"channelId": "c1"}))
+        .await
+        .expect("released");
+    let r = listed(&mut a_ws, "c1", 1).await.remove(0);
+    let path = gw
+        .dir
+        .path()
+        .join("state/recordings")
+        .join(format!("{}.opus", r["id"]));
+    let (packets, granule) = ogg_packets(&path);
+    let sent: Vec<&Vec<u8>> = (0..frames.len())
+        .filter(|i| !lost(*i))
+        .map(|i| &frames[i])
+        .collect();
+    let dropped = frames.len() - sent.len();
+    assert!(
+        dropped * 100 >= frames.len() * 4,
+        "{dropped} of {}",
+        frames.len()
+    );
+    // The sent packets are in the file, in order (the first one or two may precede the
+    // recording's start), and a silence frame stands for each lost one.
+    let index: std::collections::HashMap<&Vec<u8>, usize> =
+        frames.iter().enumerate().map(|(i, f)| (f, i)).collect();
+    let voiced: Vec<usize> = packets
+        .iter()
+        .filter_map(|p| index.get(p).copied())
+        .collect();
+    assert!(
+        voiced.len() + 2 >= sent.len(),
+        "{} of {} sent packets recorded",
+        voiced.len(),
+        sent.len()
+    );
+    assert!(
+        voiced.windows(2).all(|w| w[0] < w[1]),
+        "in order: {voiced:?}"
+    );
+    assert!(voiced.iter().all(|i| !lost(*i)), "a lost packet recorded");
+    let silence = packets.len() - voiced.len();
+    assert!(
+        silence >= dropped,
+        "{silence} silence frames for {dropped} lost packets"
+    );
+    let talk_ms = frames.len() as u64 * 20;
+    let file_ms = (granule - 312) / 48;
+    assert!(
+        file_ms.abs_diff(talk_ms) <= 60,
+        "file {file_ms} ms, talk {talk_ms} ms"
+    );
+    // Decoded packet by packet, it lasts as long as the talk (real time).
+    let pcm = decode_opus(&packets);
+    let pcm_ms = pcm.len() as u64 / 48;
+    assert!(
+        pcm_ms.abs_diff(talk_ms) <= 60,
+        "decoded {pcm_ms} ms, talk {talk_ms} ms"
+    );
+}
+
 /// The byte budget (`recording.max_bytes`): after each spurt the oldest recordings (file and
-/// index row) go until the rest fits.
+/// index row) go until the rest fits; the age limit (`recording.retention_secs`) then
+/// removes the rest by itself, with no new spurt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oldest_recordings_go_when_the_budget_is_exceeded() {
-    let gw = Gateway::start("[recording]\nmax_bytes = 12000\n");
+    let gw = Gateway::start("[recording]\nmax_bytes = 12000\nretention_secs = \"4s\"\n");
     let (mut a_ws, mut a) = member(&gw, "alice", "ev1", &["c1"]).await;
     let frames = encode_opus(&speech_pcm());
     let dir = gw.dir.path().join("state/recordings");
@@ -337,4 +409,28 @@ async fn the_oldest_recordings_go_when_the_budget_is_exceeded() {
         !dir.join(format!("{}.opus", ids[0])).exists(),
         "its file too"
     );
+
+    // Age: 4 s after their start the rest go too (checked every second by the recorder).
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    for _ in 0..100 {
+        poll.tick().await;
+        let r = a_ws
+            .call("recording.list", json!({"channelId": "c1"}))
+            .await
+            .unwrap();
+        if r["recordings"].as_array().unwrap().is_empty() {
+            break;
+        }
+    }
+    let r = a_ws
+        .call("recording.list", json!({"channelId": "c1"}))
+        .await
+        .unwrap();
+    assert_eq!(r["recordings"], json!([]), "aged out within 10 s");
+    for id in &kept {
+        assert!(
+            !dir.join(format!("{id}.opus")).exists(),
+            "{id}.opus aged out"
+        );
+    }
 }

@@ -231,6 +231,21 @@ impl RtcClient {
         let _ = self.mic.write_rtp(pkt).await;
     }
 
+    /// Sends `frames` paced in real time (one every 20 ms), except those for which `lost`
+    /// is true: their sequence number and timestamp pass as if they were lost on the way.
+    pub async fn talk_with_loss(&mut self, frames: &[Vec<u8>], lost: impl Fn(usize) -> bool) {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for (i, f) in frames.iter().enumerate() {
+            tick.tick().await;
+            if lost(i) {
+                self.seq = self.seq.wrapping_add(1);
+                self.ts = self.ts.wrapping_add(960);
+            } else {
+                self.send_frame(f).await;
+            }
+        }
+    }
+
     /// Sends `frames` paced in real time (one every 20 ms).
     pub async fn talk(&mut self, frames: &[Vec<u8>]) {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
