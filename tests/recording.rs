@@ -97,8 +97,16 @@ async fn a_talk_spurt_is_recorded_listed_and_decodes_to_the_speech() {
     a_ws.call("floor.release", json!({"channelId": "c1"}))
         .await
         .expect("released");
+    let released = std::time::Instant::now();
 
     let list = listed(&mut b_ws, "c1", 1).await;
+    // The proof: listed within 500 ms of the release (the recorder takes its queue
+    // every 100 ms; the list is polled every 50 ms).
+    let took = released.elapsed();
+    assert!(
+        took <= Duration::from_millis(500),
+        "listed {took:?} after the release"
+    );
     let r = &list[0];
     assert_eq!(r["userId"], "alice");
     assert_eq!(r["name"], "Name alice");
