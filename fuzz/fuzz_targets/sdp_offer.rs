@@ -7,10 +7,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use radiogate::media::{negotiate, OfferSettings};
+use radiogate::media::{dtls_certificate, negotiate, OfferSettings};
 use radiogate::sfu::audio_mlines;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
+
+/// The engine makes one DTLS certificate for all its peer connections; so does the target.
+static CERT: OnceLock<rtc::peer_connection::certificate::RTCCertificate> = OnceLock::new();
 
 const SLOT_SSRCS: [u32; 2] = [0x1111_1111, 0x2222_2222];
 
@@ -27,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         srtp_profiles: &[],
         candidates: &candidates,
         slot_ssrcs: &SLOT_SSRCS,
+        certificate: CERT.get_or_init(|| dtls_certificate().expect("certificate")),
     };
     let Ok(n) = negotiate(offer, &settings, Instant::now()) else {
         return;

@@ -47,12 +47,8 @@ fn sign(header: &[u8], claims: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(header),
         URL_SAFE_NO_PAD.encode(claims)
     );
-    let sig = jsonwebtoken::crypto::sign(
-        signing_input.as_bytes(),
-        key(),
-        Algorithm::HS256,
-    )
-    .expect("HMAC signing");
+    let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), key(), Algorithm::HS256)
+        .expect("HMAC signing");
     format!("{signing_input}.{sig}")
 }
 

@@ -13,6 +13,7 @@ use crate::sfu::rewrite::{SlotStream, SpurtKey};
 use crate::sfu::routes::{Routes, Sink};
 use bytes::BytesMut;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -81,6 +82,8 @@ pub(super) struct Engine {
     srtp_profiles: Vec<SrtpProtectionProfile>,
     /// Peer connections by ICE state (`/metrics`).
     ice: Arc<IceStates>,
+    /// The DTLS certificate of every peer connection.
+    certificate: RTCCertificate,
 }
 
 /// The one audio codec the gateway offers and expects: Opus, 48 kHz, 2 channels (RFC 7587),
@@ -137,6 +140,7 @@ pub(super) struct Parts {
     pub waker: UnixDatagram,
     pub srtp_profiles: Vec<SrtpProtectionProfile>,
     pub ice: Arc<IceStates>,
+    pub certificate: RTCCertificate,
 }
 
 impl Engine {
@@ -158,6 +162,7 @@ impl Engine {
             uplink: Vec::new(),
             srtp_profiles: p.srtp_profiles,
             ice: p.ice,
+            certificate: p.certificate,
         }
     }
 
@@ -294,6 +299,7 @@ impl Engine {
             srtp_profiles: &self.srtp_profiles,
             candidates: &self.candidates,
             slot_ssrcs,
+            certificate: &self.certificate,
         };
         let Negotiated {
             pc,

@@ -27,7 +27,7 @@ pub mod ice_states;
 mod offer;
 
 pub use engine::{host_candidate, opus_codec};
-pub use offer::{negotiate, Negotiated, OfferSettings};
+pub use offer::{dtls_certificate, negotiate, Negotiated, OfferSettings};
 mod socket;
 
 use crate::config::SfuConfig;
@@ -236,6 +236,7 @@ impl MediaEngine {
         let local = candidates.first().copied().unwrap_or(bound);
         let advertised = local;
         let srtp_profiles = srtp_profiles_from_env();
+        let certificate = offer::dtls_certificate()?;
         let (control_tx, control_rx): (Sender<Control>, Receiver<Control>) = mpsc::channel();
         let (forward_tx, forward_rx) = mpsc::sync_channel(FORWARD_QUEUE);
         let (wake_tx, wake_rx) = UnixDatagram::pair()?;
@@ -257,6 +258,7 @@ impl MediaEngine {
                     waker: wake_rx,
                     srtp_profiles,
                     ice: ice_engine,
+                    certificate,
                 })
                 .run()
             })?;

@@ -8,6 +8,7 @@ use super::MediaError;
 use crate::sfu::{audio_mlines, opus_payload_type};
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -37,6 +38,30 @@ pub struct OfferSettings<'a> {
     /// One SSRC per downlink slot the session may have; at most one slot per audio m-line
     /// of the offer is negotiated.
     pub slot_ssrcs: &'a [u32],
+    /// The DTLS certificate ([`dtls_certificate`]): one for every peer connection of the
+    /// engine, so a connect does not pay for a key pair and a self-signed certificate.
+    pub certificate: &'a RTCCertificate,
+}
+
+/// A DTLS certificate for the engine's peer connections: ECDSA P-256 with SHA-256, a random
+/// 16-letter common name, valid until 4096 (what `rtc` generates for each peer connection
+/// without one, made once). Peers check it by the SHA-256 fingerprint in the SDP answer
+/// (RFC 8122), which is the same for every session; the private key stays in the process.
+///
+/// # Errors
+/// [`MediaError::Rtc`] when the key or the certificate cannot be made.
+pub fn dtls_certificate() -> Result<RTCCertificate, MediaError> {
+    let provider = rtc::crypto::default_provider().map_err(rerr)?;
+    let cn: String = (0..16)
+        .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
+        .collect();
+    let params = CertificateParams::new(vec![cn]).map_err(rerr)?;
+    RTCCertificate::generate(
+        provider.crypto(),
+        rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+        params,
+    )
+    .map_err(rerr)
 }
 
 /// A negotiated peer connection.
@@ -98,7 +123,11 @@ pub fn negotiate(
         setting = setting.with_srtp_protection_profiles(s.srtp_profiles.to_vec());
     }
     let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_certificates(vec![s.certificate.clone()])
+                .build(),
+        )
         .with_media_engine(media)
         .with_setting_engine(setting.build())
         .with_interceptor_registry(configure_rtcp_reports(rtc::interceptor::Registry::new()))
@@ -152,8 +181,14 @@ mod tests {
     const OFFER: &str = include_str!("../../fuzz/seeds/sdp_offer/chrome-audio.sdp");
     const THREE: &str = include_str!("../../fuzz/seeds/sdp_offer/three-slots.sdp");
 
+    fn cert() -> &'static RTCCertificate {
+        static CERT: std::sync::OnceLock<RTCCertificate> = std::sync::OnceLock::new();
+        CERT.get_or_init(|| dtls_certificate().unwrap())
+    }
+
     fn settings<'a>(candidates: &'a [SocketAddr], ssrcs: &'a [u32]) -> OfferSettings<'a> {
         OfferSettings {
+            certificate: cert(),
             conn: 7,
             ufrag: "ufragufragufragu",
             pwd: "pwdpwdpwdpwdpwdpwdpwdpwd",
