@@ -99,6 +99,33 @@ async fn publish_reaches_every_session_added_joinable_removed_left() {
         .await
         .unwrap_err();
     assert_eq!(denied["data"]["type"], "PERMISSION_DENIED");
+    // A transmission on c1 (no audio needed: the spurt is recorded from the grant on), which
+    // alice may replay while c1 is hers (issue 14: the same permissions as listening).
+    a1.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .expect("floor");
+    a1.call("floor.release", json!({"channelId": "c1"}))
+        .await
+        .expect("release");
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    let mut id = None;
+    for _ in 0..100 {
+        poll.tick().await;
+        let r = a1
+            .call("recording.list", json!({"channelId": "c1"}))
+            .await
+            .expect("listed while permitted");
+        if let Some(r) = r["recordings"].as_array().and_then(|a| a.first()) {
+            if !r["ended"].is_null() {
+                id = r["id"].as_i64();
+                break;
+            }
+        }
+    }
+    let id = id.expect("the spurt recorded within 5 s");
+    let alice_token = token("alice", Role::General, "ev1", &["zz"]);
+    let file = format!("/recordings/{id}.opus?token={alice_token}");
+    assert_eq!(gw.http_get(&file).await.0, 200, "alice may play it");
 
     redis.publish(&set_payload("ev1", "alice", &["c2"])).await;
     for ws in [&mut a1, &mut a2] {
@@ -113,6 +140,17 @@ async fn publish_reaches_every_session_added_joinable_removed_left() {
     assert_eq!(removed["channelId"], "c1");
     assert_eq!(removed["reason"], "PERMISSION_REVOKED");
     assert_eq!(removed["deferred"], false);
+    // c1 revoked: its recordings are refused too.
+    let e = a1
+        .call("recording.list", json!({"channelId": "c1"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e["data"]["type"], "PERMISSION_DENIED", "{e}");
+    assert_eq!(
+        gw.http_get(&file).await.0,
+        403,
+        "the file of a revoked channel"
+    );
     let err = a1
         .call("channel.leave", json!({"channelId": "c1"}))
         .await
