@@ -11,7 +11,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use radiogate::media::{dtls_certificate, negotiate, Negotiated, OfferSettings, RTCIceCandidateInit};
+use radiogate::media::{
+    dtls_certificate, negotiate, Negotiated, OfferSettings, RTCIceCandidateInit,
+};
 use rtc::sansio::Protocol;
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -29,6 +31,26 @@ thread_local! {
 }
 
 fn fresh() -> Negotiated {
+    let candidates = [SocketAddr::from(([127, 0, 0, 1], 40_000))];
+    let settings = OfferSettings {
+        conn: 1,
+        ufrag: "fuzzfuzzfuzzfuzz",
+        pwd: "fuzzfuzzfuzzfuzzfuzzfuzz",
+        srtp_profiles: &[],
+        candidates: &candidates,
+        slot_ssrcs: &[0x1111_1111],
+        certificate: CERT.get_or_init(|| dtls_certificate().expect("certificate")),
+    };
+    negotiate(OFFER, &settings, Instant::now()).expect("the fixed offer")
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(candidate) = std::str::from_utf8(rest) else {
+        return;
+    };
     let init = RTCIceCandidateInit {
         candidate: candidate.to_owned(),
         sdp_mid: (mode & 1 == 1).then(|| "0".to_owned()),
