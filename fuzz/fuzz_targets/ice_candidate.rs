@@ -20,6 +20,8 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+const OFFER: &str = include_str!("../seeds/sdp_offer/chrome-audio.sdp");
+
 /// Candidates one session may add to its peer connection.
 const PER_PEER: usize = radiogate::signaling::session::MAX_REMOTE_CANDIDATES;
 
