@@ -46,6 +46,7 @@ async fn main() {
         clients.push(ws);
     }
     let rss = gw.rss_kib();
+    let cpu0 = process_cpu_ticks(gw.pid());
     let talker = &mut clients[0];
     let mut lat = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
@@ -60,6 +61,7 @@ async fn main() {
             .await
             .expect("released");
     }
+    let cpu = process_cpu_ticks(gw.pid()) - cpu0;
     lat.sort_unstable();
     println!(
         "floor grant latency, {SESSIONS} sessions, {ROUNDS} grants: p50 {:?} p99 {:?} max {:?}; gateway RSS {} KiB",
@@ -77,4 +79,19 @@ async fn main() {
         "server-side floor request handling, {} requests: p50 {} us, p99 {} us (10 us buckets)",
         f["count"], f["p50Us"], f["p99Us"]
     );
+    // CPU per unit of work, which noise disturbs least: the gateway process's utime + stime
+    // (all threads, 10 ms ticks) over the loop, per grant (request, release and the
+    // floor.taken / floor.idle to the 99 other members).
+    println!(
+        "gateway CPU per floor grant and release: {:.0} us ({cpu} ticks over {ROUNDS} rounds)",
+        cpu as f64 * 10_000.0 / ROUNDS as f64
+    );
+}
+
+/// utime + stime of process `pid` (all its threads), in clock ticks (1/100 s).
+fn process_cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }

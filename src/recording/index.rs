@@ -88,20 +88,23 @@ pub struct Search {
 
 /// The recordings that the retention rule removes, oldest first: every one that started more
 /// than `retention_ms` before `now_ms`, then the oldest until the total is within `max_bytes`.
-/// `rows` are `(id, start_ms, bytes)` oldest first.
+/// `oldest` are `(id, start_ms, bytes)` of the oldest finished recordings, oldest first (a
+/// prefix of them is enough: the rule stops at the first one it keeps); `total` is the bytes
+/// of all finished recordings.
 pub fn to_delete(
-    rows: &[(i64, u64, u64)],
+    oldest: &[(i64, u64, u64)],
+    total: u64,
     now_ms: u64,
     max_bytes: u64,
     retention_ms: u64,
 ) -> Vec<i64> {
-    let mut total: u64 = rows.iter().map(|r| r.2).sum();
+    let mut total = total;
     let mut out = Vec::new();
-    for &(id, start, bytes) in rows {
+    for &(id, start, bytes) in oldest {
         let old = now_ms.saturating_sub(start) > retention_ms;
         if old || total > max_bytes {
             out.push(id);
-            total -= bytes;
+            total = total.saturating_sub(bytes);
         } else {
             break;
         }
@@ -315,15 +318,16 @@ impl Index {
         )
     }
 
-    /// `(id, start_ms, bytes)` of every finished recording, oldest first (for [`to_delete`]).
+    /// `(id, start_ms, bytes)` of the `limit` oldest finished recordings, oldest first (for
+    /// [`to_delete`]; by rowid, so without a scan).
     ///
     /// # Errors
     /// [`IndexError::Sqlite`] when the database cannot be read.
-    pub fn sizes(&self) -> Result<Vec<(i64, u64, u64)>, IndexError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, start_ms, bytes FROM recordings WHERE complete = 1 ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
+    pub fn oldest(&self, limit: u32) -> Result<Vec<(i64, u64, u64)>, IndexError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, start_ms, bytes FROM recordings WHERE complete = 1 ORDER BY id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([i64::from(limit)], |r| {
             Ok((
                 r.get(0)?,
                 r.get::<_, i64>(1)? as u64,
@@ -331,6 +335,20 @@ impl Index {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Bytes of all finished recordings (one pass over the table: the recorder keeps the
+    /// total itself and reads this at start and once per retention period).
+    ///
+    /// # Errors
+    /// [`IndexError::Sqlite`] when the database cannot be read.
+    pub fn total_bytes(&self) -> Result<u64, IndexError> {
+        let total: i64 = self.conn.query_row(
+            "SELECT COALESCE(SUM(bytes), 0) FROM recordings WHERE complete = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(total.max(0) as u64)
     }
 
     /// Removes recording `id` from the index (its file is the caller's).
@@ -375,12 +393,33 @@ mod tests {
             (4, 99_000, 100),
         ];
         // Nothing old, within budget.
-        assert!(to_delete(&rows, 100_000, 400, 200_000).is_empty());
+        assert!(to_delete(&rows, 400, 100_000, 400, 200_000).is_empty());
         // Older than 60 s: only 1 (started 100 s ago; 2 started 50 s ago).
-        assert_eq!(to_delete(&rows, 100_000, 1_000, 60_000), vec![1]);
+        assert_eq!(to_delete(&rows, 400, 100_000, 1_000, 60_000), vec![1]);
         // Over a 250-byte budget: the two oldest go.
-        assert_eq!(to_delete(&rows, 100_000, 250, 1_000_000), vec![1, 2]);
-        assert!(to_delete(&[], 0, 0, 0).is_empty());
+        assert_eq!(to_delete(&rows, 400, 100_000, 250, 1_000_000), vec![1, 2]);
+        // The total counts recordings beyond the rows given: 1,000 bytes in all.
+        assert_eq!(
+            to_delete(&rows[..2], 1_000, 100_000, 850, 1_000_000),
+            vec![1, 2]
+        );
+        assert!(to_delete(&[], 0, 0, 0, 0).is_empty());
+    }
+
+    #[test]
+    fn oldest_and_total_bytes_see_finished_recordings_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("radiogate.db")).unwrap();
+        let a = ix.begin(&meta("ops", 1_000, false)).unwrap();
+        ix.finish(a, 1_000, 300, "release").unwrap();
+        let b = ix.begin(&meta("ops", 2_000, false)).unwrap();
+        ix.finish(b, 1_000, 200, "release").unwrap();
+        let _open = ix.begin(&meta("ops", 3_000, false)).unwrap();
+        assert_eq!(ix.total_bytes().unwrap(), 500);
+        assert_eq!(ix.oldest(1).unwrap(), vec![(a, 1_000, 300)]);
+        assert_eq!(ix.oldest(10).unwrap().len(), 2);
+        ix.delete(a).unwrap();
+        assert_eq!(ix.total_bytes().unwrap(), 200);
     }
 
     #[test]
@@ -416,7 +455,7 @@ mod tests {
             Some("interrupted")
         );
         assert_eq!(
-            ix.sizes().unwrap(),
+            ix.oldest(10).unwrap(),
             vec![(a, 1_000, 9_000), (b, 5_000, 4_000), (c, 9_000, 1_200)]
         );
         ix.delete(a).unwrap();

@@ -235,6 +235,8 @@ struct Worker {
     index: Index,
     shared: Arc<Shared>,
     open: HashMap<u64, Open>,
+    /// Bytes of all finished recordings, when known (see [`Worker::retain`]).
+    total: Option<u64>,
 }
 
 impl Worker {
@@ -244,6 +246,7 @@ impl Worker {
             index,
             shared,
             open: HashMap::new(),
+            total: None,
         }
     }
 
@@ -275,6 +278,7 @@ impl Worker {
             }
             if retained.elapsed() >= every {
                 retained = Instant::now();
+                self.total = None; // re-read: an administrator may have deleted recordings
                 self.retain(crate::clock::unix_ms());
             }
         }
@@ -435,23 +439,51 @@ impl Worker {
             }
         };
         let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-        if let Err(e) = self.index.finish(o.id, duration_ms(samples), bytes, reason) {
-            tracing::warn!(recording = o.id, error = %e, "recording not indexed");
+        match self.index.finish(o.id, duration_ms(samples), bytes, reason) {
+            Ok(()) => self.total = self.total.map(|t| t + bytes),
+            Err(e) => tracing::warn!(recording = o.id, error = %e, "recording not indexed"),
         }
         self.shared.recorded.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Applies the retention rule.
+    /// Applies the retention rule to the oldest recordings, a batch at a time, with the byte
+    /// total kept here (added at each finish, read from the index at start and once per
+    /// [`retain_every`], which also takes in recordings deleted by an administrator): the
+    /// work per spurt does not grow with the number of recordings kept.
     fn retain(&mut self, now_ms: u64) {
-        let Ok(rows) = self.index.sizes() else {
-            return;
+        const BATCH_ROWS: u32 = 64;
+        let total = match self.total {
+            Some(t) => t,
+            None => match self.index.total_bytes() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recordings not measured for retention");
+                    return;
+                }
+            },
         };
+        let mut total = total;
         let retention = u64::try_from(self.cfg.retention.as_millis()).unwrap_or(u64::MAX);
-        for id in to_delete(&rows, now_ms, self.cfg.max_bytes, retention) {
-            let _ = std::fs::remove_file(file_of(&self.cfg.dir, id));
-            if let Err(e) = self.index.delete(id) {
-                tracing::warn!(recording = id, error = %e, "old recording not removed");
+        loop {
+            let Ok(rows) = self.index.oldest(BATCH_ROWS) else {
+                break;
+            };
+            let gone = to_delete(&rows, total, now_ms, self.cfg.max_bytes, retention);
+            for (id, _, bytes) in rows.iter().filter(|r| gone.contains(&r.0)) {
+                let _ = std::fs::remove_file(file_of(&self.cfg.dir, *id));
+                match self.index.delete(*id) {
+                    Ok(()) => total = total.saturating_sub(*bytes),
+                    Err(e) => {
+                        tracing::warn!(recording = id, error = %e, "old recording not removed");
+                        self.total = None;
+                        return;
+                    }
+                }
+            }
+            if gone.len() < rows.len() || rows.is_empty() {
+                break;
             }
         }
+        self.total = Some(total);
     }
 }

@@ -97,10 +97,15 @@ pub async fn run(
     let mut ping = tokio::time::interval(cfg.ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
+    // One wait on the overflow token for the whole session: a `cancelled()` made anew on each
+    // turn of the loop locks the token and registers a waiter per message (2.7 % of the
+    // gateway's CPU in the floor-latency benchmark, docs/BENCHMARKS.md).
+    let overflow = out.overflow.clone().cancelled_owned();
+    tokio::pin!(overflow);
     let end = loop {
         let (frames, end) = tokio::select! {
             biased;
-            _ = out.overflow.cancelled() => {
+            () = &mut overflow => {
                 out.rx.close();
                 let reason = format!(
                     "too slow: more than {} messages waiting; reconnect",
