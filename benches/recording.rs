@@ -22,6 +22,9 @@ use radiogate::recording::recorder::{Recorder, RecorderConfig};
 use radiogate::sfu::routes::Tap;
 use std::time::{Duration, Instant};
 
+#[path = "../hal/tests/common/wait.rs"]
+mod wait;
+
 const TALKERS: u64 = 50;
 const SECONDS: u64 = 30;
 
@@ -84,11 +87,11 @@ fn main() {
     // Per-packet cost is measured apart from the spurt boundaries (file creation, index
     // rows, retention): wait (bounded) until all 50 spurts are open.
     let index = Index::open(&db).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while index.interrupted().unwrap().len() < TALKERS as usize && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let ticks0 = thread_cpu_ns("recorder");
+    wait::wait_for(Duration::from_secs(30), || {
+        (index.interrupted().unwrap().len() >= TALKERS as usize).then_some(())
+    })
+    .expect("all spurts open");
+    let cpu0 = thread_cpu_ns("recorder");
     let mut in_tap = Duration::ZERO;
     let mut packets = 0u64;
     let rounds = SECONDS * 50;
@@ -114,13 +117,13 @@ fn main() {
             packets += 1;
         }
     }
-    // Wait (bounded) until every packet is written, then take the packet ticks.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rec.packets() < packets && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let packet_ticks = thread_cpu_ns("recorder") - ticks0;
-    let ticks1 = thread_cpu_ns("recorder");
+    // Wait (bounded) until every packet is written, then take the packets' CPU.
+    wait::wait_for(Duration::from_secs(30), || {
+        (rec.packets() >= packets).then_some(())
+    })
+    .expect("every packet written");
+    let cpu1 = thread_cpu_ns("recorder");
+    let packet_ns = cpu1 - cpu0;
     for t in 1..=TALKERS {
         rec.spurt(
             &SpurtEvent::End {
@@ -132,11 +135,11 @@ fn main() {
         );
     }
     // Wait (bounded) until the recorder has closed every file.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rec.recorded() < TALKERS && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let end_ticks = thread_cpu_ns("recorder") - ticks1;
+    wait::wait_for(Duration::from_secs(30), || {
+        (rec.recorded() >= TALKERS).then_some(())
+    })
+    .expect("every recording closed");
+    let end_ns = thread_cpu_ns("recorder") - cpu1;
     let listed: usize = (1..=TALKERS)
         .map(|t| index.list(&format!("c{t}"), 10, None).unwrap().len())
         .sum();
@@ -151,13 +154,13 @@ fn main() {
     );
     println!(
         "  recorder thread CPU while recording: {:.2} us per packet ({:.1} ms, {} packets written)",
-        packet_ticks as f64 / 1_000.0 / packets as f64,
-        packet_ticks as f64 / 1e6,
+        packet_ns as f64 / 1_000.0 / packets as f64,
+        packet_ns as f64 / 1e6,
         rec.packets()
     );
     println!(
         "  recorder thread CPU closing the {TALKERS} spurts (files, index, retention): {:.0} us per spurt",
-        end_ticks as f64 / 1_000.0 / TALKERS as f64
+        end_ns as f64 / 1_000.0 / TALKERS as f64
     );
     println!(
         "  dropped: {}, recordings closed: {}, listed: {listed}, bytes on disk: {bytes}",

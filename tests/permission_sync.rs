@@ -107,22 +107,9 @@ async fn publish_reaches_every_session_added_joinable_removed_left() {
     a1.call("floor.release", json!({"channelId": "c1"}))
         .await
         .expect("release");
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    let mut id = None;
-    for _ in 0..100 {
-        poll.tick().await;
-        let r = a1
-            .call("recording.list", json!({"channelId": "c1"}))
-            .await
-            .expect("listed while permitted");
-        if let Some(r) = r["recordings"].as_array().and_then(|a| a.first()) {
-            if !r["ended"].is_null() {
-                id = r["id"].as_i64();
-                break;
-            }
-        }
-    }
-    let id = id.expect("the spurt recorded within 5 s");
+    let id = common::finished_recordings(&mut a1, "c1", 1).await[0]["id"]
+        .as_i64()
+        .expect("recording id");
     let alice_token = token("alice", Role::General, "ev1", &["zz"]);
     let file = format!("/recordings/{id}.opus?token={alice_token}");
     assert_eq!(gw.http_get(&file).await.0, 200, "alice may play it");

@@ -309,21 +309,7 @@ async fn console_double_press_replays_the_last_transmission_on_its_speaker_only(
         .await
         .unwrap();
     b_ws.notification("floor.idle").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let list = b_ws
-            .call("recording.list", json!({"channelId": "c1"}))
-            .await
-            .unwrap();
-        let done = list["recordings"]
-            .as_array()
-            .is_some_and(|r| r.first().is_some_and(|r| !r["ended"].is_null()));
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "recording listed: {list}");
-        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
-    }
+    common::finished_recordings(&mut b_ws, "c1", 1).await;
     // The live talk reached the console's speaker; remember where the replay starts.
     assert!(wait_until(Duration::from_secs(3), || speaker.len() >= 40 * 960).await);
     let before = speaker.len();

@@ -8,7 +8,7 @@
 mod common;
 
 use common::rtc_client::{correlation, decode_opus, encode_opus, envelope, speech_pcm, RtcClient};
-use common::{connect, token, Gateway, WsClient};
+use common::{connect, finished_recordings, token, Gateway, WsClient};
 use radiogate::access::role::Role;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -25,23 +25,6 @@ async fn member(gw: &Gateway, user: &str, event: &str, channels: &[&str]) -> (Ws
             .expect("join");
     }
     (ws, rtc)
-}
-
-/// Waits (bounded, polling the index 20 times a second) until `channel` lists `n` recordings.
-async fn listed(ws: &mut WsClient, channel: &str, n: usize) -> Vec<Value> {
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    for _ in 0..100 {
-        poll.tick().await;
-        let r = ws
-            .call("recording.list", json!({"channelId": channel}))
-            .await
-            .unwrap();
-        let list = r["recordings"].as_array().unwrap().clone();
-        if list.len() >= n && list.iter().all(|x| !x["ended"].is_null()) {
-            return list;
-        }
-    }
-    panic!("{channel}: {n} finished recordings not listed within 5 s");
 }
 
 /// A plain HTTP GET on the gateway: (status, raw headers, body bytes). `auth` is a Bearer
@@ -99,7 +82,7 @@ async fn a_talk_spurt_is_recorded_listed_and_decodes_to_the_speech() {
         .expect("released");
     let released = std::time::Instant::now();
 
-    let list = listed(&mut b_ws, "c1", 1).await;
+    let list = finished_recordings(&mut b_ws, "c1", 1).await;
     // The proof: listed within 500 ms of the release (the recorder takes its queue
     // every 100 ms; the list is polled every 50 ms).
     let took = released.elapsed();
@@ -305,8 +288,8 @@ async fn an_emergency_broadcast_is_one_recording_listed_in_every_channel() {
     d_ws.call("broadcast.start", json!({})).await.unwrap();
     d.talk(&frames[..50]).await;
     d_ws.call("broadcast.stop", json!({})).await.unwrap();
-    let c1 = listed(&mut d_ws, "c1", 1).await;
-    let c2 = listed(&mut d_ws, "c2", 1).await;
+    let c1 = finished_recordings(&mut d_ws, "c1", 1).await;
+    let c2 = finished_recordings(&mut d_ws, "c2", 1).await;
     assert_eq!(c1[0]["id"], c2[0]["id"], "one recording");
     assert_eq!(c1[0]["emergency"], true);
     assert_eq!(c1[0]["channels"], json!(["c1", "c2"]));
@@ -327,7 +310,7 @@ async fn a_talk_with_five_percent_loss_still_plays_in_real_time() {
     a_ws.call("floor.release", json!({"channelId": "c1"}))
         .await
         .expect("released");
-    let r = listed(&mut a_ws, "c1", 1).await.remove(0);
+    let r = finished_recordings(&mut a_ws, "c1", 1).await.remove(0);
     let path = gw
         .dir
         .path()
@@ -402,12 +385,12 @@ async fn the_oldest_recordings_go_when_the_budget_is_exceeded() {
             .await
             .expect("released");
         // Listed once finished (the row exists from the grant on): the newest first.
-        let list = listed(&mut a_ws, "c1", 1).await;
+        let list = finished_recordings(&mut a_ws, "c1", 1).await;
         ids.push(list[0]["id"].as_i64().unwrap());
     }
     ids.dedup();
     assert_eq!(ids.len(), 3, "three spurts recorded: {ids:?}");
-    let list = listed(&mut a_ws, "c1", 1).await;
+    let list = finished_recordings(&mut a_ws, "c1", 1).await;
     let kept: Vec<i64> = list.iter().map(|r| r["id"].as_i64().unwrap()).collect();
     let total: u64 = list.iter().map(|r| r["bytes"].as_u64().unwrap()).sum();
     assert!(total <= 12_000, "kept {total} bytes in {kept:?}");
@@ -420,9 +403,10 @@ async fn the_oldest_recordings_go_when_the_budget_is_exceeded() {
 
     // Age: 4 s after their start the rest go too (checked every second by the recorder).
     let mut poll = tokio::time::interval(Duration::from_millis(100));
+    let mut r = Value::Null;
     for _ in 0..100 {
         poll.tick().await;
-        let r = a_ws
+        r = a_ws
             .call("recording.list", json!({"channelId": "c1"}))
             .await
             .unwrap();
@@ -430,10 +414,6 @@ async fn the_oldest_recordings_go_when_the_budget_is_exceeded() {
             break;
         }
     }
-    let r = a_ws
-        .call("recording.list", json!({"channelId": "c1"}))
-        .await
-        .unwrap();
     assert_eq!(r["recordings"], json!([]), "aged out within 10 s");
     for id in &kept {
         assert!(

@@ -122,7 +122,8 @@ fn rerr(e: impl std::fmt::Display) -> MediaError {
     MediaError::Rtc(e.to_string())
 }
 
-fn random_token(len: usize) -> String {
+/// `len` random letters and digits (ICE credentials, the DTLS certificate's name).
+pub(super) fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..len)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)

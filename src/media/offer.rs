@@ -3,7 +3,7 @@
 //! ([`engine`](super::engine)) calls it with the time, and so does the offer fuzz target
 //! (`fuzz/fuzz_targets/sdp_offer.rs`, docs/BENCHMARKS.md "Fuzzing").
 
-use super::engine::{host_candidate, opus_codec};
+use super::engine::{host_candidate, opus_codec, random_token};
 use super::MediaError;
 use crate::sfu::{audio_mlines, opus_payload_type};
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
@@ -44,7 +44,7 @@ pub struct OfferSettings<'a> {
 }
 
 /// A DTLS certificate for the engine's peer connections: ECDSA P-256 with SHA-256, a random
-/// 16-letter common name, valid until 4096 (what `rtc` generates for each peer connection
+/// 16-character common name, valid until 4096 (what `rtc` generates for each peer connection
 /// without one, made once). Peers check it by the SHA-256 fingerprint in the SDP answer
 /// (RFC 8122), which is the same for every session; the private key stays in the process.
 ///
@@ -52,10 +52,7 @@ pub struct OfferSettings<'a> {
 /// [`MediaError::Rtc`] when the key or the certificate cannot be made.
 pub fn dtls_certificate() -> Result<RTCCertificate, MediaError> {
     let provider = rtc::crypto::default_provider().map_err(rerr)?;
-    let cn: String = (0..16)
-        .map(|_| char::from(b'a' + rand::random_range(0..26u8)))
-        .collect();
-    let params = CertificateParams::new(vec![cn]).map_err(rerr)?;
+    let params = CertificateParams::new(vec![random_token(16)]).map_err(rerr)?;
     RTCCertificate::generate(
         provider.crypto(),
         rtc::crypto::SignatureScheme::EcdsaP256Sha256,

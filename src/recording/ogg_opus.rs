@@ -202,7 +202,7 @@ impl<W: Write> Pages<W> {
         if last {
             flags |= 0x04;
         }
-        let granule = self.granule.map_or(u64::MAX, |g| g); // -1: no packet ends here
+        let granule = self.granule.unwrap_or(u64::MAX); // -1: no packet ends here
         self.page.clear();
         self.page.extend_from_slice(b"OggS");
         self.page.push(0); // version

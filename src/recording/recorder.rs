@@ -468,8 +468,9 @@ impl Worker {
             let Ok(rows) = self.index.oldest(BATCH_ROWS) else {
                 break;
             };
-            let gone = to_delete(&rows, total, now_ms, self.cfg.max_bytes, retention);
-            for (id, _, bytes) in rows.iter().filter(|r| gone.contains(&r.0)) {
+            // `to_delete` returns a prefix of `rows`.
+            let gone = to_delete(&rows, total, now_ms, self.cfg.max_bytes, retention).len();
+            for (id, _, bytes) in &rows[..gone] {
                 let _ = std::fs::remove_file(file_of(&self.cfg.dir, *id));
                 match self.index.delete(*id) {
                     Ok(()) => total = total.saturating_sub(*bytes),
@@ -480,7 +481,7 @@ impl Worker {
                     }
                 }
             }
-            if gone.len() < rows.len() || rows.is_empty() {
+            if gone < rows.len() || rows.is_empty() {
                 break;
             }
         }

@@ -272,6 +272,25 @@ impl Drop for Gateway {
     }
 }
 
+/// Waits (bounded, polling `recording.list` 20 times a second for at most 5 s) until
+/// `channel` lists at least `n` recordings, all finished; returns them, newest first. Panics
+/// when they are not listed in time.
+pub async fn finished_recordings(ws: &mut WsClient, channel: &str, n: usize) -> Vec<Value> {
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    for _ in 0..100 {
+        poll.tick().await;
+        let r = ws
+            .call("recording.list", json!({"channelId": channel}))
+            .await
+            .expect("recording.list");
+        let list = r["recordings"].as_array().expect("recordings").clone();
+        if list.len() >= n && list.iter().all(|x| !x["ended"].is_null()) {
+            return list;
+        }
+    }
+    panic!("{channel}: {n} finished recordings not listed within 5 s");
+}
+
 /// HTTP GET on a gateway listening (plain HTTP) on `addr` (`host:port`), returning
 /// (status, body).
 pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
