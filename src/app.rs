@@ -120,6 +120,8 @@ pub struct Gateway {
     pub auth_backoff: Arc<Mutex<AuthBackoff>>,
     /// Radio and console ports (`[[radio]]`, `[[console]]`), started by [`Gateway::serve`].
     pub radio: Arc<crate::bridge::Radios>,
+    /// This gateway among linked gateways (`[site]`, issue 16).
+    pub site: Arc<crate::link::Site>,
     /// The state directory's lock, held while the gateway lives (state).
     _dir_lock: crate::state::DirLock,
 }
@@ -274,6 +276,7 @@ impl Gateway {
             max_failures: cfg.limits.auth_failures,
             window: Duration::from_secs(cfg.limits.auth_failure_window_secs),
         });
+        let cfg_site_name = cfg.site.resolved_name();
         Ok(Arc::new(Self {
             radio: Arc::new(crate::bridge::Radios::new(&cfg.radio, &cfg.console)),
             media: MediaEngine::start(&cfg.sfu, hub.routes().clone())?,
@@ -298,6 +301,7 @@ impl Gateway {
             )),
             auth_backoff: Arc::new(Mutex::new(auth_backoff)),
             recordings,
+            site: Arc::new(crate::link::Site::new(cfg_site_name)),
             _dir_lock: dir_lock,
         }))
     }
@@ -319,7 +323,11 @@ impl Gateway {
         }
     }
 
-    fn server_ctx(&self, join_urls: Vec<String>) -> crate::server::ServerCtx {
+    fn server_ctx(
+        &self,
+        join_urls: Vec<String>,
+        links: Arc<crate::link::Links>,
+    ) -> crate::server::ServerCtx {
         let cfg = &self.cfg;
         let admin = crate::signaling::admin::AdminCtx {
             hub: Arc::clone(&self.hub),
@@ -332,6 +340,7 @@ impl Gateway {
             issuer: self.issuer.clone(),
             join_urls,
             recordings: self.recordings.clone(),
+            links: Arc::clone(&links),
         };
         let session = crate::signaling::session::SessionCtx {
             cfg: crate::signaling::session::SessionConfig {
@@ -353,6 +362,8 @@ impl Gateway {
             admin: Arc::new(admin),
             channel_names: Arc::new(cfg.channel_names.clone()),
             recordings: self.recordings.clone(),
+            site: Arc::clone(&self.site),
+            links,
         };
         crate::server::ServerCtx {
             shutdown: self.shutdown.clone(),
@@ -473,8 +484,36 @@ impl Gateway {
         })) {
             tracing::error!(error = %e, "radio ports not started");
         }
+        let links =
+            if self.cfg.link.is_empty() {
+                crate::link::Links::default()
+            } else {
+                let sfu = &self.cfg.sfu;
+                let advertise_ip = sfu.advertise_ips.first().copied().unwrap_or(
+                    if sfu.udp_bind_ip.is_unspecified() {
+                        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                    } else {
+                        sfu.udp_bind_ip
+                    },
+                );
+                let ctx = crate::link::client::LinkCtx {
+                    hub: Arc::clone(&self.hub),
+                    store: Arc::clone(&self.store),
+                    site: Arc::clone(&self.site),
+                    bind_ip: sfu.udp_bind_ip,
+                    advertise_ip,
+                    shutdown: self.shutdown.clone(),
+                };
+                match crate::link::client::start(&ctx, &self.cfg.link) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "links not started");
+                        crate::link::Links::default()
+                    }
+                }
+            };
         let router = crate::server::router(
-            Arc::new(self.server_ctx(urls)),
+            Arc::new(self.server_ctx(urls, Arc::new(links))),
             &self.cfg.state.dir,
             self.cfg.server.tls,
             pending,

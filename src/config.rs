@@ -14,6 +14,7 @@ use std::time::Duration;
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/radiogate.toml");
 
 use crate::config_forms as de;
+pub mod link;
 mod paths;
 mod redis_sync;
 pub use redis_sync::RedisConfig;
@@ -36,6 +37,9 @@ pub enum ConfigError {
     /// e.g. `radio[0].ptt.device`.
     #[error(transparent)]
     Port(#[from] crate::radio::PortConfigError),
+    /// A `[site]` or `[[link]]` value is refused (issue 16).
+    #[error(transparent)]
+    Link(#[from] link::LinkConfigError),
     /// The file has no settings at all (empty, or only comments): refused rather than run on
     /// the defaults, which is what a truncated or half-written file would otherwise do.
     #[error("{0} has no settings (empty or only comments); `radiogate print-config` prints a complete one")]
@@ -86,6 +90,12 @@ pub struct Config {
     /// `[[console]]`: PTT-button consoles with a local microphone and speaker (none by default).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub console: Vec<crate::radio::ConsoleConfig>,
+    /// `[site]`: this gateway's name among linked gateways (issue 16).
+    #[serde(skip_serializing_if = "crate::config::link::SiteConfig::is_default")]
+    pub site: crate::config::link::SiteConfig,
+    /// `[[link]]`: upstream gateways this site's channels are linked to (none by default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link: Vec<crate::config::link::LinkConfig>,
     /// The file this configuration was read from ([`Config::load`]); `None` for the embedded
     /// default. Not a key of the file.
     #[serde(skip)]
@@ -637,6 +647,7 @@ impl Config {
         range("audit.retention", self.audit.retention, 1000, 10_000_000)?;
         self.redis.validate()?;
         crate::radio::config::validate(&self.radio, &self.console)?;
+        crate::config::link::validate(&self.site, &self.link)?;
         let (lo, hi) = (self.sfu.udp_port_min, self.sfu.udp_port_max);
         if (lo == 0) != (hi == 0) || lo > hi {
             return Err(ConfigError::Invalid {

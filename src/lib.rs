@@ -23,6 +23,7 @@ pub mod config;
 pub mod config_forms;
 pub mod floor;
 pub mod hub;
+pub mod link;
 pub mod media;
 pub mod ops;
 pub mod permissions;

@@ -62,6 +62,10 @@ enum Cmd {
         /// Device id, for hardware clients.
         #[arg(long)]
         device: Option<String>,
+        /// Site name, for the token a linked site gateway uses at this (upstream) gateway
+        /// (`[[link]] token`; README "Linked sites").
+        #[arg(long)]
+        link: Option<String>,
         /// Lifetime, e.g. 8h, 30m, 2d (default: auth.default_ttl; at most auth.max_ttl).
         #[arg(long)]
         ttl: Option<String>,
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
             event,
             channels,
             device,
+            link,
             ttl,
             config,
             url,
@@ -258,6 +263,7 @@ fn main() -> ExitCode {
                         role,
                         channels,
                         device,
+                        link,
                         iat: now,
                         exp: now + ttl.as_secs(),
                     })

@@ -389,7 +389,8 @@ fn session_cap(gw: &ServerCtx, claims: &Claims) -> Option<Response> {
             format!("the gateway is full ({total} sessions); try again later"),
         ));
     }
-    if mine >= gw.max_sessions_per_user {
+    // A linked site opens one session per linked channel (issue 16): only the total applies.
+    if mine >= gw.max_sessions_per_user && claims.link.is_none() {
         tracing::warn!(user = ?claims.sub, sessions = mine, "per-user session cap reached, connect refused");
         gw.audit.record(
             Entry::new(claims.sub.clone(), Action::RateLimited)

@@ -128,6 +128,7 @@ async fn force_disconnect_by_user_and_by_device() {
             role: Role::General,
             channels: vec![],
             device: Some("box-7".into()),
+            link: None,
             iat: now,
             exp: now + 600,
         })

@@ -363,6 +363,7 @@ fn browser_loss_of_service_and_recovery() {
                 role: Role::General,
                 channels: vec!["ch1".into()],
                 device: None,
+                link: None,
                 iat: now - 60,
                 exp: now + ttl,
             })

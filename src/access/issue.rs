@@ -195,6 +195,7 @@ impl LinkIssuer {
             role: req.role,
             channels,
             device: None,
+            link: None,
             iat: now_secs,
             exp: now_secs + ttl.as_secs(),
         };

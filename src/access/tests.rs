@@ -57,6 +57,7 @@ fn claims() -> Claims {
         role: Role::Dispatch,
         channels: vec!["main".into(), "security".into()],
         device: None,
+        link: None,
         iat: NOW - 60,
         exp: NOW + 3600,
     }

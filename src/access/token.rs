@@ -63,6 +63,13 @@ pub struct Claims {
     /// Device id, when the token belongs to a device rather than a person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// Site name, when the token belongs to a linked site gateway (issue 16, README "Linked
+    /// sites"): the session may call `link.hello` and request floors on behalf of the site's
+    /// talkers (named `"NAME @ SITE"`), and is exempt from `limits.max_sessions_per_user` (a
+    /// site opens one session per linked channel). Its role still applies: a site that relays
+    /// Dispatch pre-emption needs a `DISPATCH` token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
     /// Issued-at time, in seconds since the Unix epoch (UTC). Optional in the
     /// JSON (missing means 0, i.e. no "issued in the future" check).
     #[serde(default)]
@@ -553,7 +560,23 @@ fn check_identity(claims: &Claims) -> Result<(), TokenError> {
     if claims.event.trim().is_empty() {
         return Err(TokenError::InvalidClaims("event is empty".into()));
     }
+    if let Some(site) = &claims.link {
+        if !valid_site_name(site) {
+            return Err(TokenError::InvalidClaims(
+                "link must be 1..=64 characters without control characters or '@'".into(),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Whether `name` can name a site (the `link` claim, `[site] name`): 1..=64 characters, none a
+/// control character or `@` (talkers of other sites are shown as `"NAME @ SITE"`).
+pub fn valid_site_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=64).contains(&n)
+        && !name.trim().is_empty()
+        && !name.chars().any(|c| c.is_control() || c == '@')
 }
 
 fn map_decode_error(e: jsonwebtoken::errors::Error, expected: &str, got: &str) -> TokenError {

@@ -216,6 +216,48 @@ impl Floor {
         events
     }
 
+    /// A grant decided elsewhere: a linked channel's floor is decided at the upstream gateway
+    /// (issue 16), and this floor mirrors it. `who` takes the floor whatever the holder's
+    /// priority; another holder is revoked as pre-empted by `who` (`emergency`: by an
+    /// emergency broadcast). Returns `[Revoked, Granted]` or `[Granted]`, like
+    /// [`Floor::emergency_grant`].
+    pub fn decided_grant(&mut self, who: Talker, emergency: bool, now: Instant) -> Vec<FloorEvent> {
+        let mut events = Vec::new();
+        self.expire(now, &mut events);
+        if let Some(g) = self.grant.take() {
+            if g.talker.id != who.id {
+                let by = who.clone();
+                let reason = if emergency {
+                    RevokeReason::Emergency { by }
+                } else {
+                    RevokeReason::PreEmpted { by }
+                };
+                events.push(FloorEvent::Revoked {
+                    from: g.talker,
+                    reason,
+                });
+            }
+        }
+        self.grant_to(who, now, &mut events);
+        events
+    }
+
+    /// A revoke decided elsewhere (the upstream of a linked channel, issue 16): the holder
+    /// loses the floor with `reason` (`TimeOut` or `MediaTimeout` as the upstream said);
+    /// `[Revoked, Idle]`, or no events when the floor is idle.
+    pub fn decided_revoke(&mut self, reason: RevokeReason, now: Instant) -> Vec<FloorEvent> {
+        let mut events = Vec::new();
+        self.expire(now, &mut events);
+        if let Some(g) = self.grant.take() {
+            events.push(FloorEvent::Revoked {
+                from: g.talker,
+                reason,
+            });
+        }
+        self.push_idle_if_freed(&mut events);
+        events
+    }
+
     /// Floor release (TS 24.380) by `who` at `now`: `[Released, Idle]` if `who` holds the
     /// floor; no events (a no-op) if not. An expired grant is revoked first
     /// (`[Revoked{TimeOut}, Idle]`).

@@ -47,6 +47,13 @@ pub enum HubError {
         /// Human text ("Floor taken by NAME", "Dispatch NAME is talking").
         message: String,
     },
+    /// The channel is linked to an upstream gateway (issue 16): its floor is decided there,
+    /// through the link, not by this hub's own arbitration.
+    #[error("channel {channel} is linked: its floor is decided at the upstream gateway")]
+    Linked {
+        /// The channel.
+        channel: String,
+    },
     /// `broadcast.start` without a preceding `broadcast.arm`.
     #[error("emergency broadcast not armed: send broadcast.arm when the button goes down")]
     BroadcastNotArmed,

@@ -139,6 +139,9 @@ pub struct Hub {
     pending: permissions::PendingRemovals,
     out: Vec<Output>,
     routes_dirty: bool,
+    /// Channels linked to an upstream gateway (issue 16) and the link participant that
+    /// stands for the upstream in each: their floors are decided there.
+    linked: HashMap<String, ConnId>,
 }
 
 impl Hub {
@@ -160,6 +163,7 @@ impl Hub {
             pending: Default::default(),
             out: Vec::new(),
             routes_dirty: false,
+            linked: HashMap::new(),
         }
     }
 
@@ -461,10 +465,34 @@ impl Hub {
         priority: Priority,
         now: Instant,
     ) -> Result<u64, HubError> {
+        self.floor_request_as(id, channel, priority, None, now)
+    }
+
+    /// [`Hub::floor_request`] with the talker shown as `name` instead of the participant's
+    /// own name: a linked site's session asking on behalf of one of its talkers
+    /// (`"Ana @ north-gate"`, issue 16).
+    ///
+    /// # Errors
+    /// As [`Hub::floor_request`]; [`HubError::Linked`] when the channel is linked to an
+    /// upstream and `id` is not its link participant (the floor is decided upstream: see
+    /// [`Hub::link_grant`]).
+    pub fn floor_request_as(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        priority: Priority,
+        name: Option<String>,
+        now: Instant,
+    ) -> Result<u64, HubError> {
         let info = self.registry.get(id).ok_or(HubError::NotRegistered)?;
+        if self.linked.get(channel).is_some_and(|l| *l != id) {
+            return Err(HubError::Linked {
+                channel: channel.into(),
+            });
+        }
         let talker = Talker {
             id,
-            name: info.name.clone(),
+            name: name.unwrap_or_else(|| info.name.clone()),
             priority,
         };
         let ch = self
@@ -521,6 +549,87 @@ impl Hub {
         self.apply_floor_events(channel, events, now);
         self.settle(now);
         Ok(())
+    }
+
+    /// Links `channel` to an upstream gateway through participant `link` (issue 16), or
+    /// unlinks it (`None`: island mode, site-only floors). While linked, floor requests of
+    /// other participants are refused with [`HubError::Linked`]: the link's shell asks the
+    /// upstream and applies its decisions with [`Hub::link_grant`] and [`Hub::link_revoke`].
+    /// The shell links a channel only while its floor is idle (a talk in progress is never
+    /// cut by a relink).
+    pub fn set_linked(&mut self, channel: &str, link: Option<ConnId>) {
+        match link {
+            Some(l) => {
+                self.linked.insert(channel.to_string(), l);
+            }
+            None => {
+                self.linked.remove(channel);
+            }
+        }
+    }
+
+    /// The link participant of `channel` when it is linked.
+    pub fn linked(&self, channel: &str) -> Option<ConnId> {
+        self.linked.get(channel).copied()
+    }
+
+    /// The current floor holder of `channel`, if any.
+    pub fn floor_holder(&self, channel: &str) -> Option<ConnId> {
+        self.channels
+            .get(channel)
+            .and_then(|c| c.floor.holder())
+            .map(|t| t.id)
+    }
+
+    /// Applies a grant the upstream of a linked channel decided (issue 16): `id` (a local
+    /// talker the upstream granted, or the link participant for a talker elsewhere, shown as
+    /// `name`) takes the floor; a different holder is revoked as pre-empted by it (by an
+    /// emergency broadcast when `emergency`). Returns the time-out timer's duration, ms.
+    ///
+    /// # Errors
+    /// [`HubError::NotRegistered`]; [`HubError::NotAMember`] if `id` has not joined.
+    pub fn link_grant(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        priority: Priority,
+        name: Option<String>,
+        emergency: bool,
+        now: Instant,
+    ) -> Result<u64, HubError> {
+        let info = self.registry.get(id).ok_or(HubError::NotRegistered)?;
+        let talker = Talker {
+            id,
+            name: name.unwrap_or_else(|| info.name.clone()),
+            priority,
+        };
+        let ch = self
+            .channels
+            .get_mut(channel)
+            .filter(|c| c.members.contains(&id))
+            .ok_or_else(|| not_a_member(channel))?;
+        let events = ch.floor.decided_grant(talker, emergency, now);
+        let expires = events.iter().find_map(|e| match e {
+            FloorEvent::Granted { to, expires_at } if to.id == id => {
+                Some(ms(expires_at.saturating_duration_since(now)))
+            }
+            _ => None,
+        });
+        self.apply_floor_events(channel, events, now);
+        self.settle(now);
+        Ok(expires.unwrap_or(0))
+    }
+
+    /// Applies a revoke the upstream of a linked channel decided (its time-out or
+    /// end-of-media timer, issue 16): the holder loses the floor with `reason` and the
+    /// channel goes idle. No-op on an idle floor.
+    pub fn link_revoke(&mut self, channel: &str, reason: RevokeReason, now: Instant) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let events = ch.floor.decided_revoke(reason, now);
+        self.apply_floor_events(channel, events, now);
+        self.settle(now);
     }
 
     /// Runs every floor's time-out timer that is due at `now`; returns the next deadline.

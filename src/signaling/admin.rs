@@ -70,6 +70,8 @@ pub struct AdminCtx {
     pub join_urls: Vec<String>,
     /// The recordings, when `[recording] enabled`.
     pub recordings: Option<crate::signaling::session::Recordings>,
+    /// The linked channels (issue 16: `admin.status` `siteLinks`).
+    pub links: Arc<crate::link::Links>,
 }
 
 /// Handles one admin method for the ADMIN session `me` with claims `admin`.
@@ -101,6 +103,7 @@ pub async fn handle(
                 "auditDropped": gw.audit.dropped(),
                 "bans": gw.bans.list().len(),
                 "radio": gw.radio.status_json(),
+                "siteLinks": gw.links.status(),
                 "eventChannels": event_channels(&gw.store, &admin.event).await?,
                 "links": gw.issuer.as_ref().map(|i| json!({
                     "defaultTtlSecs": i.default_ttl().as_secs(),

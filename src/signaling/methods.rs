@@ -20,6 +20,8 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("channel.leave", ALL),
     ("floor.request", ALL),
     ("floor.release", ALL),
+    // Any role, and only with the token's `link` claim (checked in the session, issue 16).
+    ("link.hello", ALL),
     ("floor.priority_request", DISPATCH),
     ("broadcast.arm", DISPATCH),
     ("broadcast.start", DISPATCH),

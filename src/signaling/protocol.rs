@@ -289,6 +289,8 @@ impl From<crate::hub::HubError> for RpcError {
                 channel, holder, ..
             } => RpcError::new(ErrorCode::FloorBusy, msg)
                 .with_data(serde_json::json!({"channelId": channel, "talker": holder})),
+            H::Linked { channel } => RpcError::new(ErrorCode::FloorBusy, msg)
+                .with_data(serde_json::json!({"channelId": channel})),
             H::BroadcastNotArmed => RpcError::new(ErrorCode::BroadcastRefused, msg),
             H::HoldTooShort { held_ms, hold_ms } => RpcError::new(ErrorCode::BroadcastRefused, msg)
                 .with_data(serde_json::json!({"heldMs": held_ms, "holdMs": hold_ms})),

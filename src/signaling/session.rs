@@ -88,6 +88,25 @@ pub struct SessionCtx {
     pub channel_names: Arc<std::collections::BTreeMap<String, String>>,
     /// The recordings, when `[recording] enabled` (issue 14).
     pub recordings: Option<Recordings>,
+    /// This gateway among linked gateways (issue 16: `link.hello`).
+    pub site: Arc<crate::link::Site>,
+    /// The linked channels (issue 16): floor requests on them go to the upstream.
+    pub links: Arc<crate::link::Links>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FloorParams {
+    channel_id: String,
+    /// A linked site's session asking for one of its talkers (issue 16).
+    on_behalf_of: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HelloParams {
+    /// The site's path upwards: its name first, then the gateways above it.
+    path: Vec<String>,
 }
 
 /// What the sessions read recordings with: the index (its own SQLite connection) and the
@@ -677,6 +696,101 @@ impl Session {
         Ok(json!({"token": token, "expiresAtMs": claims.exp * 1000}))
     }
 
+    /// `link.hello {path}` (issue 16): a linked site introduces itself with its path upwards;
+    /// refused (`PERMISSION_DENIED`) without the token's `link` claim, and when this gateway
+    /// or one above it is already in the path (the link would close a loop). Answers this
+    /// gateway's site name and its own path upwards (`chain`).
+    fn link_hello(&mut self, req: &Incoming) -> Result<Value, RpcError> {
+        let p: HelloParams = protocol::params(&req.params)?;
+        let Some(site) = self.claims.link.clone() else {
+            return Err(RpcError::new(
+                ErrorCode::PermissionDenied,
+                "link.hello needs a token with the link claim",
+            ));
+        };
+        let mut path = p.path;
+        path.truncate(64);
+        if !path.contains(&site) {
+            path.insert(0, site.clone());
+        }
+        if let Some(met) = self.gw.site.loop_with(&path) {
+            tracing::error!(conn = self.id, site = ?site, path = ?path, met = ?met, "link refused: it would close a loop of gateways");
+            return Err(RpcError::new(
+                ErrorCode::PermissionDenied,
+                format!("link loop: {met} is already on the path of site {site} ({path:?})"),
+            ));
+        }
+        tracing::info!(conn = self.id, site = ?site, "linked site said hello");
+        Ok(json!({"site": self.gw.site.name, "chain": self.gw.site.path()}))
+    }
+
+    /// A floor request, decided here or, on a linked channel, at its upstream (issue 16).
+    async fn floor_request(
+        &mut self,
+        channel: &str,
+        priority: Priority,
+        shown: Option<String>,
+    ) -> Result<u64, RpcError> {
+        let now = Instant::now();
+        let linked = {
+            let mut hub = self.gw.hub.lock();
+            match hub.linked(channel) {
+                None => return Ok(hub.floor_request_as(self.id, channel, priority, shown, now)?),
+                Some(link) => {
+                    // A local holder is asked about here first: the upstream sees this
+                    // site's talkers as one.
+                    let holder = hub.floor_holder(channel);
+                    if holder.is_some_and(|h| h != link && h != self.id) {
+                        hub.set_linked(channel, None);
+                        let r =
+                            hub.floor_request_as(self.id, channel, priority, shown.clone(), now);
+                        hub.set_linked(channel, Some(link));
+                        r?;
+                    }
+                    link
+                }
+            }
+        };
+        let name = shown.clone().unwrap_or_else(|| self.claims.name.clone());
+        match self.gw.links.request(channel, &name, priority).await {
+            Ok(()) => {
+                let mut hub = self.gw.hub.lock();
+                if hub.linked(channel) != Some(linked) {
+                    return Ok(hub.floor_request_as(
+                        self.id,
+                        channel,
+                        priority,
+                        shown,
+                        Instant::now(),
+                    )?);
+                }
+                Ok(hub.link_grant(self.id, channel, priority, shown, false, Instant::now())?)
+            }
+            Err(crate::link::LinkError::Denied { holder, message }) => {
+                let data = json!({"channelId": channel, "talker": {"name": holder}});
+                Err(RpcError::new(ErrorCode::FloorBusy, message).with_data(data))
+            }
+            Err(_) => {
+                // The link is down or did not answer: if it went down, decide locally.
+                let mut hub = self.gw.hub.lock();
+                if hub.linked(channel).is_none() {
+                    return Ok(hub.floor_request_as(
+                        self.id,
+                        channel,
+                        priority,
+                        shown,
+                        Instant::now(),
+                    )?);
+                }
+                Err(RpcError::new(
+                    ErrorCode::FloorBusy,
+                    "the upstream gateway did not answer; try again",
+                )
+                .with_data(json!({"channelId": channel})))
+            }
+        }
+    }
+
     async fn dispatch(&mut self, req: &Incoming) -> Result<Value, RpcError> {
         let now = Instant::now();
         match req.method.as_str() {
@@ -731,20 +845,35 @@ impl Session {
                 Ok(json!({"channelId": p.channel_id}))
             }
             "floor.request" | "floor.priority_request" => {
-                let p: ChannelParams = protocol::params(&req.params)?;
+                let p: FloorParams = protocol::params(&req.params)?;
                 let priority = if req.method == "floor.priority_request" {
                     Priority::PreEmptive
                 } else {
                     Priority::Normal
                 };
-                let ms = self
-                    .gw
-                    .hub
-                    .lock()
-                    .floor_request(self.id, &p.channel_id, priority, now)?;
+                let shown = match (&p.on_behalf_of, &self.claims.link) {
+                    (None, _) => None,
+                    (Some(n), Some(site)) if crate::access::token::valid_site_name(n) => {
+                        Some(format!("{n} @ {site}"))
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(RpcError::new(
+                            ErrorCode::InvalidParams,
+                            "onBehalfOf: 1..=64 characters without control characters or '@'",
+                        ))
+                    }
+                    (Some(_), None) => {
+                        return Err(RpcError::new(
+                            ErrorCode::PermissionDenied,
+                            "onBehalfOf is for linked sites (a token with the link claim)",
+                        ))
+                    }
+                };
+                let ms = self.floor_request(&p.channel_id, priority, shown).await?;
                 tracing::info!(conn = self.id, channel = ?p.channel_id, "floor granted");
                 Ok(json!({"channelId": p.channel_id, "granted": true, "expiresInMs": ms}))
             }
+            "link.hello" => self.link_hello(req),
             "floor.release" => {
                 let p: ChannelParams = protocol::params(&req.params)?;
                 self.gw

@@ -161,8 +161,14 @@ impl Gateway {
             }
             None => (extra, String::new()),
         };
+        // A test that needs a fixed address (a linked site's upstream) sets `listen` itself.
+        let listen = if server_extra.contains("listen =") {
+            ""
+        } else {
+            "listen = \"127.0.0.1:0\"\n"
+        };
         let cfg = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{frame}{server_extra}\n\
+            "[server]\n{listen}{frame}{server_extra}\n\
              [state]\ndir = \"{}\"\n{state_extra}[auth]\nsecret = \"{SECRET}\"\n\
              [sfu]\nudp_bind_ip = \"127.0.0.1\"\n{extra}",
             state.display()
@@ -204,6 +210,13 @@ impl Gateway {
             dir,
             log,
         }
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    #[allow(dead_code)]
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The process id.
@@ -330,6 +343,7 @@ pub fn token_with(user: &str, role: Role, event: &str, channels: &[&str], ttl_se
             role,
             channels: channels.iter().map(|c| c.to_string()).collect(),
             device: None,
+            link: None,
             iat: now.saturating_sub(7200),
             exp: (now as i64 + ttl_secs) as u64,
         })
