@@ -602,3 +602,92 @@ fn talk_spurts_start_at_the_grant_and_end_with_how() {
         .collect();
     assert_eq!(ends, vec!["release:a", "release:b"]);
 }
+
+#[test]
+fn a_linked_channel_follows_the_upstream_and_is_local_when_unlinked() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    add(&mut h, 1, "ana", Role::General, &["ops"]);
+    add(&mut h, 2, "ben", Role::General, &["ops"]);
+    add(&mut h, 9, "link", Role::General, &["ops"]);
+    for id in [1, 2, 9] {
+        h.join(id, "ops", Some("ev")).unwrap();
+    }
+    h.set_linked("ops", Some(9));
+    assert_eq!(h.linked("ops"), Some(9));
+    // Local arbitration is refused: the upstream decides.
+    assert_eq!(
+        h.floor_request(1, "ops", Priority::Normal, t0),
+        Err(HubError::Linked {
+            channel: "ops".into()
+        })
+    );
+    // The upstream's floor.taken for a talker elsewhere: the link participant, named.
+    h.take_outputs();
+    h.link_grant(
+        9,
+        "ops",
+        Priority::Normal,
+        Some("Cat @ south".into()),
+        false,
+        t0,
+    )
+    .unwrap();
+    let outs = h.take_outputs();
+    match &notes_for(&outs, 1)[..] {
+        [Notification::FloorTaken { talker, .. }] => assert_eq!(talker.name, "Cat @ south"),
+        other => panic!("{other:?}"),
+    }
+    // The upstream granted ana: she takes it from the link participant.
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(
+        h.link_grant(1, "ops", Priority::Normal, None, false, t1),
+        Ok(ms(TOT))
+    );
+    assert_eq!(h.floor_holder("ops"), Some(1));
+    // The upstream's time-out revokes her; the channel is idle.
+    h.take_outputs();
+    h.link_revoke("ops", RevokeReason::TimeOut, t1);
+    let outs = h.take_outputs();
+    assert_eq!(
+        methods(&notes_for(&outs, 1)),
+        ["floor.revoke", "floor.idle"]
+    );
+    assert_eq!(h.floor_holder("ops"), None);
+    // An emergency elsewhere revokes a local holder as EMERGENCY.
+    h.link_grant(2, "ops", Priority::Normal, None, false, t1)
+        .unwrap();
+    h.take_outputs();
+    h.link_grant(
+        9,
+        "ops",
+        Priority::PreEmptive,
+        Some("Dora @ central".into()),
+        true,
+        t1,
+    )
+    .unwrap();
+    let outs = h.take_outputs();
+    assert!(matches!(
+        &notes_for(&outs, 2)[..],
+        [
+            Notification::FloorRevoke {
+                reason: RevokeCode::Emergency,
+                ..
+            },
+            Notification::FloorTaken { .. }
+        ]
+    ));
+    h.floor_release(9, "ops", t1).unwrap();
+    // Unlinked (island mode): local floors again.
+    h.set_linked("ops", None);
+    assert!(h.floor_request(1, "ops", Priority::Normal, t1).is_ok());
+    assert_eq!(
+        h.floor_request(2, "ops", Priority::Normal, t1),
+        Err(HubError::FloorBusy {
+            channel: "ops".into(),
+            holder: h.talker_ref(1, "ANA"),
+            message: "Floor taken by ANA".into()
+        })
+    );
+}
