@@ -107,6 +107,19 @@ pub struct Joined {
     pub members: usize,
 }
 
+/// What [`Hub::floor_request_site`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteDecision {
+    /// Decided here: granted, the time-out timer's duration, ms.
+    Decided(u64),
+    /// The channel is linked: ask its upstream through link participant `link`, then apply
+    /// the grant with [`Hub::link_grant`].
+    AskUpstream {
+        /// The channel's link participant.
+        link: ConnId,
+    },
+}
+
 /// An active emergency broadcast.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct BroadcastState {
@@ -484,21 +497,82 @@ impl Hub {
         name: Option<String>,
         now: Instant,
     ) -> Result<u64, HubError> {
-        let info = self.registry.get(id).ok_or(HubError::NotRegistered)?;
+        self.registry.get(id).ok_or(HubError::NotRegistered)?;
         if self.linked.get(channel).is_some_and(|l| *l != id) {
             return Err(HubError::Linked {
                 channel: channel.into(),
             });
         }
-        let talker = Talker {
+        let talker = self.member_talker(id, channel, priority, name)?;
+        self.arbitrate(talker, channel, now)
+    }
+
+    /// A floor request at a site (issue 16): on a channel that is not linked, decided here
+    /// ([`SiteDecision::Decided`], as [`Hub::floor_request_as`]); on a linked one the upstream
+    /// decides ([`SiteDecision::AskUpstream`]), except that a local talker holding the floor
+    /// is arbitrated here first (the upstream sees this site's talkers as one participant): a
+    /// request that cannot pre-empt it is denied here, one that does is granted here and
+    /// still goes up.
+    ///
+    /// # Errors
+    /// As [`Hub::floor_request_as`]; [`HubError::FloorBusy`] when a local holder is not
+    /// pre-empted.
+    pub fn floor_request_site(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        priority: Priority,
+        name: Option<String>,
+        now: Instant,
+    ) -> Result<SiteDecision, HubError> {
+        let Some(link) = self.linked(channel) else {
+            return self
+                .floor_request_as(id, channel, priority, name, now)
+                .map(SiteDecision::Decided);
+        };
+        let talker = self.member_talker(id, channel, priority, name)?;
+        if self
+            .floor_holder(channel)
+            .is_some_and(|h| h != link && h != id)
+        {
+            self.arbitrate(talker, channel, now)?;
+        }
+        Ok(SiteDecision::AskUpstream { link })
+    }
+
+    /// `id` as a talker on `channel` (shown as `name`, else its own name).
+    ///
+    /// # Errors
+    /// [`HubError::NotRegistered`]; [`HubError::NotAMember`] if `id` has not joined.
+    fn member_talker(
+        &self,
+        id: ConnId,
+        channel: &str,
+        priority: Priority,
+        name: Option<String>,
+    ) -> Result<Talker, HubError> {
+        let info = self.registry.get(id).ok_or(HubError::NotRegistered)?;
+        if !self
+            .channels
+            .get(channel)
+            .is_some_and(|c| c.members.contains(&id))
+        {
+            return Err(not_a_member(channel));
+        }
+        Ok(Talker {
             id,
             name: name.unwrap_or_else(|| info.name.clone()),
             priority,
-        };
+        })
+    }
+
+    /// Floor control's decision on `talker`'s request (a member of `channel`): the grant's
+    /// remaining duration, ms, or the floor deny (counted and audited).
+    fn arbitrate(&mut self, talker: Talker, channel: &str, now: Instant) -> Result<u64, HubError> {
+        let id = talker.id;
         let ch = self
             .channels
             .get_mut(channel)
-            .filter(|c| c.members.contains(&id))
             .ok_or_else(|| not_a_member(channel))?;
         let events = ch.floor.request(talker, now);
         let mut outcome = Err(HubError::NotRegistered);
@@ -597,16 +671,10 @@ impl Hub {
         emergency: bool,
         now: Instant,
     ) -> Result<u64, HubError> {
-        let info = self.registry.get(id).ok_or(HubError::NotRegistered)?;
-        let talker = Talker {
-            id,
-            name: name.unwrap_or_else(|| info.name.clone()),
-            priority,
-        };
+        let talker = self.member_talker(id, channel, priority, name)?;
         let ch = self
             .channels
             .get_mut(channel)
-            .filter(|c| c.members.contains(&id))
             .ok_or_else(|| not_a_member(channel))?;
         let events = ch.floor.decided_grant(talker, emergency, now);
         let expires = events.iter().find_map(|e| match e {

@@ -691,3 +691,61 @@ fn a_linked_channel_follows_the_upstream_and_is_local_when_unlinked() {
         })
     );
 }
+
+#[test]
+fn a_site_asks_its_upstream_unless_a_local_talker_decides_it_here() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    add(&mut h, 1, "ana", Role::General, &["ops"]);
+    add(&mut h, 2, "ben", Role::General, &["ops"]);
+    add(&mut h, 3, "dis", Role::Dispatch, &["ops"]);
+    add(&mut h, 4, "out", Role::General, &["ops"]);
+    add(&mut h, 9, "link", Role::General, &["ops"]);
+    for id in [1, 2, 3, 9] {
+        h.join(id, "ops", Some("ev")).unwrap();
+    }
+    // Not linked: decided here.
+    assert_eq!(
+        h.floor_request_site(1, "ops", Priority::Normal, None, t0),
+        Ok(SiteDecision::Decided(ms(TOT)))
+    );
+    h.floor_release(1, "ops", t0).unwrap();
+    h.set_linked("ops", Some(9));
+    // Idle, or held by a talker elsewhere (the link participant): the upstream decides.
+    let ask = Ok(SiteDecision::AskUpstream { link: 9 });
+    assert_eq!(
+        h.floor_request_site(1, "ops", Priority::Normal, None, t0),
+        ask
+    );
+    h.link_grant(
+        9,
+        "ops",
+        Priority::Normal,
+        Some("Cat @ south".into()),
+        false,
+        t0,
+    )
+    .unwrap();
+    assert_eq!(
+        h.floor_request_site(1, "ops", Priority::Normal, None, t0),
+        ask
+    );
+    // A non-member is refused before anything goes up.
+    assert_eq!(
+        h.floor_request_site(4, "ops", Priority::Normal, None, t0),
+        Err(not_a_member("ops"))
+    );
+    // A local holder: a plain request is denied here, a dispatcher pre-empts here and still
+    // goes up.
+    h.link_grant(1, "ops", Priority::Normal, None, false, t0)
+        .unwrap();
+    assert!(matches!(
+        h.floor_request_site(2, "ops", Priority::Normal, None, t0),
+        Err(HubError::FloorBusy { .. })
+    ));
+    assert_eq!(
+        h.floor_request_site(3, "ops", Priority::PreEmptive, None, t0),
+        ask
+    );
+    assert_eq!(h.floor_holder("ops"), Some(3));
+}

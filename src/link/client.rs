@@ -156,6 +156,18 @@ struct Up {
     emergency: bool,
 }
 
+/// Sends one JSON-RPC request to the upstream; returns its id.
+async fn write(up: &mut Up, method: &str, params: Value) -> Result<u64, LinkError> {
+    up.next_id += 1;
+    let id = up.next_id;
+    let frame = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    up.ws
+        .send(Message::text(frame.to_string()))
+        .await
+        .map_err(|e| LinkError::Unreachable(e.to_string()))?;
+    Ok(id)
+}
+
 impl Task {
     fn set_status(&self, f: impl FnOnce(&mut LinkStatus)) {
         f(&mut self.link.status.lock());
@@ -282,13 +294,7 @@ impl Task {
 
     /// Sends one call and waits for its answer, notifications before it are handled.
     async fn call(&mut self, up: &mut Up, method: &str, params: Value) -> Result<Value, LinkError> {
-        up.next_id += 1;
-        let id = up.next_id;
-        let frame = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        up.ws
-            .send(Message::text(frame.to_string()))
-            .await
-            .map_err(|e| LinkError::Unreachable(e.to_string()))?;
+        let id = write(up, method, params).await?;
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         loop {
             let msg = tokio::time::timeout_at(deadline, up.ws.next())
@@ -475,14 +481,9 @@ impl Task {
         params: Value,
         pending: Pending,
     ) -> Result<(), LinkError> {
-        up.next_id += 1;
-        let id = up.next_id;
+        let id = write(up, method, params).await?;
         up.pending.insert(id, pending);
-        let frame = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        up.ws
-            .send(Message::text(frame.to_string()))
-            .await
-            .map_err(|e| LinkError::Unreachable(e.to_string()))
+        Ok(())
     }
 
     async fn floor_request(&mut self, up: &mut Up, r: Request) -> Result<(), LinkError> {

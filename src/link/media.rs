@@ -15,23 +15,18 @@
 //!   (continuous SSRC, sequence numbers and timestamps across talkers) and sent while
 //!   [`LinkAudio::set_sending`] is on (a local talker holds the upstream floor).
 
-use crate::media::{host_candidate, opus_codec, MediaError};
+use crate::media::{host_candidate, opus_media_engine, opus_track, MediaError, OPUS_PAYLOAD_TYPE};
 use crate::sfu::rewrite::{SlotStream, SpurtKey};
 use crate::sfu::routes::Routes;
 use crate::sfu::Downlink;
 use bytes::BytesMut;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
-use rtc::peer_connection::configuration::media_engine::MediaEngine as RtcMediaEngine;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -49,8 +44,6 @@ const SENDING_POLL: Duration = Duration::from_millis(2);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Largest datagram read, bytes.
 const MTU: usize = 1500;
-/// Opus payload type offered.
-const OPUS_PT: u8 = 111;
 
 /// Packet counters and state of one link's audio (`admin.status`, `/metrics`).
 #[derive(Debug, Default)]
@@ -108,36 +101,14 @@ impl LinkAudio {
         let local = SocketAddr::new(p.advertise_ip, sock.local_addr()?.port());
         let now = Instant::now();
         let ssrc: u32 = rand::random();
-        let mut media = RtcMediaEngine::default();
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus_codec(),
-                    payload_type: OPUS_PT,
-                },
-                RtpCodecKind::Audio,
-            )
-            .map_err(rerr)?;
+        let media = opus_media_engine()?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media)
             .with_interceptor_registry(configure_rtcp_reports(rtc::interceptor::Registry::new()))
             .build(now)
             .map_err(rerr)?;
-        let track = MediaStreamTrack::new(
-            format!("radiogate-link-{}", p.conn),
-            "link".to_string(),
-            "link".to_string(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: opus_codec(),
-                ..Default::default()
-            }],
-        );
+        let track = opus_track(format!("radiogate-link-{}", p.conn), "link".into(), ssrc);
         let sender = pc.add_track(track).map_err(rerr)?;
         pc.add_local_candidate(host_candidate(local)?)
             .map_err(rerr)?;
@@ -156,7 +127,7 @@ impl LinkAudio {
             local,
             pc,
             sender,
-            stream: SlotStream::new(ssrc, OPUS_PT, rand::random(), rand::random()),
+            stream: SlotStream::new(ssrc, OPUS_PAYLOAD_TYPE, rand::random(), rand::random()),
             answer: answer_rx,
             sending: Arc::clone(&sending),
             stop: Arc::clone(&stop),
@@ -218,6 +189,7 @@ impl Run {
     fn run(&mut self) {
         let mut buf = vec![0u8; MTU];
         let mut poll = IDLE_POLL;
+        let mut timeout = IDLE_POLL;
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             let wait = self
@@ -225,7 +197,12 @@ impl Run {
                 .poll_timeout()
                 .map_or(IDLE_POLL, |d| d.saturating_duration_since(now))
                 .clamp(Duration::from_millis(1), poll);
-            let _ = self.sock.set_read_timeout(Some(wait));
+            // Whole milliseconds, set only when it changes: not a syscall per datagram.
+            let wait = Duration::from_millis(wait.as_millis() as u64).max(Duration::from_millis(1));
+            if wait != timeout {
+                let _ = self.sock.set_read_timeout(Some(wait));
+                timeout = wait;
+            }
             if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
                 let _ = self.pc.handle_read(TaggedBytesMut {
                     now: Instant::now(),

@@ -27,7 +27,10 @@ pub mod ice_states;
 mod offer;
 
 pub use engine::{host_candidate, opus_codec};
-pub use offer::{dtls_certificate, negotiate, Negotiated, OfferSettings};
+pub use offer::{
+    dtls_certificate, negotiate, opus_media_engine, opus_track, Negotiated, OfferSettings,
+    OPUS_PAYLOAD_TYPE,
+};
 mod socket;
 
 use crate::config::SfuConfig;

@@ -61,6 +61,47 @@ pub fn dtls_certificate() -> Result<RTCCertificate, MediaError> {
     .map_err(rerr)
 }
 
+/// The `rtc` media engine of every peer connection the gateway makes: Opus only, offered at
+/// payload type [`OPUS_PAYLOAD_TYPE`].
+///
+/// # Errors
+/// [`MediaError::Rtc`] when `rtc` refuses the codec.
+pub fn opus_media_engine() -> Result<MediaEngine, MediaError> {
+    let mut media = MediaEngine::default();
+    media
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(),
+                payload_type: OPUS_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(rerr)?;
+    Ok(media)
+}
+
+/// The Opus payload type the gateway offers (an answer may use the offer's own).
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// A send track carrying one Opus stream with SSRC `ssrc`, in media stream `stream` (the
+/// track's id and label are `id`).
+pub fn opus_track(stream: String, id: String, ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        stream,
+        id.clone(),
+        id,
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: opus_codec(),
+            ..Default::default()
+        }],
+    )
+}
+
 /// A negotiated peer connection.
 pub struct Negotiated {
     /// The peer connection, remote (offer) and local (answer) descriptions set.
@@ -104,16 +145,7 @@ pub fn negotiate(
         return Err(MediaError::BadOffer("no audio m-line".into()));
     }
     let slots = wanted.min(s.slot_ssrcs.len());
-    let mut media = MediaEngine::default();
-    media
-        .register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: opus_codec(),
-                payload_type: 111,
-            },
-            RtpCodecKind::Audio,
-        )
-        .map_err(rerr)?;
+    let media = opus_media_engine()?;
     let mut setting =
         SettingEngineBuilder::new().with_ice_credentials(s.ufrag.to_owned(), s.pwd.to_owned());
     if !s.srtp_profiles.is_empty() {
@@ -136,20 +168,7 @@ pub fn negotiate(
         .map_err(|e| MediaError::BadOffer(e.to_string()))?;
     let mut senders = Vec::with_capacity(slots);
     for (i, ssrc) in s.slot_ssrcs[..slots].iter().enumerate() {
-        let track = MediaStreamTrack::new(
-            format!("radiogate-{}", s.conn),
-            format!("slot-{i}"),
-            format!("slot-{i}"),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(*ssrc),
-                    ..Default::default()
-                },
-                codec: opus_codec(),
-                ..Default::default()
-            }],
-        );
+        let track = opus_track(format!("radiogate-{}", s.conn), format!("slot-{i}"), *ssrc);
         senders.push(pc.add_track(track).map_err(rerr)?);
     }
     for c in s.candidates {

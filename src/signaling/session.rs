@@ -731,63 +731,36 @@ impl Session {
         priority: Priority,
         shown: Option<String>,
     ) -> Result<u64, RpcError> {
-        let now = Instant::now();
-        let linked = {
-            let mut hub = self.gw.hub.lock();
-            match hub.linked(channel) {
-                None => return Ok(hub.floor_request_as(self.id, channel, priority, shown, now)?),
-                Some(link) => {
-                    // A local holder is asked about here first: the upstream sees this
-                    // site's talkers as one.
-                    let holder = hub.floor_holder(channel);
-                    if holder.is_some_and(|h| h != link && h != self.id) {
-                        hub.set_linked(channel, None);
-                        let r =
-                            hub.floor_request_as(self.id, channel, priority, shown.clone(), now);
-                        hub.set_linked(channel, Some(link));
-                        r?;
-                    }
-                    link
-                }
-            }
+        let decision = self.gw.hub.lock().floor_request_site(
+            self.id,
+            channel,
+            priority,
+            shown.clone(),
+            Instant::now(),
+        )?;
+        let link = match decision {
+            crate::hub::SiteDecision::Decided(ms) => return Ok(ms),
+            crate::hub::SiteDecision::AskUpstream { link } => link,
         };
         let name = shown.clone().unwrap_or_else(|| self.claims.name.clone());
-        match self.gw.links.request(channel, &name, priority).await {
-            Ok(()) => {
-                let mut hub = self.gw.hub.lock();
-                if hub.linked(channel) != Some(linked) {
-                    return Ok(hub.floor_request_as(
-                        self.id,
-                        channel,
-                        priority,
-                        shown,
-                        Instant::now(),
-                    )?);
-                }
-                Ok(hub.link_grant(self.id, channel, priority, shown, false, Instant::now())?)
-            }
-            Err(crate::link::LinkError::Denied { holder, message }) => {
-                let data = json!({"channelId": channel, "talker": {"name": holder}});
-                Err(RpcError::new(ErrorCode::FloorBusy, message).with_data(data))
-            }
-            Err(_) => {
-                // The link is down or did not answer: if it went down, decide locally.
-                let mut hub = self.gw.hub.lock();
-                if hub.linked(channel).is_none() {
-                    return Ok(hub.floor_request_as(
-                        self.id,
-                        channel,
-                        priority,
-                        shown,
-                        Instant::now(),
-                    )?);
-                }
-                Err(RpcError::new(
-                    ErrorCode::FloorBusy,
-                    "the upstream gateway did not answer; try again",
-                )
-                .with_data(json!({"channelId": channel})))
-            }
+        let res = self.gw.links.request(channel, &name, priority).await;
+        if let Err(crate::link::LinkError::Denied { holder, message }) = res {
+            let data = json!({"channelId": channel, "talker": {"name": holder}});
+            return Err(RpcError::new(ErrorCode::FloorBusy, message).with_data(data));
+        }
+        let now = Instant::now();
+        let mut hub = self.gw.hub.lock();
+        if hub.linked(channel) != Some(link) {
+            // The link went down meanwhile: the channel is site only, decide here.
+            return Ok(hub.floor_request_as(self.id, channel, priority, shown, now)?);
+        }
+        match res {
+            Ok(()) => Ok(hub.link_grant(self.id, channel, priority, shown, false, now)?),
+            Err(_) => Err(RpcError::new(
+                ErrorCode::FloorBusy,
+                "the upstream gateway did not answer; try again",
+            )
+            .with_data(json!({"channelId": channel}))),
         }
     }
 
