@@ -29,6 +29,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Floor requests waiting for the link task, per linked channel.
 const REQUEST_QUEUE: usize = 16;
+/// Requests sent to the upstream and not answered yet, at most (floor requests, pings,
+/// releases); an upstream that leaves this many unanswered is treated as gone (reconnect).
+const MAX_PENDING: usize = 64;
 /// Notifications queued for the link participant.
 const OUTBOUND_QUEUE: usize = 1024;
 
@@ -481,6 +484,11 @@ impl Task {
         params: Value,
         pending: Pending,
     ) -> Result<(), LinkError> {
+        if up.pending.len() >= MAX_PENDING {
+            return Err(LinkError::Unreachable(format!(
+                "the upstream left {MAX_PENDING} requests unanswered"
+            )));
+        }
         let id = write(up, method, params).await?;
         up.pending.insert(id, pending);
         Ok(())

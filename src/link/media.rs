@@ -224,7 +224,7 @@ impl Run {
                             .map_err(rerr)
                     });
                 if let Err(e) = res {
-                    tracing::warn!(conn = self.conn, error = %e, "link audio: the upstream's answer was refused");
+                    tracing::warn!(conn = self.conn, error = ?e.to_string(), "link audio: the upstream's answer was refused");
                 }
             }
             let sending = self.sending.load(Ordering::Relaxed);
