@@ -307,7 +307,7 @@ impl Gateway {
     }
 
     /// What the metrics and health views read.
-    pub fn observed(&self) -> crate::ops::metrics::Observed {
+    pub fn observed(&self, links: Arc<crate::link::Links>) -> crate::ops::metrics::Observed {
         crate::ops::metrics::Observed {
             hub: Arc::clone(&self.hub),
             media: self.media.clone(),
@@ -320,6 +320,7 @@ impl Gateway {
                 min_free_bytes: self.cfg.state.min_free_bytes,
             },
             recorder: self.recordings.as_ref().map(|r| r.recorder.clone()),
+            links,
         }
     }
 
@@ -363,7 +364,7 @@ impl Gateway {
             channel_names: Arc::new(cfg.channel_names.clone()),
             recordings: self.recordings.clone(),
             site: Arc::clone(&self.site),
-            links,
+            links: Arc::clone(&links),
         };
         crate::server::ServerCtx {
             shutdown: self.shutdown.clone(),
@@ -378,7 +379,7 @@ impl Gateway {
             sessions: self.sessions.clone(),
             max_frame_bytes: cfg.server.max_frame_bytes,
             session: Arc::new(session),
-            observed: self.observed(),
+            observed: self.observed(Arc::clone(&links)),
             max_sessions_per_user: cfg.limits.max_sessions_per_user as usize,
             max_sessions: cfg.limits.max_sessions as usize,
         }
@@ -474,16 +475,6 @@ impl Gateway {
                 shutdown: self.shutdown.clone(),
             },
         )));
-        if let Err(e) = self.radio.start(&Arc::new(crate::bridge::BridgeCtx {
-            hub: Arc::clone(&self.hub),
-            store: Arc::clone(&self.store),
-            shutdown: self.shutdown.clone(),
-            recall: self.recordings.as_ref().map(|r| {
-                crate::recording::recall::Recall::new(Arc::clone(&r.index), r.dir.clone())
-            }),
-        })) {
-            tracing::error!(error = %e, "radio ports not started");
-        }
         let links =
             if self.cfg.link.is_empty() {
                 crate::link::Links::default()
@@ -512,8 +503,20 @@ impl Gateway {
                     }
                 }
             };
+        let links = Arc::new(links);
+        if let Err(e) = self.radio.start(&Arc::new(crate::bridge::BridgeCtx {
+            hub: Arc::clone(&self.hub),
+            store: Arc::clone(&self.store),
+            shutdown: self.shutdown.clone(),
+            recall: self.recordings.as_ref().map(|r| {
+                crate::recording::recall::Recall::new(Arc::clone(&r.index), r.dir.clone())
+            }),
+            links: Arc::clone(&links),
+        })) {
+            tracing::error!(error = %e, "radio ports not started");
+        }
         let router = crate::server::router(
-            Arc::new(self.server_ctx(urls, Arc::new(links))),
+            Arc::new(self.server_ctx(urls, links)),
             &self.cfg.state.dir,
             self.cfg.server.tls,
             pending,

@@ -193,6 +193,9 @@ pub struct BridgeCtx {
     /// The recordings, read back for the consoles' instant recall (`None` with
     /// `[recording] enabled = false`).
     pub recall: Option<crate::recording::recall::Recall>,
+    /// This gateway's linked channels (issue 16): a port's floor request on one is decided
+    /// at its upstream.
+    pub links: Arc<crate::link::Links>,
 }
 
 /// Every configured port of the gateway.
@@ -507,6 +510,15 @@ struct Driver<'a> {
     playing_from: Option<Instant>,
     /// Most audio (48 kHz samples) queued for the card before new audio is dropped.
     latency_cap: usize,
+    /// A floor request on a linked channel waiting for the upstream's decision.
+    asking: Option<Asking>,
+}
+
+/// A floor request sent up a link: the link participant, the answer, when to give up.
+struct Asking {
+    link: ConnId,
+    rx: tokio::sync::oneshot::Receiver<Result<(), crate::link::LinkError>>,
+    deadline: Instant,
 }
 
 impl<'a> Driver<'a> {
@@ -595,6 +607,7 @@ impl<'a> Driver<'a> {
             last_ptt_poll: now,
             playing_from: None,
             latency_cap,
+            asking: None,
         })
     }
 
@@ -716,6 +729,7 @@ impl<'a> Driver<'a> {
 
     fn step(&mut self, now: Instant) {
         self.ensure_joined(now);
+        self.upstream_decision(now);
         // Hub notifications. Channel voice the hub forwarded before a notification is already
         // queued when the notification is read: handle it first, so that the last packets of
         // a talk are played before the `floor.idle` that followed them (not taken for a new
@@ -864,6 +878,90 @@ impl<'a> Driver<'a> {
         self.playing_from = None;
     }
 
+    /// The logic asked for the floor: decided here, or sent up the channel's link (the answer
+    /// is polled by [`Driver::upstream_decision`]).
+    fn request_floor(&mut self, now: Instant) -> Vec<Action> {
+        let Some(c) = self.conn.filter(|_| self.joined) else {
+            let e = crate::hub::HubError::NotAMember {
+                channel: self.id.channel.clone(),
+            };
+            return self.logic.denied(now, &e.to_string());
+        };
+        let decision =
+            self.gw
+                .hub
+                .lock()
+                .floor_request_site(c, &self.id.channel, self.priority, None, now);
+        match decision {
+            Ok(crate::hub::SiteDecision::Decided(_)) => self.floor_granted(now),
+            Ok(crate::hub::SiteDecision::AskUpstream { link }) => {
+                let name = self.id.display_name.clone();
+                match self.gw.links.ask(&self.id.channel, &name, self.priority) {
+                    Ok(rx) => {
+                        tracing::info!(port = %self.name, channel = %self.id.channel, "floor request sent up the link");
+                        self.asking = Some(Asking {
+                            link,
+                            rx,
+                            deadline: now + crate::link::DECISION_TIMEOUT,
+                        });
+                        Vec::new()
+                    }
+                    Err(e) => self.decided(now, c, link, Err(e)),
+                }
+            }
+            Err(e) => self.logic.denied(now, &e.to_string()),
+        }
+    }
+
+    /// Polls the upstream's answer to a floor request on a linked channel.
+    fn upstream_decision(&mut self, now: Instant) {
+        let Some(a) = self.asking.as_mut() else {
+            return;
+        };
+        let res = match a.rx.try_recv() {
+            Ok(r) => r,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) if now < a.deadline => return,
+            Err(_) => Err(crate::link::LinkError::NoAnswer),
+        };
+        let link = a.link;
+        self.asking = None;
+        let acts = match self.conn {
+            Some(c) => self.decided(now, c, link, res),
+            None => self.logic.denied(now, "left the channel"),
+        };
+        self.exec(now, acts);
+    }
+
+    /// Applies the upstream's decision ([`crate::link::apply_decision`]).
+    fn decided(
+        &mut self,
+        now: Instant,
+        c: ConnId,
+        link: ConnId,
+        res: Result<(), crate::link::LinkError>,
+    ) -> Vec<Action> {
+        let mut hub = self.gw.hub.lock();
+        let asked = crate::link::Asked {
+            id: c,
+            channel: &self.id.channel,
+            priority: self.priority,
+            shown: None,
+            link,
+        };
+        let r = crate::link::apply_decision(&mut hub, asked, res, now);
+        drop(hub);
+        match r {
+            Ok(_) => self.floor_granted(now),
+            Err(e) => self.logic.denied(now, &e.to_string()),
+        }
+    }
+
+    fn floor_granted(&mut self, now: Instant) -> Vec<Action> {
+        self.rtp_out.marker = true;
+        tracing::info!(port = %self.name, channel = %self.id.channel, "floor granted to the radio");
+        self.logic.granted(now)
+    }
+
     fn set_keyed(&mut self, now: Instant, keyed: bool) {
         if keyed && self.keyed_since.is_none() {
             self.keyed_since = Some(now);
@@ -899,27 +997,7 @@ impl<'a> Driver<'a> {
                     }
                 }
                 Action::Play(samples) => self.play(now, &samples),
-                Action::RequestFloor => {
-                    let res = match self.conn.filter(|_| self.joined) {
-                        Some(c) => self.gw.hub.lock().floor_request(
-                            c,
-                            &self.id.channel,
-                            self.priority,
-                            now,
-                        ),
-                        None => Err(crate::hub::HubError::NotAMember {
-                            channel: self.id.channel.clone(),
-                        }),
-                    };
-                    match res {
-                        Ok(_) => {
-                            self.rtp_out.marker = true;
-                            tracing::info!(port = %self.name, channel = %self.id.channel, "floor granted to the radio");
-                            queue.extend(self.logic.granted(now));
-                        }
-                        Err(e) => queue.extend(self.logic.denied(now, &e.to_string())),
-                    }
-                }
+                Action::RequestFloor => queue.extend(self.request_floor(now)),
                 Action::ReleaseFloor => {
                     if let Some(c) = self.conn.filter(|_| self.joined) {
                         let _ = self.gw.hub.lock().floor_release(c, &self.id.channel, now);

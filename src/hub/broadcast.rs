@@ -5,7 +5,7 @@
 //! takes one away (release, leave, time-out timer, disconnect) ends the whole broadcast and
 //! everyone in the event is told `broadcast.stopped`.
 
-use super::{BroadcastState, ConnId, Hub, HubError, Notification, TalkerRef};
+use super::{BroadcastState, ConnId, Hub, HubError, Notification, RemoteBroadcast, TalkerRef};
 use crate::audit::Action;
 use crate::floor::{Priority, Talker};
 use serde::Serialize;
@@ -59,6 +59,23 @@ impl Hub {
         hold: Duration,
         now: Instant,
     ) -> Result<BroadcastStart, HubError> {
+        self.broadcast_start_as(id, event_channels, hold, None, now)
+    }
+
+    /// [`Hub::broadcast_start`] with the broadcaster shown as `shown` (a linked site's
+    /// Dispatch user, "Dan @ north", issue 16; the site measured the hold, so its link
+    /// session arms and starts with a zero `hold`).
+    ///
+    /// # Errors
+    /// As [`Hub::broadcast_start`].
+    pub fn broadcast_start_as(
+        &mut self,
+        id: ConnId,
+        event_channels: &[String],
+        hold: Duration,
+        shown: Option<String>,
+        now: Instant,
+    ) -> Result<BroadcastStart, HubError> {
         let armed_at = self.armed.remove(&id).ok_or(HubError::BroadcastNotArmed)?;
         let held = now.saturating_duration_since(armed_at);
         if held < hold {
@@ -107,7 +124,7 @@ impl Hub {
         );
         let talker = Talker {
             id,
-            name: info.name.clone(),
+            name: shown.clone().unwrap_or_else(|| info.name.clone()),
             priority: Priority::PreEmptive,
         };
         let mut temporary = Vec::new();
@@ -149,15 +166,6 @@ impl Hub {
         self.audit(e);
         tracing::warn!(conn = id, user = %info.user_id.escape_debug(), channels = channels.len(),
                        "emergency broadcast started");
-        let to = self.registry.by_event(&info.event);
-        let by = self.participant_ref(id);
-        self.emit(
-            to,
-            Notification::BroadcastStarted {
-                by,
-                channels: channels.clone(),
-            },
-        );
         self.broadcasts.insert(
             id,
             BroadcastState {
@@ -165,6 +173,16 @@ impl Hub {
                 channels: channels.clone(),
                 temporary: temporary.clone(),
                 started: now,
+                shown,
+            },
+        );
+        let to = self.registry.by_event(&info.event);
+        let by = self.broadcaster_ref(id);
+        self.emit(
+            to,
+            Notification::BroadcastStarted {
+                by,
+                channels: channels.clone(),
             },
         );
         // A floor lost while the broadcast was being set up (none can be: it holds them all).
@@ -179,6 +197,7 @@ impl Hub {
     /// tells everyone in the event (`broadcast.stopped` with `reason`). Returns whether a
     /// broadcast was active.
     pub fn broadcast_stop(&mut self, id: ConnId, reason: &str, now: Instant) -> bool {
+        let by = self.broadcaster_ref(id);
         let Some(b) = self.broadcasts.remove(&id) else {
             return false;
         };
@@ -202,7 +221,6 @@ impl Hub {
         self.audit(e);
         tracing::warn!(conn = id, reason, "emergency broadcast stopped");
         let to = self.registry.by_event(&b.event);
-        let by = self.participant_ref(id);
         self.emit(
             to,
             Notification::BroadcastStopped {
@@ -236,14 +254,83 @@ impl Hub {
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
-        ids.into_iter()
-            .filter_map(|id| {
-                self.broadcasts.get(&id).map(|b| BroadcastInfo {
-                    by: self.participant_ref(id),
-                    channels: b.channels.clone(),
-                })
+        let local = ids.into_iter().filter_map(|id| {
+            self.broadcasts.get(&id).map(|b| BroadcastInfo {
+                by: self.broadcaster_ref(id),
+                channels: b.channels.clone(),
             })
-            .collect()
+        });
+        let remote = self.remote_broadcasts.get(event).map(|r| BroadcastInfo {
+            by: r.by.clone(),
+            channels: r.channels.clone(),
+        });
+        local.chain(remote).collect()
+    }
+
+    /// `{connId, userId, name}` of broadcaster `id`, named as its broadcast shows it.
+    fn broadcaster_ref(&self, id: ConnId) -> TalkerRef {
+        match self.broadcasts.get(&id).and_then(|b| b.shown.as_deref()) {
+            Some(name) => self.talker_ref(id, name),
+            None => self.participant_ref(id),
+        }
+    }
+
+    /// The upstream of a linked channel reported through link participant `link` that an
+    /// emergency broadcast by `by` (named as shown here, "Dan @ central") started on its
+    /// `channels` (issue 16). The first report for the link's event tells the event's
+    /// sessions `broadcast.started`; later ones (the event's other linked channels) are
+    /// counted. Ignored while a broadcast of this site's holds the event (one of ours gone
+    /// up comes back from the upstream) and for an unregistered `link`. The floors come
+    /// with the upstream's `floor.taken` ([`Hub::link_grant`] with `emergency`).
+    pub fn link_broadcast_started(&mut self, link: ConnId, by: TalkerRef, channels: Vec<String>) {
+        let Some(event) = self.registry.get(link).map(|i| i.event.clone()) else {
+            return;
+        };
+        if self.broadcasts.values().any(|b| b.event == event) {
+            return;
+        }
+        if let Some(r) = self.remote_broadcasts.get_mut(&event) {
+            r.links.insert(link);
+            return;
+        }
+        tracing::warn!(conn = link, by = %by.name.escape_debug(), "emergency broadcast at the upstream");
+        self.remote_broadcasts.insert(
+            event.clone(),
+            RemoteBroadcast {
+                by: by.clone(),
+                channels: channels.clone(),
+                links: [link].into(),
+            },
+        );
+        let to = self.registry.by_event(&event);
+        self.emit(to, Notification::BroadcastStarted { by, channels });
+    }
+
+    /// Link participant `link` reported the end of the upstream's broadcast (or its link
+    /// went down, `reason` "link down"). When no link of the event reports it any more, the
+    /// event's sessions are told `broadcast.stopped` with `reason`. No-op if `link` reported
+    /// none.
+    pub fn link_broadcast_stopped(&mut self, link: ConnId, reason: &str) {
+        let Some(event) = self.registry.get(link).map(|i| i.event.clone()) else {
+            return;
+        };
+        let Some(r) = self.remote_broadcasts.get_mut(&event) else {
+            return;
+        };
+        if !r.links.remove(&link) || !r.links.is_empty() {
+            return;
+        }
+        let Some(r) = self.remote_broadcasts.remove(&event) else {
+            return;
+        };
+        let to = self.registry.by_event(&event);
+        self.emit(
+            to,
+            Notification::BroadcastStopped {
+                by: r.by,
+                reason: reason.to_string(),
+            },
+        );
     }
 
     /// Whether `id` is broadcasting.

@@ -127,6 +127,18 @@ struct BroadcastState {
     channels: Vec<String>,
     temporary: Vec<String>,
     started: Instant,
+    /// The broadcaster as shown (a linked site's Dispatch user, "Dan @ north"), else its name.
+    shown: Option<String>,
+}
+
+/// An emergency broadcast at the upstream of this site's linked channels, as the site shows
+/// it (issue 16): who, the upstream's channels, and the link participants that reported it
+/// (one per linked channel of the event; it ends when the last reports its end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RemoteBroadcast {
+    by: TalkerRef,
+    channels: Vec<String>,
+    links: std::collections::BTreeSet<ConnId>,
 }
 
 /// The hub. See the module docs.
@@ -155,6 +167,8 @@ pub struct Hub {
     /// Channels linked to an upstream gateway (issue 16) and the link participant that
     /// stands for the upstream in each: their floors are decided there.
     linked: HashMap<String, ConnId>,
+    /// Emergency broadcasts at the upstream, by event (issue 16).
+    remote_broadcasts: HashMap<String, RemoteBroadcast>,
 }
 
 impl Hub {
@@ -177,6 +191,7 @@ impl Hub {
             out: Vec::new(),
             routes_dirty: false,
             linked: HashMap::new(),
+            remote_broadcasts: HashMap::new(),
         }
     }
 
@@ -318,6 +333,7 @@ impl Hub {
         if self.broadcasts.contains_key(&id) {
             self.broadcast_stop(id, "disconnected", now);
         }
+        self.link_broadcast_stopped(id, "link down");
         let joined: Vec<String> = self
             .sessions
             .get(&id)
@@ -655,6 +671,15 @@ impl Hub {
             .map(|t| t.id)
     }
 
+    /// The current floor holder of `channel` and its name as shown ("Ana @ north" for a
+    /// linked site's talker), if any.
+    pub fn floor_talker(&self, channel: &str) -> Option<(ConnId, String)> {
+        self.channels
+            .get(channel)
+            .and_then(|c| c.floor.holder())
+            .map(|t| (t.id, t.name.clone()))
+    }
+
     /// Applies a grant the upstream of a linked channel decided (issue 16): `id` (a local
     /// talker the upstream granted, or the link participant for a talker elsewhere, shown as
     /// `name`) takes the floor; a different holder is revoked as pre-empted by it (by an
@@ -683,7 +708,9 @@ impl Hub {
             }
             _ => None,
         });
+        self.emergency_granting = emergency.then_some(id);
         self.apply_floor_events(channel, events, now);
+        self.emergency_granting = None;
         self.settle(now);
         Ok(expires.unwrap_or(0))
     }
@@ -782,7 +809,12 @@ impl Hub {
                 FloorEvent::Granted { to, expires_at } => {
                     self.counters.floors_granted += 1;
                     self.routes_dirty = true;
-                    let e = self.entry_for(to.id, Action::FloorGranted).target(channel);
+                    let mut e = self.entry_for(to.id, Action::FloorGranted).target(channel);
+                    if self.registry.get(to.id).is_some_and(|i| i.name != to.name) {
+                        // A linked site's talker ("Ana @ north") or one elsewhere: the audit
+                        // names who talks, and so the site (issue 16).
+                        e = e.details(serde_json::json!({"talker": to.name}));
+                    }
                     self.audit(e);
                     self.grants += 1;
                     let media = self.sessions.get(&to.id).is_some_and(|s| s.media_uplink);
@@ -801,6 +833,7 @@ impl Hub {
                         self.spurt_started(to.id, channel);
                     }
                     let talker = self.talker_ref(to.id, &to.name);
+                    let emergency = self.emergency_granting == Some(to.id);
                     self.emit(
                         vec![to.id],
                         Notification::FloorGranted {
@@ -814,6 +847,7 @@ impl Hub {
                         Notification::FloorTaken {
                             channel: channel.into(),
                             talker,
+                            emergency,
                         },
                     );
                 }

@@ -71,6 +71,9 @@ pub enum Notification {
         channel: String,
         /// The new holder.
         talker: TalkerRef,
+        /// Taken by an emergency broadcast (`"emergency": true` on the wire, absent
+        /// otherwise; a linked site shows the upstream's broadcast from it, issue 16).
+        emergency: bool,
     },
     /// `floor.revoke {channelId, reason, message}` to the holder that lost the floor.
     FloorRevoke {

@@ -638,6 +638,16 @@ fn a_linked_channel_follows_the_upstream_and_is_local_when_unlinked() {
         [Notification::FloorTaken { talker, .. }] => assert_eq!(talker.name, "Cat @ south"),
         other => panic!("{other:?}"),
     }
+    // The audit names the talker elsewhere, and so its site.
+    let granted: Vec<&crate::audit::Entry> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Audit(e) if e.action == crate::audit::Action::FloorGranted => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0].details["talker"], "Cat @ south");
     // The upstream granted ana: she takes it from the link participant.
     let t1 = t0 + Duration::from_secs(1);
     assert_eq!(
@@ -675,7 +685,10 @@ fn a_linked_channel_follows_the_upstream_and_is_local_when_unlinked() {
                 reason: RevokeCode::Emergency,
                 ..
             },
-            Notification::FloorTaken { .. }
+            Notification::FloorTaken {
+                emergency: true,
+                ..
+            }
         ]
     ));
     h.floor_release(9, "ops", t1).unwrap();
@@ -748,4 +761,56 @@ fn a_site_asks_its_upstream_unless_a_local_talker_decides_it_here() {
         ask
     );
     assert_eq!(h.floor_holder("ops"), Some(3));
+}
+
+#[test]
+fn an_upstream_broadcast_is_shown_once_per_event_and_ends_with_its_last_link() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    add(&mut h, 1, "ana", Role::General, &["ops"]);
+    add(&mut h, 3, "dan", Role::Dispatch, &["ops", "gate"]);
+    add(&mut h, 8, "link-ops", Role::General, &["ops"]);
+    add(&mut h, 9, "link-gate", Role::General, &["gate"]);
+    h.join(1, "ops", Some("ev")).unwrap();
+    h.join(8, "ops", Some("ev")).unwrap();
+    h.join(9, "gate", Some("ev")).unwrap();
+    let by = |h: &Hub, id| h.talker_ref(id, "Dora @ central");
+    h.take_outputs();
+    // Both linked channels report the upstream's broadcast: the event is told once.
+    h.link_broadcast_started(8, by(&h, 8), s(&["gate", "ops"]));
+    h.link_broadcast_started(9, by(&h, 9), s(&["gate", "ops"]));
+    let outs = h.take_outputs();
+    assert_eq!(methods(&notes_for(&outs, 1)), ["broadcast.started"]);
+    let active = h.active_broadcasts("ev");
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].by.name, "Dora @ central");
+    // One link reports the end: still on; the last one ends it for the event.
+    h.link_broadcast_stopped(8, "stopped");
+    assert!(h.take_outputs().is_empty());
+    h.link_broadcast_stopped(9, "stopped");
+    let outs = h.take_outputs();
+    match &notes_for(&outs, 1)[..] {
+        [Notification::BroadcastStopped { by, reason }] => {
+            assert_eq!(
+                (by.name.as_str(), reason.as_str()),
+                ("Dora @ central", "stopped")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.active_broadcasts("ev").is_empty());
+    // A link that goes away (unregistered) ends what it reported.
+    h.link_broadcast_started(8, by(&h, 8), s(&["ops"]));
+    h.take_outputs();
+    h.unregister(8, t0);
+    let outs = h.take_outputs();
+    assert!(methods(&notes_for(&outs, 1)).contains(&"broadcast.stopped"));
+    // This site's own broadcast, come back from the upstream, is not shown twice.
+    h.broadcast_arm(3, t0);
+    h.broadcast_start_as(3, &s(&["ops"]), HOLD, None, t0 + HOLD)
+        .unwrap();
+    h.take_outputs();
+    h.link_broadcast_started(9, by(&h, 9), s(&["ops"]));
+    assert!(h.take_outputs().is_empty());
+    assert_eq!(h.active_broadcasts("ev").len(), 1);
 }

@@ -3,7 +3,7 @@
 //! of [`crate::link`].
 
 use super::media::{AudioParts, AudioStats, LinkAudio};
-use super::{remote_name, LinkChannel, LinkError, LinkStatus, Links, Request, Site};
+use super::{remote_name, Ask, LinkChannel, LinkError, LinkStatus, Links, Request, Site};
 use crate::access::role::Role;
 use crate::config::link::{LinkChannels, LinkConfig};
 use crate::floor::{Priority, RevokeReason};
@@ -141,6 +141,8 @@ enum Pending {
         reply: oneshot::Sender<Result<(), LinkError>>,
     },
     Ping(Instant),
+    /// `broadcast.start` of a broadcast started here.
+    Broadcast,
     Ignore,
 }
 
@@ -276,6 +278,7 @@ impl Task {
         let now = Instant::now();
         let mut hub = self.ctx.hub.lock();
         hub.set_linked(&self.channel, None);
+        hub.link_broadcast_stopped(self.conn, "link down");
         if hub.floor_holder(&self.channel) == Some(self.conn) {
             let _ = hub.floor_release(self.conn, &self.channel, now);
         }
@@ -499,13 +502,29 @@ impl Task {
             let _ = r.reply.send(Err(LinkError::NoAnswer));
             return Ok(());
         }
-        let method = match r.priority {
-            Priority::PreEmptive => "floor.priority_request",
-            Priority::Normal => "floor.request",
+        let method = match r.ask {
+            Ask::Floor(Priority::PreEmptive) => "floor.priority_request",
+            Ask::Floor(Priority::Normal) => "floor.request",
+            Ask::Broadcast => {
+                // The local broadcast holds this channel: its audio goes up on this link.
+                up.holding = true;
+                up.audio.set_sending(true);
+                let params = json!({"onBehalfOf": r.name});
+                return self
+                    .send(up, "broadcast.start", params, Pending::Broadcast)
+                    .await;
+            }
         };
         let params = json!({"channelId": self.channel, "onBehalfOf": r.name});
         self.send(up, method, params, Pending::Floor { reply: r.reply })
             .await
+    }
+
+    /// Whether a talker the upstream names is one of this site's ("Dan @ north"): its own
+    /// grant or broadcast come back from the upstream on the site's other linked channels.
+    fn ours(&self, name: &str) -> bool {
+        name.strip_suffix(self.ctx.site.name.as_str())
+            .is_some_and(|n| n.ends_with(" @ "))
     }
 
     /// A notification for the link participant from this site's hub.
@@ -557,6 +576,15 @@ impl Task {
                         up.audio.set_sending(false);
                     }
                 }
+                Some(Pending::Broadcast) => {
+                    if v.get("result").is_none() {
+                        up.holding = false;
+                        up.audio.set_sending(false);
+                        let msg = v["error"]["message"].as_str().unwrap_or("refused");
+                        tracing::warn!(link = ?self.name, channel = ?self.channel, error = ?msg,
+                                       "the upstream refused this site's emergency broadcast: it stays at this site");
+                    }
+                }
                 Some(Pending::Ping(sent)) => {
                     let ms = sent.elapsed().as_secs_f64() * 1000.0;
                     self.set_status(|s| s.rtt_ms = Some((ms * 100.0).round() / 100.0));
@@ -566,16 +594,41 @@ impl Task {
             return;
         }
         let p = &v["params"];
-        if p["channelId"].as_str() != Some(self.channel.as_str()) || !up.linked {
+        let method = v["method"].as_str().unwrap_or_default();
+        if !up.linked {
+            return;
+        }
+        if method.starts_with("broadcast.") {
+            self.remote_broadcast(up, method, p);
+            return;
+        }
+        if p["channelId"].as_str() != Some(self.channel.as_str()) {
             return;
         }
         let now = Instant::now();
-        match v["method"].as_str().unwrap_or_default() {
+        match method {
             "floor.taken" => {
                 let name = p["talker"]["name"]
                     .as_str()
                     .unwrap_or("someone")
                     .to_string();
+                let held_here =
+                    self.ctx
+                        .hub
+                        .lock()
+                        .floor_talker(&self.channel)
+                        .is_some_and(|(id, n)| {
+                            id != self.conn && remote_name(&n, &self.ctx.site.name) == name
+                        });
+                if self.ours(&name) || held_here {
+                    // This site's own talker (a broadcast gone up through another link, or
+                    // one from further down the tree that holds the floor here already).
+                    up.emergency = false;
+                    return;
+                }
+                if p["emergency"].as_bool() == Some(true) {
+                    up.emergency = true;
+                }
                 self.remote_taken(up, &name);
             }
             "floor.revoke" => {
@@ -607,6 +660,35 @@ impl Task {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The upstream's `broadcast.started` / `broadcast.stopped`: shown to this site's event
+    /// (once for all its linked channels, [`crate::hub::Hub::link_broadcast_started`]).
+    fn remote_broadcast(&mut self, up: &Up, method: &str, p: &Value) {
+        let name = p["by"]["name"].as_str().unwrap_or("Dispatch");
+        if self.ours(name) {
+            return;
+        }
+        let mut hub = self.ctx.hub.lock();
+        if method == "broadcast.started" {
+            let by = crate::hub::TalkerRef {
+                conn_id: self.conn,
+                user_id: p["by"]["userId"].as_str().unwrap_or_default().to_string(),
+                name: remote_name(name, &up.upstream_site),
+            };
+            let channels = p["channels"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            hub.link_broadcast_started(self.conn, by, channels);
+        } else if method == "broadcast.stopped" {
+            let reason = p["reason"].as_str().unwrap_or("stopped");
+            hub.link_broadcast_stopped(self.conn, reason);
         }
     }
 

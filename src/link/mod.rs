@@ -22,20 +22,25 @@
 //!   refuses a site whose path already contains it ([`Site::loop_with`]), and a site refuses an
 //!   upstream whose chain contains it; both log it.
 //!
-//! Not done (README "Linked sites", limits): radio and console ports at a site do not talk on
-//! a linked channel while it is linked (their requests are refused as linked); an emergency
-//! broadcast started at a site stays at the site.
+//! - **Radio and console ports** at a site ask through [`Links::ask`] (their threads poll the
+//!   answer) and share [`apply_decision`] with the sessions.
+//! - **Emergency broadcast.** The upstream's comes down as `floor.taken` with `emergency` on
+//!   each linked channel and one `broadcast.started` per event
+//!   ([`crate::hub::Hub::link_broadcast_started`]); one started here goes up
+//!   ([`Links::broadcast_up`]: `broadcast.start` with `onBehalfOf`). A talker the upstream
+//!   names as this site's own ("Dan @ north", or the holder here already) is not applied again.
 
 pub mod client;
 pub mod media;
 pub mod tls;
 
 use crate::floor::Priority;
+use crate::hub::{ConnId, Hub};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a session waits for the upstream's floor decision.
@@ -64,6 +69,9 @@ pub enum LinkError {
     /// The upstream did not answer in time, or the link is not up.
     #[error("the upstream gateway did not answer")]
     NoAnswer,
+    /// This site's hub refused to apply the decision (the talker left, or is not a member).
+    #[error(transparent)]
+    Local(#[from] crate::hub::HubError),
 }
 
 /// This gateway among linked gateways: its name, and the chains of gateways above it that its
@@ -117,15 +125,26 @@ impl Site {
     }
 }
 
-/// A floor request a session hands to its channel's link.
+/// A request a session or port hands to its channel's link.
 #[derive(Debug)]
 pub(crate) struct Request {
     /// The local talker's display name.
     name: String,
-    /// Its priority (Dispatch: pre-emptive, relayed as `floor.priority_request`).
-    priority: Priority,
+    /// What is asked.
+    ask: Ask,
     /// The decision.
     reply: oneshot::Sender<Result<(), LinkError>>,
+}
+
+/// What a [`Request`] asks of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// The floor, with the talker's priority (Dispatch: pre-emptive, relayed as
+    /// `floor.priority_request`).
+    Floor(Priority),
+    /// An emergency broadcast started here goes up and out (`broadcast.start` with
+    /// `onBehalfOf`).
+    Broadcast,
 }
 
 /// One link's state for `admin.status` and `/metrics`.
@@ -209,19 +228,108 @@ impl Links {
         name: &str,
         priority: Priority,
     ) -> Result<(), LinkError> {
+        let rx = self.ask(channel, name, priority)?;
+        match tokio::time::timeout(DECISION_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            _ => Err(LinkError::NoAnswer),
+        }
+    }
+
+    /// Hands a floor request for `channel` (local talker `name`) to its link without waiting:
+    /// the decision arrives on the returned receiver (for the radio and console ports, whose
+    /// threads poll it; the caller bounds the wait, [`DECISION_TIMEOUT`]).
+    ///
+    /// # Errors
+    /// [`LinkError::NoAnswer`] when `channel` has no link or its request queue is full.
+    pub fn ask(
+        &self,
+        channel: &str,
+        name: &str,
+        priority: Priority,
+    ) -> Result<oneshot::Receiver<Result<(), LinkError>>, LinkError> {
+        self.send(channel, name, Ask::Floor(priority))
+    }
+
+    /// An emergency broadcast by local Dispatch user `name` started on `channels` (its
+    /// event's): it goes up through the first of them that is linked, and the upstream
+    /// broadcasts it to its channels and sites (issue 16). Returns the channel it went up
+    /// through; `None` when none is linked, or its queue is full (logged: the broadcast then
+    /// stays at this site).
+    pub fn broadcast_up(&self, channels: &[String], name: &str) -> Option<String> {
+        let channel = channels.iter().find(|c| self.by_channel.contains_key(*c))?;
+        match self.send(channel, name, Ask::Broadcast) {
+            Ok(_) => Some(channel.clone()),
+            Err(e) => {
+                tracing::warn!(channel = ?channel, error = %e, "emergency broadcast not sent up the link: it stays at this site");
+                None
+            }
+        }
+    }
+
+    fn send(
+        &self,
+        channel: &str,
+        name: &str,
+        ask: Ask,
+    ) -> Result<oneshot::Receiver<Result<(), LinkError>>, LinkError> {
         let link = self.by_channel.get(channel).ok_or(LinkError::NoAnswer)?;
         let (reply, rx) = oneshot::channel();
         link.requests
             .try_send(Request {
                 name: name.to_string(),
-                priority,
+                ask,
                 reply,
             })
             .map_err(|_| LinkError::NoAnswer)?;
-        match tokio::time::timeout(DECISION_TIMEOUT, rx).await {
-            Ok(Ok(r)) => r,
-            _ => Err(LinkError::NoAnswer),
-        }
+        Ok(rx)
+    }
+}
+
+/// A floor request that [`Hub::floor_request_site`] sent up a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked<'a> {
+    /// The local participant asking.
+    pub id: ConnId,
+    /// The linked channel.
+    pub channel: &'a str,
+    /// Its priority.
+    pub priority: Priority,
+    /// The talker as shown, if not the participant's own name.
+    pub shown: Option<String>,
+    /// The channel's link participant when the request went up.
+    pub link: ConnId,
+}
+
+/// Applies the upstream's answer `res` to floor request `asked` (sessions, radio and console
+/// ports share it). If the link went down meanwhile, the channel is site only and the
+/// request is decided here. Returns the time-out timer's duration, ms.
+///
+/// # Errors
+/// [`LinkError::Denied`] (the upstream named who talks); [`LinkError::NoAnswer`] (no answer
+/// in time while the link stays up: try again); [`LinkError::Local`] when this hub refuses
+/// (the talker left, a local holder is not pre-empted once decided here).
+pub fn apply_decision(
+    hub: &mut Hub,
+    asked: Asked<'_>,
+    res: Result<(), LinkError>,
+    now: Instant,
+) -> Result<u64, LinkError> {
+    let Asked {
+        id,
+        channel,
+        priority,
+        shown,
+        link,
+    } = asked;
+    if let Err(e @ LinkError::Denied { .. }) = res {
+        return Err(e);
+    }
+    if hub.linked(channel) != Some(link) {
+        return Ok(hub.floor_request_as(id, channel, priority, shown, now)?);
+    }
+    match res {
+        Ok(()) => Ok(hub.link_grant(id, channel, priority, shown, false, now)?),
+        Err(_) => Err(LinkError::NoAnswer),
     }
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Sections: build and uptime; sessions (by role); channels (per channel: members, floor
 //! taken, uplink packets); floor control; media forwarding and WebRTC peer connections by ICE
-//! state; the audit queue; permission sync; radio ports ([`radio_ports`]). Every family has
+//! state; the audit queue; permission sync; radio ports ([`radio_ports`]); linked sites
+//! ([`super::link_metrics`]). Every family has
 //! HELP. Counter names get `_total` from the encoder. To add a metric, add it to a section with
 //! [`Families`].
 
@@ -147,6 +148,8 @@ pub struct Observed {
     pub disk: crate::state::disk::DiskCheck,
     /// The recorder, when `[recording] enabled`.
     pub recorder: Option<crate::recording::recorder::Recorder>,
+    /// The linked channels (issue 16; empty without `[[link]]`).
+    pub links: std::sync::Arc<crate::link::Links>,
 }
 
 impl fmt::Debug for Observed {
@@ -212,7 +215,8 @@ impl Collector for Observed {
                 free,
             )?;
         }
-        radio_ports(&self.radio, &mut f)
+        radio_ports(&self.radio, &mut f)?;
+        super::link_metrics::site_links(&self.links, &mut f)
     }
 }
 

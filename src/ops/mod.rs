@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod bans_cli;
+pub mod link_metrics;
 pub mod log_escape;
 pub mod memory;
 pub mod metrics;

@@ -102,6 +102,14 @@ struct FloorParams {
     on_behalf_of: Option<String>,
 }
 
+/// `broadcast.start` params.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BroadcastParams {
+    /// A linked site's session starting its Dispatch user's broadcast here (issue 16).
+    on_behalf_of: Option<String>,
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HelloParams {
@@ -164,6 +172,21 @@ pub(super) async fn event_channels(
         .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
 }
+
+/// How many times a phone's message rate and burst (`limits.messages_per_second`,
+/// `message_burst`) a session may send: [`LINK_RATE_FACTOR`] for a linked site's session
+/// (token with the `link` claim), which carries the requests of all the site's talkers on its
+/// channel; 1 otherwise.
+fn rate_factor(claims: &Claims) -> u32 {
+    if claims.link.is_some() {
+        LINK_RATE_FACTOR
+    } else {
+        1
+    }
+}
+
+/// A linked site's session may send this many times a phone's message rate (issue 16).
+pub const LINK_RATE_FACTOR: u32 = 20;
 
 /// The channels an ADMIN session lists besides its permitted ones: every channel of its event
 /// in the permission store (issue 13: "the admin sees every channel of its event"; the hub
@@ -247,6 +270,7 @@ pub async fn run(
 
     let lim = gw.cfg.limits;
     let nz = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
+    let rate = rate_factor(&claims);
     gw.audit.record(
         Entry::new(claims.sub.clone(), Action::Connect)
             .who(claims.role, claims.event.clone())
@@ -259,8 +283,8 @@ pub async fn run(
         claims,
         media: None,
         limiter: session_limiter(
-            nz(lim.messages_per_second),
-            nz(lim.message_burst),
+            nz(lim.messages_per_second.saturating_mul(rate)),
+            nz(lim.message_burst.saturating_mul(rate)),
             governor::clock::DefaultClock::default(),
         ),
         strikes: MessageStrikes::default(),
@@ -561,7 +585,7 @@ impl Session {
                         ErrorCode::RateLimited,
                         format!(
                             "too many messages: at most {} per second; the session closes if this goes on",
-                            self.gw.cfg.limits.messages_per_second
+                            self.gw.cfg.limits.messages_per_second.saturating_mul(rate_factor(&self.claims))
                         ),
                     ),
                 );
@@ -724,6 +748,34 @@ impl Session {
         Ok(json!({"site": self.gw.site.name, "chain": self.gw.site.path()}))
     }
 
+    /// The talker a linked site's session speaks for (`onBehalfOf`, shown "NAME @ SITE"; a
+    /// name that already names a site further down the tree, "NAME @ SITE", is kept).
+    ///
+    /// # Errors
+    /// `INVALID_PARAMS` for a bad name; `PERMISSION_DENIED` without the token's link claim.
+    fn shown(&self, on_behalf_of: Option<&str>) -> Result<Option<String>, RpcError> {
+        use crate::access::token::valid_site_name as valid;
+        match (on_behalf_of, &self.claims.link) {
+            (None, _) => Ok(None),
+            (Some(n), Some(site)) if valid(n) => Ok(Some(format!("{n} @ {site}"))),
+            (Some(n), Some(_))
+                if n
+                    .split_once(" @ ")
+                    .is_some_and(|(who, at)| valid(who) && valid(at)) =>
+            {
+                Ok(Some(n.to_string()))
+            }
+            (Some(_), Some(_)) => Err(RpcError::new(
+                ErrorCode::InvalidParams,
+                "onBehalfOf: NAME or NAME @ SITE, each 1..=64 characters without control characters or '@'",
+            )),
+            (Some(_), None) => Err(RpcError::new(
+                ErrorCode::PermissionDenied,
+                "onBehalfOf is for linked sites (a token with the link claim)",
+            )),
+        }
+    }
+
     /// A floor request, decided here or, on a linked channel, at its upstream (issue 16).
     async fn floor_request(
         &mut self,
@@ -744,24 +796,28 @@ impl Session {
         };
         let name = shown.clone().unwrap_or_else(|| self.claims.name.clone());
         let res = self.gw.links.request(channel, &name, priority).await;
-        if let Err(crate::link::LinkError::Denied { holder, message }) = res {
-            let data = json!({"channelId": channel, "talker": {"name": holder}});
-            return Err(RpcError::new(ErrorCode::FloorBusy, message).with_data(data));
-        }
-        let now = Instant::now();
         let mut hub = self.gw.hub.lock();
-        if hub.linked(channel) != Some(link) {
-            // The link went down meanwhile: the channel is site only, decide here.
-            return Ok(hub.floor_request_as(self.id, channel, priority, shown, now)?);
-        }
-        match res {
-            Ok(()) => Ok(hub.link_grant(self.id, channel, priority, shown, false, now)?),
-            Err(_) => Err(RpcError::new(
+        let asked = crate::link::Asked {
+            id: self.id,
+            channel,
+            priority,
+            shown,
+            link,
+        };
+        let decided = crate::link::apply_decision(&mut hub, asked, res, Instant::now());
+        drop(hub);
+        decided.map_err(|e| match e {
+            crate::link::LinkError::Local(e) => RpcError::from(e),
+            crate::link::LinkError::Denied { holder, message } => {
+                let data = json!({"channelId": channel, "talker": {"name": holder}});
+                RpcError::new(ErrorCode::FloorBusy, message).with_data(data)
+            }
+            _ => RpcError::new(
                 ErrorCode::FloorBusy,
                 "the upstream gateway did not answer; try again",
             )
-            .with_data(json!({"channelId": channel}))),
-        }
+            .with_data(json!({"channelId": channel})),
+        })
     }
 
     async fn dispatch(&mut self, req: &Incoming) -> Result<Value, RpcError> {
@@ -824,24 +880,7 @@ impl Session {
                 } else {
                     Priority::Normal
                 };
-                let shown = match (&p.on_behalf_of, &self.claims.link) {
-                    (None, _) => None,
-                    (Some(n), Some(site)) if crate::access::token::valid_site_name(n) => {
-                        Some(format!("{n} @ {site}"))
-                    }
-                    (Some(_), Some(_)) => {
-                        return Err(RpcError::new(
-                            ErrorCode::InvalidParams,
-                            "onBehalfOf: 1..=64 characters without control characters or '@'",
-                        ))
-                    }
-                    (Some(_), None) => {
-                        return Err(RpcError::new(
-                            ErrorCode::PermissionDenied,
-                            "onBehalfOf is for linked sites (a token with the link claim)",
-                        ))
-                    }
-                };
+                let shown = self.shown(p.on_behalf_of.as_deref())?;
                 let ms = self.floor_request(&p.channel_id, priority, shown).await?;
                 tracing::info!(conn = self.id, channel = ?p.channel_id, "floor granted");
                 Ok(json!({"channelId": p.channel_id, "granted": true, "expiresInMs": ms}))
@@ -860,13 +899,21 @@ impl Session {
                 Ok(json!({"armed": true, "holdMs": self.hold().as_millis() as u64}))
             }
             "broadcast.start" => {
+                let p: BroadcastParams = protocol::params(&req.params)?;
+                let shown = self.shown(p.on_behalf_of.as_deref())?;
                 let channels = event_channels(&self.gw.store, &self.claims.event).await?;
-                let hold = self.hold();
-                let res = self
-                    .gw
-                    .hub
-                    .lock()
-                    .broadcast_start(self.id, &channels, hold, now)?;
+                let name = shown.clone().unwrap_or_else(|| self.claims.name.clone());
+                let mut hub = self.gw.hub.lock();
+                let res = if shown.is_some() {
+                    // A linked site's broadcast: the site measured the hold.
+                    hub.broadcast_arm(self.id, now);
+                    hub.broadcast_start_as(self.id, &channels, Duration::ZERO, shown, now)?
+                } else {
+                    hub.broadcast_start(self.id, &channels, self.hold(), now)?
+                };
+                drop(hub);
+                // Up and out: to the upstream of this gateway's linked channels, if any.
+                self.gw.links.broadcast_up(&res.channels, &name);
                 Ok(json!(res))
             }
             "broadcast.stop" => {

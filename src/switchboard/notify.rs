@@ -29,8 +29,16 @@ pub fn render(note: &Notification) -> String {
             channel,
             expires_in_ms,
         } => json!({"channelId": channel, "expiresInMs": expires_in_ms}),
-        Notification::FloorTaken { channel, talker } => {
-            json!({"channelId": channel, "talker": talker})
+        Notification::FloorTaken {
+            channel,
+            talker,
+            emergency,
+        } => {
+            if *emergency {
+                json!({"channelId": channel, "talker": talker, "emergency": true})
+            } else {
+                json!({"channelId": channel, "talker": talker})
+            }
         }
         Notification::FloorRevoke {
             channel,
