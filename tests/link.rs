@@ -535,3 +535,36 @@ async fn radios_broadcasts_and_a_lost_site_across_the_links() {
     north.shutdown().await;
     central.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_site_links_over_wss_trusting_only_the_configured_ca() {
+    let port = free_port();
+    let central = upstream(port, "central", "");
+    let ca = central.dir.path().join("state/tls/ca.pem");
+    assert!(ca.exists(), "the upstream generated its CA");
+    let wss = |name: &str, ca: &std::path::Path| {
+        site_cfg(name, port).replace("ws://", "wss://").replace(
+            "name = \"to-central\"\n",
+            &format!("name = \"to-central\"\nca_file = \"{}\"\n", ca.display()),
+        )
+    };
+    let north = Gateway::start_with("", &wss("north", &ca));
+    assert_eq!(
+        north.wait_lines(&["link up"], 1).len(),
+        1,
+        "north linked over wss://"
+    );
+    // A site that trusts another CA (north's own) does not link: the TLS handshake fails.
+    let other_ca = north.dir.path().join("state/tls/ca.pem");
+    let south = Gateway::start_with("", &wss("south", &other_ca));
+    let down = south.wait_lines(&["link down", "TLS"], 1);
+    assert_eq!(down.len(), 1, "south refused the upstream's certificate");
+    let up = south
+        .log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("link up"));
+    assert!(!up, "south linked with the wrong CA");
+}
