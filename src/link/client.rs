@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub const BACKOFF_SECS: [u64; 6] = [1, 2, 4, 8, 16, 30];
 /// Longest wait for the WebSocket connect and for each set-up reply.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
-/// `session.ping` period (the RTT in `admin.status`).
+/// How often the link says `link.hello` again: its answer is the RTT in `admin.status`, and
+/// both ends check the paths for a loop again (a gateway further up may have linked since).
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Floor requests waiting for the link task, per linked channel.
 const REQUEST_QUEUE: usize = 16;
@@ -159,6 +160,8 @@ struct Up {
     holding: bool,
     /// The upstream revoked our talker for an emergency broadcast (the next taken is one).
     emergency: bool,
+    /// Set when the link must end (a loop found by a later `link.hello`).
+    broken: Option<LinkError>,
 }
 
 /// Sends one JSON-RPC request to the upstream; returns its id.
@@ -283,11 +286,7 @@ impl Task {
             let _ = hub.floor_release(self.conn, &self.channel, now);
         }
         drop(hub);
-        self.ctx.site.set_above(&self.key(), None);
-    }
-
-    fn key(&self) -> String {
-        format!("{}/{}", self.name, self.channel)
+        self.ctx.site.set_above(&self.name, &self.channel, None);
     }
 
     async fn connect(&self) -> Result<Ws, LinkError> {
@@ -354,8 +353,9 @@ impl Task {
             linked: false,
             holding: false,
             emergency: false,
+            broken: None,
         };
-        let path = self.ctx.site.path();
+        let path = self.ctx.site.path_for(&self.name);
         let hello = self
             .call(&mut up, "link.hello", json!({"path": path}))
             .await?;
@@ -376,7 +376,9 @@ impl Task {
             tracing::error!(link = ?self.name, chain = ?chain, "link refused: it would close a loop of gateways");
             return Err(LinkError::Loop(msg));
         }
-        self.ctx.site.set_above(&self.key(), Some(chain));
+        self.ctx
+            .site
+            .set_above(&self.name, &self.channel, Some(chain));
         let joined = self
             .call(&mut up, "channel.join", json!({"channelId": self.channel}))
             .await?;
@@ -437,6 +439,9 @@ impl Task {
                     Some(Ok(Message::Text(t))) => {
                         let v = serde_json::from_str::<Value>(&t).unwrap_or(Value::Null);
                         self.upstream_message(&mut up, &v);
+                        if let Some(e) = up.broken.take() {
+                            break Err(e);
+                        }
                     }
                     Some(Ok(Message::Close(c))) => {
                         break Err(LinkError::Unreachable(format!(
@@ -464,7 +469,8 @@ impl Task {
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(e) = self.send(&mut up, "session.ping", json!({}), Pending::Ping(Instant::now())).await {
+                    let path = json!({"path": self.ctx.site.path_for(&self.name)});
+                    if let Err(e) = self.send(&mut up, "link.hello", path, Pending::Ping(Instant::now())).await {
                         break Err(e);
                     }
                 }
@@ -518,6 +524,38 @@ impl Task {
         let params = json!({"channelId": self.channel, "onBehalfOf": r.name});
         self.send(up, method, params, Pending::Floor { reply: r.reply })
             .await
+    }
+
+    /// The answer to a repeated `link.hello`: the upstream's chain now, recorded for this
+    /// site's own path. A loop (the upstream refused this site's path, or its chain holds this
+    /// site) ends the link: [`LinkError::Loop`].
+    fn check_chain(&self, v: &Value) -> Option<LinkError> {
+        if let Some(msg) = v["error"]["message"].as_str() {
+            if msg.starts_with("link loop") {
+                tracing::error!(link = ?self.name, error = ?msg, "link dropped: it closes a loop of gateways");
+                return Some(LinkError::Loop(msg.to_string()));
+            }
+            return None;
+        }
+        let chain: Vec<String> = v["result"]["chain"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if chain.contains(&self.ctx.site.name) {
+            tracing::error!(link = ?self.name, chain = ?chain, "link dropped: it closes a loop of gateways");
+            return Some(LinkError::Loop(format!(
+                "{} is above {} now (chain {chain:?})",
+                self.ctx.site.name, self.name
+            )));
+        }
+        self.ctx
+            .site
+            .set_above(&self.name, &self.channel, Some(chain));
+        None
     }
 
     /// Whether a talker the upstream names is one of this site's ("Dan @ north"): its own
@@ -588,6 +626,7 @@ impl Task {
                 Some(Pending::Ping(sent)) => {
                     let ms = sent.elapsed().as_secs_f64() * 1000.0;
                     self.set_status(|s| s.rtt_ms = Some((ms * 100.0).round() / 100.0));
+                    up.broken = self.check_chain(v);
                 }
                 Some(Pending::Ignore) | None => {}
             }

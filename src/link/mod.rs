@@ -80,7 +80,8 @@ pub enum LinkError {
 pub struct Site {
     /// `[site] name`.
     pub name: String,
-    above: Mutex<BTreeMap<String, Vec<String>>>,
+    /// By (link name, channel): the upstream's chain (its name, then the gateways above it).
+    above: Mutex<BTreeMap<(String, String), Vec<String>>>,
 }
 
 impl Site {
@@ -94,8 +95,22 @@ impl Site {
 
     /// This site's path upwards: its name, then every gateway above it (deduplicated).
     pub fn path(&self) -> Vec<String> {
+        self.path_without(None)
+    }
+
+    /// The path this site tells the upstream of `link` (`link.hello`): as [`Site::path`]
+    /// without what that link itself reported, which names the upstream (the upstream would
+    /// find itself in the path and refuse a link that is no loop).
+    pub fn path_for(&self, link: &str) -> Vec<String> {
+        self.path_without(Some(link))
+    }
+
+    fn path_without(&self, link: Option<&str>) -> Vec<String> {
         let mut v = vec![self.name.clone()];
-        for chain in self.above.lock().values() {
+        for ((l, _), chain) in self.above.lock().iter() {
+            if Some(l.as_str()) == link {
+                continue;
+            }
             for n in chain {
                 if !v.contains(n) {
                     v.push(n.clone());
@@ -105,15 +120,16 @@ impl Site {
         v
     }
 
-    /// Records the chain above this site that link `link` reported (`None`: link down).
-    pub fn set_above(&self, link: &str, chain: Option<Vec<String>>) {
+    /// Records the chain above this site that `link`'s `channel` reported (`None`: down).
+    pub fn set_above(&self, link: &str, channel: &str, chain: Option<Vec<String>>) {
         let mut a = self.above.lock();
+        let key = (link.to_string(), channel.to_string());
         match chain {
             Some(c) => {
-                a.insert(link.to_string(), c);
+                a.insert(key, c);
             }
             None => {
-                a.remove(link);
+                a.remove(&key);
             }
         }
     }
@@ -161,7 +177,7 @@ pub struct LinkStatus {
     pub state: &'static str,
     /// The upstream's site name, once it said hello.
     pub upstream_site: Option<String>,
-    /// Last WebSocket round trip (`session.ping`), ms.
+    /// Last WebSocket round trip (`link.hello`, every 5 s), ms.
     pub rtt_ms: Option<f64>,
     /// Why the link last went down or was refused.
     pub last_error: Option<String>,
@@ -357,10 +373,17 @@ mod tests {
         );
         // A links up to B: B's path is then [b, a]; a site whose path holds a is refused.
         let b = Site::new("b".into());
-        b.set_above("to-a", Some(vec!["a".into()]));
+        b.set_above("to-a", "ops", Some(vec!["a".into()]));
+        b.set_above("to-a", "gate", Some(vec!["a".into()]));
         assert_eq!(b.path(), vec!["b".to_string(), "a".to_string()]);
+        // What b tells a: not a's own chain (a would find itself), for every channel.
+        assert_eq!(b.path_for("to-a"), vec!["b".to_string()]);
+        b.set_above("to-c", "ops", Some(vec!["c".into()]));
+        assert_eq!(b.path_for("to-a"), vec!["b".to_string(), "c".to_string()]);
+        b.set_above("to-c", "ops", None);
+        b.set_above("to-a", "gate", None);
         assert_eq!(b.loop_with(&["a".into()]), Some("a".into()));
-        b.set_above("to-a", None);
+        b.set_above("to-a", "ops", None);
         assert_eq!(b.loop_with(&["a".into()]), None);
     }
 

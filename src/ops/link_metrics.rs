@@ -49,7 +49,7 @@ pub fn site_links(links: &Links, f: &mut Families) -> fmt::Result {
         .collect();
     f.gauges(
         "radiogate_link_rtt_seconds",
-        "Last WebSocket round trip to the upstream (session.ping every 5 s), seconds.",
+        "Last WebSocket round trip to the upstream (link.hello every 5 s), seconds.",
         &rtt,
     )?;
     let counter = |v: &dyn Fn(&LinkStatus) -> u64| -> Vec<(Labels, u64)> {

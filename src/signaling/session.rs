@@ -42,6 +42,8 @@ struct Session {
     /// The session's own outbound queue (replies go here without taking the hub lock);
     /// dropped at the end so the writer sees the queue close.
     out: Option<crate::switchboard::OutboundTx>,
+    /// Whether a linked site's session said `link.hello` already (logged once).
+    said_hello: bool,
 }
 
 /// The configuration a session uses.
@@ -289,6 +291,7 @@ pub async fn run(
         ),
         strikes: MessageStrikes::default(),
         out: Some(tx.clone()),
+        said_hello: false,
     };
     let expires_in = Duration::from_secs(
         session
@@ -744,7 +747,13 @@ impl Session {
                 format!("link loop: {met} is already on the path of site {site} ({path:?})"),
             ));
         }
-        tracing::info!(conn = self.id, site = ?site, "linked site said hello");
+        if self.said_hello {
+            // Said again every 5 s: the site's RTT and the loop check of paths that changed.
+            tracing::debug!(conn = self.id, site = ?site, "linked site said hello again");
+        } else {
+            tracing::info!(conn = self.id, site = ?site, "linked site said hello");
+            self.said_hello = true;
+        }
         Ok(json!({"site": self.gw.site.name, "chain": self.gw.site.path()}))
     }
 
