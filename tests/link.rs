@@ -28,6 +28,11 @@ fn free_port() -> u16 {
 
 /// A DISPATCH token with the `link` claim `site`, for the upstream.
 fn link_token(site: &str) -> String {
+    link_token_for(site, &["ops"])
+}
+
+/// [`link_token`] for `channels`.
+fn link_token_for(site: &str, channels: &[&str]) -> String {
     let now = radiogate::clock::unix_secs();
     TokenMinter::new(&KeyMaterial::Hs256 {
         secret: SECRET.as_bytes().to_vec(),
@@ -38,7 +43,7 @@ fn link_token(site: &str) -> String {
         name: site.into(),
         event: "ev1".into(),
         role: Role::Dispatch,
-        channels: vec!["ops".into()],
+        channels: channels.iter().map(|c| c.to_string()).collect(),
         device: Some(format!("gw-{site}")),
         link: Some(site.into()),
         iat: now - 60,
@@ -548,11 +553,19 @@ async fn a_site_links_over_wss_trusting_only_the_configured_ca() {
             &format!("name = \"to-central\"\nca_file = \"{}\"\n", ca.display()),
         )
     };
-    let north = Gateway::start_with("", &wss("north", &ca));
+    // Two channels to one upstream (each says hello with the site's path, which must not
+    // name the upstream it goes to).
+    let two = format!(
+        "[site]\nname = \"north\"\n[[link]]\nupstream = \"wss://127.0.0.1:{port}\"\n\
+         token = \"{}\"\nchannels = [\"ops\", \"gate\"]\nca_file = \"{}\"\n",
+        link_token_for("north", &["ops", "gate"]),
+        ca.display()
+    );
+    let north = Gateway::start_with("", &two);
     assert_eq!(
-        north.wait_lines(&["link up"], 1).len(),
-        1,
-        "north linked over wss://"
+        north.wait_lines(&["link up"], 2).len(),
+        2,
+        "north linked twice over wss://"
     );
     // A site that trusts another CA (north's own) does not link: the TLS handshake fails.
     let other_ca = north.dir.path().join("state/tls/ca.pem");
