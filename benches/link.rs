@@ -183,7 +183,7 @@ async fn added() {
         .unwrap();
     let st = adm.call("admin.status", json!({})).await.unwrap();
     println!(
-        "link round trip north -> central (session.ping): {} ms",
+        "link round trip north -> central (link.hello): {} ms",
         st["siteLinks"][0]["rttMs"]
     );
     println!(

@@ -1,11 +1,14 @@
 //! SHELL. The audio of one linked channel between this site and its upstream (issue 16): one
 //! WebRTC peer connection (webrtc-rs's sans-IO `rtc`, as in the media engine) with ONE audio
-//! stream each way, offered by the site, driven by its own thread on its own UDP socket.
+//! stream each way, offered by the site, driven by its own task on its own UDP socket.
 //!
 //! Why not the media engine's socket: the upstream's engine tells its peer connections apart
 //! by remote address, and a site links several channels to the same upstream; one socket per
-//! linked channel gives each its own address. The cost is one thread and one socket per linked
-//! channel at the site; the upstream serves the link like any other session.
+//! linked channel gives each its own address. The cost is one tokio task and one socket per
+//! linked channel at the site; the upstream serves the link like any other session. The task
+//! wakes on a datagram, on a local packet queued for the upstream (sent at once: a thread
+//! polling its queue between socket reads added up to its poll period to every packet), and
+//! on the peer connection's next timer.
 //!
 //! - Upstream → site: the packets of whoever talks elsewhere arrive on the downlink stream and
 //!   are forwarded through the site's route table as the link participant's uplink
@@ -30,17 +33,15 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-/// Read timeout while a local talker is sent upstream: the local packets queued for the
-/// link are taken at least this often.
-const SENDING_POLL: Duration = Duration::from_millis(2);
-/// Longest read timeout otherwise.
+/// Longest sleep without a timer of the peer connection.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Largest datagram read, bytes.
 const MTU: usize = 1500;
@@ -56,12 +57,12 @@ pub struct AudioStats {
     pub connected: AtomicBool,
 }
 
-/// The running audio of one linked channel. Dropping it stops the thread.
+/// The running audio of one linked channel. Dropping it stops the task (which closes the
+/// peer connection).
 pub struct LinkAudio {
-    answer: std_mpsc::Sender<String>,
+    answer: mpsc::UnboundedSender<String>,
     sending: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: CancellationToken,
 }
 
 impl std::fmt::Debug for LinkAudio {
@@ -92,12 +93,15 @@ pub struct AudioParts {
 
 impl LinkAudio {
     /// Binds a UDP socket, builds the offering peer connection (one sendrecv Opus stream)
-    /// and starts its thread. Returns the handle and the SDP offer (with the host candidate).
+    /// and starts its task (on the current tokio runtime). Returns the handle and the SDP
+    /// offer (with the host candidate).
     ///
     /// # Errors
-    /// [`MediaError::Io`] (socket, thread), [`MediaError::Rtc`] (`rtc` refused a step).
+    /// [`MediaError::Io`] (socket), [`MediaError::Rtc`] (`rtc` refused a step).
     pub fn start(p: AudioParts) -> Result<(Self, String), MediaError> {
-        let sock = UdpSocket::bind(SocketAddr::new(p.bind_ip, 0))?;
+        let std_sock = std::net::UdpSocket::bind(SocketAddr::new(p.bind_ip, 0))?;
+        std_sock.set_nonblocking(true)?;
+        let sock = UdpSocket::from_std(std_sock)?;
         let local = SocketAddr::new(p.advertise_ip, sock.local_addr()?.port());
         let now = Instant::now();
         let ssrc: u32 = rand::random();
@@ -118,11 +122,10 @@ impl LinkAudio {
             .local_description()
             .ok_or_else(|| MediaError::Rtc("no local description".into()))?
             .sdp;
-        sock.set_read_timeout(Some(IDLE_POLL))?;
-        let (answer_tx, answer_rx) = std_mpsc::channel();
+        let (answer_tx, answer_rx) = mpsc::unbounded_channel();
         let sending = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut run = Run {
+        let stop = CancellationToken::new();
+        let run = Run {
             sock,
             local,
             pc,
@@ -130,27 +133,24 @@ impl LinkAudio {
             stream: SlotStream::new(ssrc, OPUS_PAYLOAD_TYPE, rand::random(), rand::random()),
             answer: answer_rx,
             sending: Arc::clone(&sending),
-            stop: Arc::clone(&stop),
+            stop: stop.clone(),
             conn: p.conn,
             routes: p.routes,
             downlink: p.downlink,
             stats: p.stats,
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("link-{}", p.conn))
-            .spawn(move || run.run())?;
+        tokio::spawn(run.run());
         Ok((
             Self {
                 answer: answer_tx,
                 sending,
                 stop,
-                thread: Some(thread),
             },
             sdp,
         ))
     }
 
-    /// Hands the upstream's SDP answer to the thread.
+    /// Hands the upstream's SDP answer to the task.
     pub fn answer(&self, sdp: String) {
         let _ = self.answer.send(sdp);
     }
@@ -163,10 +163,7 @@ impl LinkAudio {
 
 impl Drop for LinkAudio {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop.cancel();
     }
 }
 
@@ -176,9 +173,9 @@ struct Run {
     pc: RTCPeerConnection,
     sender: RTCRtpSenderId,
     stream: SlotStream,
-    answer: std_mpsc::Receiver<String>,
+    answer: mpsc::UnboundedReceiver<String>,
     sending: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     conn: u64,
     routes: Routes,
     downlink: mpsc::Receiver<Downlink>,
@@ -186,68 +183,32 @@ struct Run {
 }
 
 impl Run {
-    fn run(&mut self) {
+    async fn run(mut self) {
         let mut buf = vec![0u8; MTU];
-        let mut poll = IDLE_POLL;
-        let mut timeout = IDLE_POLL;
-        while !self.stop.load(Ordering::Relaxed) {
+        loop {
             let now = Instant::now();
-            let wait = self
+            let wake = self
                 .pc
                 .poll_timeout()
-                .map_or(IDLE_POLL, |d| d.saturating_duration_since(now))
-                .clamp(Duration::from_millis(1), poll);
-            // Whole milliseconds, set only when it changes: not a syscall per datagram.
-            let wait = Duration::from_millis(wait.as_millis() as u64).max(Duration::from_millis(1));
-            if wait != timeout {
-                let _ = self.sock.set_read_timeout(Some(wait));
-                timeout = wait;
-            }
-            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
-                let _ = self.pc.handle_read(TaggedBytesMut {
-                    now: Instant::now(),
-                    transport: TransportContext {
-                        local_addr: self.local,
-                        peer_addr: from,
-                        ecn: None,
-                        transport_protocol: TransportProtocol::UDP,
-                    },
-                    message: BytesMut::from(&buf[..n]),
-                });
-            }
-            while let Ok(sdp) = self.answer.try_recv() {
-                let res = RTCSessionDescription::answer(sdp)
-                    .map_err(rerr)
-                    .and_then(|d| {
-                        self.pc
-                            .set_remote_description(Instant::now(), d)
-                            .map_err(rerr)
-                    });
-                if let Err(e) = res {
-                    tracing::warn!(conn = self.conn, error = ?e.to_string(), "link audio: the upstream's answer was refused");
+                .map_or(now + IDLE_POLL, |d| d.min(now + IDLE_POLL));
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                r = self.sock.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        self.read(&buf[..n], from);
+                    }
                 }
+                d = self.downlink.recv() => match d {
+                    Some(d) => self.uplink(d),
+                    None => break,
+                },
+                a = self.answer.recv() => match a {
+                    Some(sdp) => self.answered(sdp),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {}
             }
-            let sending = self.sending.load(Ordering::Relaxed);
-            poll = if sending { SENDING_POLL } else { IDLE_POLL };
             let now = Instant::now();
-            while let Ok(d) = self.downlink.try_recv() {
-                if !sending || !self.stats.connected.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let mut pkt = d.packet;
-                let key = SpurtKey {
-                    grant: d.grant,
-                    ssrc: pkt.header.ssrc,
-                };
-                self.stream.rewrite(key, &mut pkt.header, d.received_at);
-                if self
-                    .pc
-                    .rtp_sender(self.sender)
-                    .is_some_and(|mut s| s.write_rtp(now, pkt).is_ok())
-                {
-                    self.stats.packets_up.fetch_add(1, Ordering::Relaxed);
-                }
-            }
             if self.pc.poll_timeout().is_some_and(|d| d <= now) {
                 let _ = self.pc.handle_timeout(now);
             }
@@ -257,9 +218,57 @@ impl Run {
         self.drain(Instant::now());
     }
 
+    fn read(&mut self, datagram: &[u8], from: SocketAddr) {
+        let _ = self.pc.handle_read(TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        });
+    }
+
+    fn answered(&mut self, sdp: String) {
+        let res = RTCSessionDescription::answer(sdp)
+            .map_err(rerr)
+            .and_then(|d| {
+                self.pc
+                    .set_remote_description(Instant::now(), d)
+                    .map_err(rerr)
+            });
+        if let Err(e) = res {
+            tracing::warn!(conn = self.conn, error = ?e.to_string(), "link audio: the upstream's answer was refused");
+        }
+    }
+
+    /// A local talker's packet: rewritten onto the uplink stream and sent while a local
+    /// talker holds the upstream floor (dropped otherwise).
+    fn uplink(&mut self, d: Downlink) {
+        if !self.sending.load(Ordering::Relaxed) || !self.stats.connected.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut pkt = d.packet;
+        let key = SpurtKey {
+            grant: d.grant,
+            ssrc: pkt.header.ssrc,
+        };
+        self.stream.rewrite(key, &mut pkt.header, d.received_at);
+        if self
+            .pc
+            .rtp_sender(self.sender)
+            .is_some_and(|mut s| s.write_rtp(Instant::now(), pkt).is_ok())
+        {
+            self.stats.packets_up.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn drain(&mut self, now: Instant) {
         while let Some(w) = self.pc.poll_write() {
-            let _ = self.sock.send_to(&w.message, w.transport.peer_addr);
+            // Non-blocking: a datagram the socket buffer cannot take is lost, as on the wire.
+            let _ = self.sock.try_send_to(&w.message, w.transport.peer_addr);
         }
         while let Some(e) = self.pc.poll_event() {
             if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) = e {
