@@ -262,11 +262,17 @@ fn run_node(root: &Path, script: &str, env: &[(&str, String)]) -> std::process::
 fn browser_end_to_end() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     chromium_and_playwright(&root);
-    // 3 slots keep the SDP small; a long time-out timer so nobody is revoked mid-test.
+    // 3 slots keep the SDP small; a long time-out timer so nobody is revoked mid-test. Channel
+    // ops is linked to an upstream that cannot be reached (port 9): it stays site only.
     let gw = Gateway::start_with(
         "max_frame_bytes = 65536",
-        "[channels]\nmax_channels_per_user = 3\n[floor]\ntime_out_timer_ms = 60000\n\
-         [channel_names]\nops = \"Operations\"\n",
+        &format!(
+            "[channels]\nmax_channels_per_user = 3\n[floor]\ntime_out_timer_ms = 60000\n\
+             [channel_names]\nops = \"Operations\"\n\
+             [[link]]\nupstream = \"ws://127.0.0.1:9\"\nchannels = [\"ops\"]\nname = \"hq\"\n\
+             token = \"{}\"\n",
+            token("hq", Role::Dispatch, "ev", &["ops"])
+        ),
     );
     let tokens = serde_json::json!({
         "A": token("A", Role::General, "ev", &["ch1", "ch2", "ops"]),

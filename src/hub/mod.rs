@@ -169,6 +169,8 @@ pub struct Hub {
     linked: HashMap<String, ConnId>,
     /// Emergency broadcasts at the upstream, by event (issue 16).
     remote_broadcasts: HashMap<String, RemoteBroadcast>,
+    /// Channels this gateway links, and whether each is site only now (issue 16).
+    site_only: HashMap<String, bool>,
 }
 
 impl Hub {
@@ -192,6 +194,7 @@ impl Hub {
             routes_dirty: false,
             linked: HashMap::new(),
             remote_broadcasts: HashMap::new(),
+            site_only: HashMap::new(),
         }
     }
 
@@ -648,6 +651,7 @@ impl Hub {
     /// The shell links a channel only while its floor is idle (a talk in progress is never
     /// cut by a relink).
     pub fn set_linked(&mut self, channel: &str, link: Option<ConnId>) {
+        let before = self.link_state(channel);
         match link {
             Some(l) => {
                 self.linked.insert(channel.to_string(), l);
@@ -655,6 +659,32 @@ impl Hub {
             None => {
                 self.linked.remove(channel);
             }
+        }
+        self.site_only.insert(channel.to_string(), link.is_none());
+        let now = self.link_state(channel);
+        if let (Some(link), true) = (now, now != before) {
+            let to = self
+                .channels
+                .get(channel)
+                .map(|c| c.members.iter().copied().collect())
+                .unwrap_or_default();
+            self.emit(
+                to,
+                Notification::ChannelLink {
+                    channel: channel.to_string(),
+                    link,
+                },
+            );
+        }
+    }
+
+    /// A channel's link state as clients are told (`channel.list` `link`, `channel.link`):
+    /// `"linked"`, `"site only"`, or `None` for a channel this gateway does not link.
+    pub fn link_state(&self, channel: &str) -> Option<&'static str> {
+        match self.site_only.get(channel) {
+            Some(true) => Some("site only"),
+            Some(false) => Some("linked"),
+            None => None,
         }
     }
 

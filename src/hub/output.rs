@@ -122,6 +122,15 @@ pub enum Notification {
         /// Whether the removal waited for the session's floor to end.
         deferred: bool,
     },
+    /// `channel.link {channelId, link}`: a linked channel's state changed (issue 16):
+    /// `"linked"` (the floor is decided at the upstream, everyone on it at every site hears
+    /// each other) or `"site only"` (the upstream cannot be reached: only this site).
+    ChannelLink {
+        /// The channel.
+        channel: String,
+        /// `"linked"` or `"site only"`.
+        link: &'static str,
+    },
 }
 
 impl Notification {
@@ -136,6 +145,7 @@ impl Notification {
             Self::BroadcastStopped { .. } => "broadcast.stopped",
             Self::PermissionUpdate { .. } => "permission.update",
             Self::ChannelRemoved { .. } => "channel.removed",
+            Self::ChannelLink { .. } => "channel.link",
         }
     }
 }

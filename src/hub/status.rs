@@ -21,6 +21,10 @@ pub struct ChannelEntry {
     /// Its display name (`[channel_names]`), if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// On a channel this gateway links to an upstream (issue 16): `"linked"` or
+    /// `"site only"`; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<&'static str>,
 }
 
 /// Puts `entries` in the order of `first` (the token's channel order: the first is where a
@@ -107,6 +111,7 @@ impl Hub {
                     slot: joined.copied().flatten(),
                     talker: self.holder_ref(c),
                     name: None,
+                    link: self.link_state(c),
                 }
             })
             .collect()
@@ -178,6 +183,7 @@ mod tests {
             slot: None,
             talker: None,
             name: None,
+            link: None,
         }
     }
 

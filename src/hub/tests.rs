@@ -613,8 +613,17 @@ fn a_linked_channel_follows_the_upstream_and_is_local_when_unlinked() {
     for id in [1, 2, 9] {
         h.join(id, "ops", Some("ev")).unwrap();
     }
+    h.take_outputs();
+    assert_eq!(h.channel_list(1, &[])[0].link, None);
     h.set_linked("ops", Some(9));
     assert_eq!(h.linked("ops"), Some(9));
+    // Members are told, and channel.list says so.
+    let outs = h.take_outputs();
+    assert!(matches!(
+        &notes_for(&outs, 1)[..],
+        [Notification::ChannelLink { link: "linked", .. }]
+    ));
+    assert_eq!(h.channel_list(1, &[])[0].link, Some("linked"));
     // Local arbitration is refused: the upstream decides.
     assert_eq!(
         h.floor_request(1, "ops", Priority::Normal, t0),
@@ -692,8 +701,18 @@ fn a_linked_channel_follows_the_upstream_and_is_local_when_unlinked() {
         ]
     ));
     h.floor_release(9, "ops", t1).unwrap();
-    // Unlinked (island mode): local floors again.
+    // Unlinked (island mode): local floors again, and members see "site only".
+    h.take_outputs();
     h.set_linked("ops", None);
+    let outs = h.take_outputs();
+    assert!(matches!(
+        &notes_for(&outs, 2)[..],
+        [Notification::ChannelLink {
+            link: "site only",
+            ..
+        }]
+    ));
+    assert_eq!(h.channel_list(2, &[])[0].link, Some("site only"));
     assert!(h.floor_request(1, "ops", Priority::Normal, t1).is_ok());
     assert_eq!(
         h.floor_request(2, "ops", Priority::Normal, t1),

@@ -267,9 +267,17 @@ impl Task {
             1,
             out_tx,
         );
-        if let Err(e) = hub.join(c, &self.channel, Some(event.as_str())) {
+        if event.is_empty() {
+            // A member of no event would make the channel an event of its own and lock the
+            // site's users out of it: stay out (the link cannot work; the upstream refuses a
+            // token without an event too).
+            tracing::warn!(link = ?self.name, channel = ?self.channel,
+                           "link participant not joined: the channel's event is unknown here and the link token names none");
+        } else if let Err(e) = hub.join(c, &self.channel, Some(event.as_str())) {
             tracing::warn!(link = ?self.name, channel = ?self.channel, error = %e, "link participant cannot join its channel");
         }
+        // Site only until the link is up (clients see it in `channel.list`).
+        hub.set_linked(&self.channel, None);
         drop(hub);
         self.conn = c;
         self.out_rx = Some(out_rx);

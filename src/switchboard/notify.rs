@@ -59,6 +59,9 @@ pub fn render(note: &Notification) -> String {
         Notification::ChannelRemoved { channel, deferred } => json!({
             "channelId": channel, "reason": "PERMISSION_REVOKED", "deferred": deferred,
             "message": format!("permission for channel {channel} was withdrawn")}),
+        Notification::ChannelLink { channel, link } => {
+            json!({"channelId": channel, "link": link})
+        }
     };
     json!({"jsonrpc": "2.0", "method": note.method(), "params": params}).to_string()
 }

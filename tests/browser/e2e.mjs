@@ -404,9 +404,13 @@ async function main() {
     const oFrames = [];
     const o = await openUser(speechBrowser, 'O', HTTP, TOKENS.O, consoleLines, oFrames);
     await start(o, 'ops');
-    check(await o.textContent('#floor-channel') === 'Talk channel: Operations'
+    // ops is linked to an upstream gateway that cannot be reached (tests/browser.rs): site only.
+    check(await o.textContent('#floor-channel') === 'Talk channel: Operations · site only'
       && /Operations/.test(await o.textContent('li[data-channel="ops"] .chan-name')),
       'O talks on ops, its token\'s first channel, shown by its display name "Operations"');
+    check(await o.getAttribute('li[data-channel="ops"]', 'data-link') === 'site only'
+      && /Site only/.test(await o.textContent('li[data-channel="ops"] .chan-info')),
+      'ops, linked to an unreachable upstream, is shown "Site only"');
     await pressMouse(o);
     await floorIs(o, 'talking');
     await o.mouse.up();

@@ -667,6 +667,7 @@
       case 'permission.update': return onPermissionUpdate(params);
       case 'broadcast.started': return onBroadcastStarted(params);
       case 'broadcast.stopped': return onBroadcastStopped(params);
+      case 'channel.link': return onChannelLink(params);
       // The whole close reason when it is longer than the close frame can carry.
       case 'session.closing': S.closingReason = params.reason || null; return undefined;
       default: return undefined;
@@ -699,7 +700,15 @@
 
   // This page's state of a channel from a `channel.list` entry (or a bare id).
   function channelState(e) {
-    return { id: e.channelId, name: e.name || null, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false };
+    return { id: e.channelId, name: e.name || null, joined: !!e.joined, slot: e.slot ?? null, talker: e.talker || null, pendingRemoval: false, link: e.link || null };
+  }
+
+  // A linked channel's state changed (issue 16): "linked" (heard at every linked site) or
+  // "site only" (the upstream gateway cannot be reached: only people at this site hear it).
+  function onChannelLink(p) {
+    const c = S.channels.get(p.channelId);
+    if (c) c.link = p.link || null;
+    render();
   }
 
   async function onChannelList(p) {
@@ -1661,6 +1670,7 @@
       li.dataset.joined = c.joined ? 'true' : 'false';
       li.dataset.talking = c.talker ? 'true' : 'false';
       li.dataset.pending = c.pendingRemoval ? 'true' : 'false';
+      li.dataset.link = c.link || '';
       const listening = selected || (c.joined ? !S.muted.has(c.id) : S.wanted.has(c.id));
       li.dataset.muted = c.joined && !listening ? 'true' : 'false';
       let info;
@@ -1669,6 +1679,7 @@
       else if (c.joined) info = selected ? 'Talk channel · listening' : listening ? 'Listening' : 'Muted here';
       else if (S.wanted.has(c.id)) info = S.wsOpen ? 'Joining…' : 'Waiting for connection';
       else info = 'Not joined (channel limit) · tap the speaker to join';
+      if (c.link === 'site only') info += ' · Site only';
       li.querySelector('.chan-info').textContent = info;
       const btn = li.querySelector('.chan-listen');
       if (btn.dataset.on !== String(listening)) {
@@ -1708,7 +1719,10 @@
     const fs = $('floor-state');
     fs.dataset.state = state;
     if (fs.textContent !== text) fs.textContent = text;
-    $('floor-channel').textContent = S.selected ? `Talk channel: ${channelName(S.selected)}` : '';
+    const sc = S.selected ? S.channels.get(S.selected) : null;
+    // On a linked channel whose upstream is unreachable, only this site hears the talk.
+    const siteOnly = sc && sc.link === 'site only' ? ' · site only' : '';
+    $('floor-channel').textContent = S.selected ? `Talk channel: ${channelName(S.selected)}${siteOnly}` : '';
     const ptt = $('ptt');
     ptt.dataset.state = state;
     ptt.querySelector('.ptt-label').textContent = S.bcast.state === 'live' ? 'Broadcasting…'
