@@ -10,7 +10,8 @@
 //! the listener's receive, 250 packets of 100 bytes at 20 ms; webrtc-rs clients) are measured
 //! for two phones on the upstream (no link) and for a phone at north and one at south (two
 //! links: site, upstream, site). The link's round trip (`admin.status` `siteLinks[].rttMs`,
-//! a WebSocket `session.ping`) is printed beside them.
+//! `link.hello` over the WebSocket) is printed beside them. The three gateways are pinned to
+//! CPU 0, this process (the phones) to CPU 1.
 //!
 //! **hub**: an upstream pinned to CPU 0 (`taskset -a -p -c 0`) with SITES site gateways pinned
 //! to CPU 1 (as is this process, the load generator), each linking CHANNELS channels
@@ -151,10 +152,14 @@ async fn mouth_to_ear(talker: &mut RtcClient, listener: &RtcClient) -> Vec<Durat
 }
 
 async fn added() {
+    pin(std::process::id(), 1);
     let port = free_port();
     let central = upstream(port, "");
     let north = site("north", port, &["ops".into()]);
     let south = site("south", port, &["ops".into()]);
+    for g in [&central, &north, &south] {
+        pin(g.pid(), 0);
+    }
     north.wait_lines(&["link up"], 1);
     south.wait_lines(&["link up"], 1);
     let (mut c1, mut c1_rtc) = phone(&central, "c1", "ops").await;

@@ -567,6 +567,24 @@ async fn a_site_links_over_wss_trusting_only_the_configured_ca() {
         2,
         "north linked twice over wss://"
     );
+    // admin.disconnect of the site's link user at the upstream unlinks it until it reconnects
+    // (after the first backoff step, 1 s).
+    let mut adm = connect(&central, &token("adm", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    adm.call("admin.disconnect", json!({"userId": "site-north"}))
+        .await
+        .expect("disconnect the link");
+    assert_eq!(
+        north.wait_lines(&["link down"], 2).len(),
+        2,
+        "both links went down"
+    );
+    assert_eq!(
+        north.wait_lines(&["link up"], 4).len(),
+        4,
+        "both links came back"
+    );
     // A site that trusts another CA (north's own) does not link: the TLS handshake fails.
     let other_ca = north.dir.path().join("state/tls/ca.pem");
     let south = Gateway::start_with("", &wss("south", &other_ca));
