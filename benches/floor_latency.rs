@@ -7,6 +7,10 @@
 //! frame read (the server's grant also fans out `floor.taken` to the 99 other members). Then
 //! the gateway's own figure from `/healthz` `floorRequestLatency` (request frame read to reply
 //! queued: the server-side part, without the client's and the kernel's share).
+//!
+//! `cargo bench --bench floor_latency -- --pin` pins the gateway to CPU 0 (`taskset -a -p`) and
+//! this process (the 500 clients) to CPU 1, so the clients' wake-ups on each `floor.taken` do
+//! not compete with the gateway for its core.
 
 // Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -34,6 +38,11 @@ async fn main() {
     let gw = Gateway::start(
         "[channels]\nmax_users_per_channel = 100\n[limits]\nmessages_per_second = 10000\nmessage_burst = 10000\n",
     );
+    if std::env::args().any(|a| a == "--pin") {
+        pin(gw.pid(), 0);
+        pin(std::process::id(), 1);
+        println!("gateway pinned to CPU 0, the clients to CPU 1");
+    }
     let mut clients: Vec<WsClient> = Vec::with_capacity(SESSIONS);
     for i in 0..SESSIONS {
         let ch = format!("c{}", i % 5);
@@ -94,4 +103,13 @@ fn process_cpu_ticks(pid: u32) -> u64 {
     let after = &stat[stat.rfind(')').expect("comm") + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+fn pin(pid: u32, cpu: u32) {
+    let ok = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset -a -p -c {cpu} {pid}");
 }
