@@ -412,6 +412,11 @@ async fn radios_broadcasts_and_a_lost_site_across_the_links() {
     let got_b = b_rtc.wait_received(b0 + 70, WAIT).await - b0;
     let _ = feeder.await;
     hub_line.set(false);
+    println!(
+        "central's radio (2 s fed): {} packets at north, {} at south by the end of the feed",
+        a_rtc.received() - a0,
+        b_rtc.received() - b0
+    );
     assert!(
         got_a >= 70 && got_b >= 70,
         "heard {got_a} at north, {got_b} at south"
@@ -436,6 +441,10 @@ async fn radios_broadcasts_and_a_lost_site_across_the_links() {
     let got = b_rtc.wait_received(b1 + 70, WAIT).await - b1;
     let _ = feeder.await;
     north_line.set(false);
+    println!(
+        "north's radio (2 s fed): {} packets at south by the end of the feed",
+        b_rtc.received() - b1
+    );
     assert!(got >= 70, "south heard {got} packets of north's radio");
     let r = heard_like(&b_rtc, b1, &speech);
     assert!(r > 0.8, "north's radio -> south's phone: correlation {r}");
