@@ -264,6 +264,13 @@ async fn busy_floor_is_denied_and_time_out_timer_revokes() {
         .unwrap();
     assert_eq!(g["granted"], true);
     assert!(g["expiresInMs"].as_u64().unwrap() <= 1500);
+    // The requester first: the reply came before its floor.granted notification.
+    assert!(
+        !a.pending_methods().iter().any(|m| m == "floor.granted"),
+        "floor.granted before the reply: {:?}",
+        a.pending_methods()
+    );
+    a.notification("floor.granted").await;
     let taken = b.notification("floor.taken").await;
     assert_eq!(taken["talker"]["name"], "Name a");
     let e = b

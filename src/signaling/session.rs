@@ -44,6 +44,11 @@ struct Session {
     out: Option<crate::switchboard::OutboundTx>,
     /// Whether a linked site's session said `link.hello` already (logged once).
     said_hello: bool,
+    /// The id of the floor request being handled: its grant is replied to before the
+    /// others are told `floor.taken` (the requester first).
+    early_reply: Option<(Value, Instant)>,
+    /// Whether the request being handled was replied to already.
+    replied: bool,
 }
 
 /// The configuration a session uses.
@@ -175,6 +180,11 @@ pub(super) async fn event_channels(
         .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
 }
 
+/// The result of a granted `floor.request`: `{channelId, granted: true, expiresInMs}`.
+fn floor_granted_result(channel: &str, expires_in_ms: u64) -> Value {
+    json!({"channelId": channel, "granted": true, "expiresInMs": expires_in_ms})
+}
+
 /// How many times a phone's message rate and burst (`limits.messages_per_second`,
 /// `message_burst`) a session may send: [`LINK_RATE_FACTOR`] for a linked site's session
 /// (token with the `link` claim), which carries the requests of all the site's talkers on its
@@ -292,6 +302,8 @@ pub async fn run(
         strikes: MessageStrikes::default(),
         out: Some(tx.clone()),
         said_hello: false,
+        early_reply: None,
+        replied: false,
     };
     let expires_in = Duration::from_secs(
         session
@@ -605,6 +617,12 @@ impl Session {
         };
         let id = req.id.clone();
         let timed = super::stats::is_floor_request(&req.method);
+        self.early_reply = if timed {
+            id.clone().map(|i| (i, received))
+        } else {
+            None
+        };
+        self.replied = false;
         let outcome = match methods::check(&req.method, self.claims.role) {
             Access::NotFound => Err(RpcError::new(
                 ErrorCode::MethodNotFound,
@@ -629,13 +647,15 @@ impl Session {
             Access::Allowed => self.dispatch(&req).await,
         };
         // Notifications (no id) get no reply, except errors that concern the frame itself.
+        self.early_reply = None;
         match (id, outcome) {
+            (Some(_), Ok(_)) if self.replied => {}
             (Some(id), Ok(v)) => self.send(Outbound::Frame(result_frame(&id, v))),
             (Some(id), Err(e)) => self.reply_error(&id, &e),
             (None, Err(e)) => self.reply_error(&Value::Null, &e),
             (None, Ok(_)) => {}
         }
-        if timed {
+        if timed && !self.replied {
             super::stats::FLOOR_REQUEST_LATENCY.record(received.elapsed());
         }
         true
@@ -792,13 +812,23 @@ impl Session {
         priority: Priority,
         shown: Option<String>,
     ) -> Result<u64, RpcError> {
-        let decision = self.gw.hub.lock().floor_request_site(
-            self.id,
-            channel,
-            priority,
-            shown.clone(),
-            Instant::now(),
-        )?;
+        let decision = {
+            let gw = Arc::clone(&self.gw);
+            let mut hub = gw.hub.lock();
+            let d =
+                hub.floor_request_site(self.id, channel, priority, shown.clone(), Instant::now())?;
+            if let crate::hub::SiteDecision::Decided(ms) = d {
+                // The requester first: its grant is queued before the hub's notifications
+                // (the others' floor.taken) are handed out when the lock is released.
+                if let Some((id, received)) = self.early_reply.take() {
+                    let result = floor_granted_result(channel, ms);
+                    self.send(Outbound::Frame(result_frame(&id, result)));
+                    self.replied = true;
+                    super::stats::FLOOR_REQUEST_LATENCY.record(received.elapsed());
+                }
+            }
+            d
+        };
         let link = match decision {
             crate::hub::SiteDecision::Decided(ms) => return Ok(ms),
             crate::hub::SiteDecision::AskUpstream { link } => link,
@@ -892,7 +922,7 @@ impl Session {
                 let shown = self.shown(p.on_behalf_of.as_deref())?;
                 let ms = self.floor_request(&p.channel_id, priority, shown).await?;
                 tracing::info!(conn = self.id, channel = ?p.channel_id, "floor granted");
-                Ok(json!({"channelId": p.channel_id, "granted": true, "expiresInMs": ms}))
+                Ok(floor_granted_result(&p.channel_id, ms))
             }
             "link.hello" => self.link_hello(req),
             "floor.release" => {

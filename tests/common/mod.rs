@@ -511,6 +511,15 @@ impl WsClient {
         }
     }
 
+    /// The methods of the notifications read but not taken yet, in arrival order (those that
+    /// arrived before the replies waited for).
+    pub fn pending_methods(&self) -> Vec<String> {
+        self.pending
+            .iter()
+            .map(|v| v["method"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Whether a notification named `method` has already arrived (without waiting).
     pub fn has_pending(&mut self, method: &str) -> bool {
         while let Ok(m) = self.inbox.try_recv() {
