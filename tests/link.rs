@@ -608,3 +608,54 @@ async fn a_site_links_over_wss_trusting_only_the_configured_ca() {
         .any(|l| l.contains("link up"));
     assert!(!up, "south linked with the wrong CA");
 }
+
+/// A loop that no handshake can see: C links to A while A is alone, A then links to B, and B,
+/// once C lets it in, links to C (C still knows A as alone). The `link.hello` every 5 s finds
+/// it: a link of the loop is dropped, logged "closes a loop".
+#[tokio::test]
+async fn a_loop_closed_later_is_dropped_at_the_next_hello() {
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let link = |name: &str, to: u16| {
+        format!(
+            "[site]\nname = \"{name}\"\n[[link]]\nupstream = \"ws://127.0.0.1:{to}\"\n\
+             token = \"{}\"\nchannels = [\"ops\"]\n",
+            link_token(name)
+        )
+    };
+    // A links to B, which is not there yet: A retries.
+    let a = Gateway::start_with(&format!("listen = \"127.0.0.1:{pa}\""), &link("a", pb));
+    // C links to A, which is alone: C learns A's chain as [a].
+    let c = Gateway::start_with(&format!("listen = \"127.0.0.1:{pc}\""), &link("c", pa));
+    assert_eq!(c.wait_lines(&["link up"], 1).len(), 1, "c linked to a");
+    // B starts linking to C, but C refuses B until A has linked to B.
+    let mut adm = connect(&c, &token("adm", Role::Admin, "ev1", &[]))
+        .await
+        .unwrap();
+    adm.call(
+        "admin.ban",
+        json!({"userId": "site-b", "reason": "not yet"}),
+    )
+    .await
+    .unwrap();
+    let b = Gateway::start_with(&format!("listen = \"127.0.0.1:{pb}\""), &link("b", pc));
+    assert_eq!(a.wait_lines(&["link up"], 1).len(), 1, "a linked to b");
+    adm.call("admin.unban", json!({"userId": "site-b"}))
+        .await
+        .unwrap();
+    // B's next retry (at most 8 s away) links to C: its handshake passes (C still knows A's
+    // chain as [a]); within 5 s more, the paths are checked again.
+    let seen =
+        |g: &Gateway, needle: &str| g.log.0.lock().unwrap().iter().any(|l| l.contains(needle));
+    let end = Instant::now() + Duration::from_secs(25);
+    while ![&a, &b, &c].iter().any(|g| seen(g, "closes a loop")) {
+        assert!(
+            Instant::now() < end,
+            "the loop a -> b -> c -> a was not found"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused_at_handshake = [&a, &b, &c].iter().any(|g| seen(g, "would close a loop"));
+    println!(
+        "loop found by the repeated hello (also refused at a handshake: {refused_at_handshake})"
+    );
+}
