@@ -34,7 +34,7 @@
 mod common;
 
 use bytes::BytesMut;
-use common::{connect, token, Gateway, WsClient};
+use common::{connect, cpu_ticks, pin, token, Gateway, WsClient};
 use futures_util::StreamExt;
 use radiogate::access::role::Role;
 use rtc::media_stream::MediaStreamTrack;
@@ -72,13 +72,6 @@ fn wall_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -428,13 +421,7 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         40000 + max + 100
     ));
     let pid = gw.pid();
-    let pinned = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", "0", &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("taskset")
-        .success();
-    assert!(pinned, "taskset could not pin the gateway to CPU 0");
+    pin(pid, 0);
     // The gateway settles (SQLite, listeners) before the idle figure.
     let (_, _) = gw.http_get("/healthz").await;
     let idle_rss = gw.rss_kib();

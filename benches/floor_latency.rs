@@ -18,7 +18,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{connect, token, Gateway, WsClient};
+use common::{connect, cpu_ticks, pin, token, Gateway, WsClient};
 use radiogate::access::role::Role;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ async fn main() {
         clients.push(ws);
     }
     let rss = gw.rss_kib();
-    let cpu0 = process_cpu_ticks(gw.pid());
+    let cpu0 = cpu_ticks(gw.pid());
     let talker = &mut clients[0];
     let mut lat = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
@@ -70,7 +70,7 @@ async fn main() {
             .await
             .expect("released");
     }
-    let cpu = process_cpu_ticks(gw.pid()) - cpu0;
+    let cpu = cpu_ticks(gw.pid()) - cpu0;
     lat.sort_unstable();
     println!(
         "floor grant latency, {SESSIONS} sessions, {ROUNDS} grants: p50 {:?} p99 {:?} max {:?}; gateway RSS {} KiB",
@@ -95,21 +95,4 @@ async fn main() {
         "gateway CPU per floor grant and release: {:.0} us ({cpu} ticks over {ROUNDS} rounds)",
         cpu as f64 * 10_000.0 / ROUNDS as f64
     );
-}
-
-/// utime + stime of process `pid` (all its threads), in clock ticks (1/100 s).
-fn process_cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
-fn pin(pid: u32, cpu: u32) {
-    let ok = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "taskset -a -p -c {cpu} {pid}");
 }

@@ -28,42 +28,13 @@
 mod common;
 
 use common::rtc_client::RtcClient;
-use common::{connect, token, Gateway, WsClient, SECRET};
+use common::{connect, cpu_ticks, free_port, link_token, pin, token, Gateway, WsClient};
 use radiogate::access::role::Role;
-use radiogate::access::token::{Claims, KeyMaterial, TokenMinter};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const FAST: &str = "[limits]\nmessages_per_second = 1000\nmessage_burst = 1000\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn link_token(site: &str, channels: &[String]) -> String {
-    let now = radiogate::clock::unix_secs();
-    TokenMinter::new(&KeyMaterial::Hs256 {
-        secret: SECRET.as_bytes().to_vec(),
-    })
-    .unwrap()
-    .mint(&Claims {
-        sub: format!("site-{site}"),
-        name: site.into(),
-        event: "ev1".into(),
-        role: Role::Dispatch,
-        channels: channels.to_vec(),
-        device: Some(format!("gw-{site}")),
-        link: Some(site.into()),
-        iat: now - 60,
-        exp: now + 3600,
-    })
-    .unwrap()
-}
 
 fn upstream(port: u16, extra: &str) -> Gateway {
     Gateway::start_with(
@@ -79,7 +50,10 @@ fn site(name: &str, port: u16, channels: &[String]) -> Gateway {
         &format!(
             "[site]\nname = \"{name}\"\n[[link]]\nupstream = \"ws://127.0.0.1:{port}\"\n\
              token = \"{}\"\nchannels = [{}]\n{FAST}",
-            link_token(name, channels),
+            link_token(
+                name,
+                &channels.iter().map(String::as_str).collect::<Vec<_>>()
+            ),
             list.join(", ")
         ),
     )
@@ -207,23 +181,6 @@ async fn added() {
         "mouth-to-ear, site to site (2 links):       {}",
         summary(&mut m2e_linked)
     );
-}
-
-/// utime + stime of process `pid` (all its threads), in clock ticks (1/100 s).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
-fn pin(pid: u32, cpu: u32) {
-    let ok = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "taskset -a -p -c {cpu} {pid}");
 }
 
 async fn forwarded(gw: &Gateway) -> u64 {

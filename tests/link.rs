@@ -11,45 +11,15 @@ mod common;
 
 use common::radio::{feed, speech_f32, wait_until, InProcess};
 use common::rtc_client::{correlation, decode_opus, encode_opus, envelope, speech_pcm, RtcClient};
-use common::{connect, token, Gateway, WsClient, SECRET, WAIT};
+use common::{connect, free_port, link_token, token, Gateway, WsClient, WAIT};
 use radiogate::access::role::Role;
-use radiogate::access::token::{Claims, KeyMaterial, TokenMinter};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A DISPATCH token with the `link` claim `site`, for the upstream.
-fn link_token(site: &str) -> String {
-    link_token_for(site, &["ops"])
-}
-
-/// [`link_token`] for `channels`.
-fn link_token_for(site: &str, channels: &[&str]) -> String {
-    let now = radiogate::clock::unix_secs();
-    TokenMinter::new(&KeyMaterial::Hs256 {
-        secret: SECRET.as_bytes().to_vec(),
-    })
-    .unwrap()
-    .mint(&Claims {
-        sub: format!("site-{site}"),
-        name: site.into(),
-        event: "ev1".into(),
-        role: Role::Dispatch,
-        channels: channels.iter().map(|c| c.to_string()).collect(),
-        device: Some(format!("gw-{site}")),
-        link: Some(site.into()),
-        iat: now - 60,
-        exp: now + 3600,
-    })
-    .unwrap()
+/// A link token of channel `ops` for site `site`.
+fn ops_token(site: &str) -> String {
+    link_token(site, &["ops"])
 }
 
 /// The trials send requests faster than a phone's default message rate (20/s).
@@ -67,7 +37,7 @@ fn site_cfg(name: &str, up_port: u16) -> String {
     format!(
         "[site]\nname = \"{name}\"\n[[link]]\nupstream = \"ws://127.0.0.1:{up_port}\"\n\
          token = \"{}\"\nchannels = [\"ops\"]\nname = \"to-central\"\n",
-        link_token(name)
+        ops_token(name)
     )
 }
 
@@ -308,7 +278,7 @@ async fn a_configured_loop_is_refused() {
         format!(
             "[site]\nname = \"{name}\"\n[[link]]\nupstream = \"ws://127.0.0.1:{to}\"\n\
              token = \"{}\"\nchannels = [\"ops\"]\n",
-            link_token(name)
+            ops_token(name)
         )
     };
     let p = Gateway::start_with(&format!("listen = \"127.0.0.1:{pp}\""), &link("p", pq));
@@ -567,7 +537,7 @@ async fn a_site_links_over_wss_trusting_only_the_configured_ca() {
     let two = format!(
         "[site]\nname = \"north\"\n[[link]]\nupstream = \"wss://127.0.0.1:{port}\"\n\
          token = \"{}\"\nchannels = [\"ops\", \"gate\"]\nca_file = \"{}\"\n",
-        link_token_for("north", &["ops", "gate"]),
+        link_token("north", &["ops", "gate"]),
         ca.display()
     );
     let north = Gateway::start_with("", &two);
@@ -619,7 +589,7 @@ async fn a_loop_closed_later_is_dropped_at_the_next_hello() {
         format!(
             "[site]\nname = \"{name}\"\n[[link]]\nupstream = \"ws://127.0.0.1:{to}\"\n\
              token = \"{}\"\nchannels = [\"ops\"]\n",
-            link_token(name)
+            ops_token(name)
         )
     };
     // A links to B, which is not there yet: A retries.

@@ -328,6 +328,48 @@ pub fn token(user: &str, role: Role, event: &str, channels: &[&str]) -> String {
     token_with(user, role, event, channels, 3600)
 }
 
+/// A DISPATCH token of event `ev1` with the `link` claim `site` (user `site-SITE`, device
+/// `gw-SITE`), for a site gateway's `[[link]]` to an upstream test gateway (issue 16).
+pub fn link_token(site: &str, channels: &[&str]) -> String {
+    let now = radiogate::clock::unix_secs();
+    TokenMinter::new(&KeyMaterial::Hs256 {
+        secret: SECRET.as_bytes().to_vec(),
+    })
+    .expect("minter")
+    .mint(&Claims {
+        sub: format!("site-{site}"),
+        name: site.into(),
+        event: "ev1".into(),
+        role: Role::Dispatch,
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+        device: Some(format!("gw-{site}")),
+        link: Some(site.into()),
+        iat: now - 60,
+        exp: now + 3600,
+    })
+    .expect("link token")
+}
+
+/// utime + stime of process `pid` (all its threads), in clock ticks (1/100 s), from
+/// /proc/PID/stat: the benchmarks' CPU per unit of work.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// Pins every thread of process `pid` to CPU `cpu` (`taskset -a -p -c`); threads it creates
+/// later inherit it. Panics when taskset fails (a benchmark's figures would be meaningless).
+pub fn pin(pid: u32, cpu: u32) {
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset -a -p -c {cpu} {pid}");
+}
+
 /// Mints an HS256 token valid for `ttl_secs` (negative: already expired).
 pub fn token_with(user: &str, role: Role, event: &str, channels: &[&str], ttl_secs: i64) -> String {
     let now = radiogate::clock::unix_secs();
