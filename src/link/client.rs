@@ -164,6 +164,17 @@ struct Up {
     broken: Option<LinkError>,
 }
 
+/// The strings of a JSON array (others skipped); empty when `v` is not an array.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Sends one JSON-RPC request to the upstream; returns its id.
 async fn write(up: &mut Up, method: &str, params: Value) -> Result<u64, LinkError> {
     up.next_id += 1;
@@ -367,26 +378,8 @@ impl Task {
         let hello = self
             .call(&mut up, "link.hello", json!({"path": path}))
             .await?;
-        let chain: Vec<String> = hello["chain"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
         up.upstream_site = hello["site"].as_str().unwrap_or("upstream").to_string();
-        if chain.contains(&self.ctx.site.name) {
-            let msg = format!(
-                "{} is above {} already (chain {chain:?})",
-                self.ctx.site.name, up.upstream_site
-            );
-            tracing::error!(link = ?self.name, chain = ?chain, "link refused: it would close a loop of gateways");
-            return Err(LinkError::Loop(msg));
-        }
-        self.ctx
-            .site
-            .set_above(&self.name, &self.channel, Some(chain));
+        self.accept_chain(&hello, true)?;
         let joined = self
             .call(&mut up, "channel.join", json!({"channelId": self.channel}))
             .await?;
@@ -545,25 +538,31 @@ impl Task {
             }
             return None;
         }
-        let chain: Vec<String> = v["result"]["chain"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        self.accept_chain(&v["result"], false).err()
+    }
+
+    /// The upstream's chain from a `link.hello` answer (`{site, chain}`): recorded for this
+    /// site's own path, or [`LinkError::Loop`] when it holds this site. `first`: the answer
+    /// to the handshake's hello (the link is refused), else to a repeated one (the link is
+    /// dropped).
+    fn accept_chain(&self, hello: &Value, first: bool) -> Result<(), LinkError> {
+        let chain = strings(&hello["chain"]);
         if chain.contains(&self.ctx.site.name) {
-            tracing::error!(link = ?self.name, chain = ?chain, "link dropped: it closes a loop of gateways");
-            return Some(LinkError::Loop(format!(
-                "{} is above {} now (chain {chain:?})",
-                self.ctx.site.name, self.name
+            if first {
+                tracing::error!(link = ?self.name, chain = ?chain, "link refused: it would close a loop of gateways");
+            } else {
+                tracing::error!(link = ?self.name, chain = ?chain, "link dropped: it closes a loop of gateways");
+            }
+            let upstream = hello["site"].as_str().unwrap_or(&self.name);
+            return Err(LinkError::Loop(format!(
+                "{} is above {upstream} (chain {chain:?})",
+                self.ctx.site.name
             )));
         }
         self.ctx
             .site
             .set_above(&self.name, &self.channel, Some(chain));
-        None
+        Ok(())
     }
 
     /// Whether a talker the upstream names is one of this site's ("Dan @ north"): its own
@@ -724,15 +723,7 @@ impl Task {
                 user_id: p["by"]["userId"].as_str().unwrap_or_default().to_string(),
                 name: remote_name(name, &up.upstream_site),
             };
-            let channels = p["channels"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            hub.link_broadcast_started(self.conn, by, channels);
+            hub.link_broadcast_started(self.conn, by, strings(&p["channels"]));
         } else if method == "broadcast.stopped" {
             let reason = p["reason"].as_str().unwrap_or("stopped");
             hub.link_broadcast_stopped(self.conn, reason);
