@@ -169,8 +169,8 @@ pub struct Hub {
     linked: HashMap<String, ConnId>,
     /// Emergency broadcasts at the upstream, by event (issue 16).
     remote_broadcasts: HashMap<String, RemoteBroadcast>,
-    /// Channels this gateway links, and whether each is site only now (issue 16).
-    site_only: HashMap<String, bool>,
+    /// Channels this gateway links (issue 16), linked now (in `linked`) or site only.
+    link_channels: BTreeSet<String>,
 }
 
 impl Hub {
@@ -194,7 +194,7 @@ impl Hub {
             routes_dirty: false,
             linked: HashMap::new(),
             remote_broadcasts: HashMap::new(),
-            site_only: HashMap::new(),
+            link_channels: BTreeSet::new(),
         }
     }
 
@@ -660,7 +660,7 @@ impl Hub {
                 self.linked.remove(channel);
             }
         }
-        self.site_only.insert(channel.to_string(), link.is_none());
+        self.link_channels.insert(channel.to_string());
         let now = self.link_state(channel);
         if let (Some(link), true) = (now, now != before) {
             let to = self
@@ -681,10 +681,12 @@ impl Hub {
     /// A channel's link state as clients are told (`channel.list` `link`, `channel.link`):
     /// `"linked"`, `"site only"`, or `None` for a channel this gateway does not link.
     pub fn link_state(&self, channel: &str) -> Option<&'static str> {
-        match self.site_only.get(channel) {
-            Some(true) => Some("site only"),
-            Some(false) => Some("linked"),
-            None => None,
+        if !self.link_channels.contains(channel) {
+            None
+        } else if self.linked.contains_key(channel) {
+            Some("linked")
+        } else {
+            Some("site only")
         }
     }
 
