@@ -417,7 +417,8 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
     let max = n + 10;
     let gw = Gateway::start(&format!(
         "udp_port_min = 40000\nudp_port_max = {}\n\
-         [channels]\nmax_users_per_channel = {max}\n[floor]\ntime_out_timer_ms = 600000\n",
+         [channels]\nmax_users_per_channel = {max}\n[floor]\ntime_out_timer_ms = 600000\n\
+         [limits]\nmax_sessions = {max}\n",
         40000 + max + 100
     ));
     let pid = gw.pid();

@@ -73,6 +73,14 @@ async fn floor_holder_speech_reaches_members_and_nobody_else() {
         + sample("radiogate_webrtc_peers{ice_state=\"completed\"}");
     assert_eq!(up, 4.0, "{m}");
     assert_eq!(sample("radiogate_webrtc_peers{ice_state=\"failed\"}"), 0.0);
+    // Every peer's copies are SRTP-protected by the engine itself (its DTLS-SRTP key was
+    // learned), none through webrtc-rs's write path: what bob heard above went that way.
+    assert_eq!(
+        sample("radiogate_webrtc_peers_srtp{by=\"engine\"}"),
+        4.0,
+        "{m}"
+    );
+    assert_eq!(sample("radiogate_webrtc_peers_srtp{by=\"webrtc\"}"), 0.0);
     assert_eq!(
         sample("radiogate_channel_members{channel=\"c1\",event=\"ev1\"}"),
         3.0

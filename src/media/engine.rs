@@ -5,9 +5,12 @@
 //! listener and sending the copies in `sendmmsg` batches.
 
 use super::demux::{self, Kind};
-use super::ice_states::IceStates;
+use super::ice_states::{IceStates, SrtpPaths};
 use super::offer::{negotiate, Negotiated, OfferSettings};
+use super::protect::{Protector, SenderStats};
 use super::socket::Batch;
+use super::srtp_keys::{profile_from_stats, KeyCapture};
+use super::timers::Timers;
 use super::{Answer, Control, Forward, MediaError, OnClosed, PeerId, RTCIceCandidateInit};
 use crate::sfu::rewrite::{SlotStream, SpurtKey};
 use crate::sfu::routes::{Routes, Sink};
@@ -20,10 +23,14 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp::Header;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
+use rtc::shared::time::SystemInstant;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::statistics::StatsSelector;
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
@@ -39,11 +46,18 @@ const READ_BUDGET: usize = 512;
 const MAX_ADDRS: usize = 8;
 /// Largest datagram read, bytes.
 const MTU: usize = 1500;
+/// Copies queued before they are sent mid-fan-out: the first listeners do not wait for the
+/// last one's copy to be protected (added latency), and one `sendmmsg` still carries many.
+const FLUSH_EVERY: usize = 64;
+/// How often the engine looks for sender reports due, ms.
+const REPORT_SWEEP_MS: u64 = 1000;
 
-/// One downlink slot of a peer connection: its sender and its continuous stream.
+/// One downlink slot of a peer connection: its sender, its continuous stream and what its
+/// sender reports say (copies protected by the engine; `rtc`'s interceptor counts the rest).
 struct Slot {
     sender: RTCRtpSenderId,
     stream: SlotStream,
+    sent: SenderStats,
 }
 
 /// One session's peer connection.
@@ -58,6 +72,16 @@ struct Peer {
     ice: RTCIceConnectionState,
     deadline: Option<Instant>,
     on_closed: OnClosed,
+    /// Its crypto provider, which learns the local SRTP master key at the DTLS handshake.
+    keys: Arc<KeyCapture>,
+    /// The engine's own SRTP protection of this peer's copies, from the learned key; `None`
+    /// before DTLS is done or when the key could not be learned (copies then go through
+    /// `rtc`'s `write_rtp`). Once set, every copy goes through it: the two contexts never
+    /// protect the same stream.
+    fast: Option<Protector>,
+    /// Where `rtc` sends this peer's DTLS and SRTCP: the selected candidate pair's remote
+    /// address, which the engine's own copies go to.
+    media_to: Option<SocketAddr>,
 }
 
 /// The media thread's state.
@@ -72,8 +96,8 @@ pub(super) struct Engine {
     control: Receiver<Control>,
     forward: Receiver<Forward>,
     waker: UnixDatagram,
-    peers: HashMap<PeerId, Peer>,
-    by_addr: HashMap<SocketAddr, PeerId>,
+    peers: FxHashMap<PeerId, Peer>,
+    by_addr: FxHashMap<SocketAddr, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     by_conn: HashMap<u64, PeerId>,
     batch: Batch,
@@ -82,8 +106,14 @@ pub(super) struct Engine {
     srtp_profiles: Vec<SrtpProtectionProfile>,
     /// Peer connections by ICE state (`/metrics`).
     ice: Arc<IceStates>,
+    /// Connected peer connections by SRTP path (`/metrics`).
+    srtp: Arc<SrtpPaths>,
     /// The DTLS certificate of every peer connection.
     certificate: RTCCertificate,
+    /// When the next sender-report sweep is due.
+    next_reports: Instant,
+    /// Every peer's `rtc` deadline.
+    timers: Timers,
 }
 
 /// The one audio codec the gateway offers and expects: Opus, 48 kHz, 2 channels (RFC 7587),
@@ -141,6 +171,7 @@ pub(super) struct Parts {
     pub waker: UnixDatagram,
     pub srtp_profiles: Vec<SrtpProtectionProfile>,
     pub ice: Arc<IceStates>,
+    pub srtp: Arc<SrtpPaths>,
     pub certificate: RTCCertificate,
 }
 
@@ -155,15 +186,18 @@ impl Engine {
             control: p.control,
             forward: p.forward,
             waker: p.waker,
-            peers: HashMap::new(),
-            by_addr: HashMap::new(),
+            peers: FxHashMap::default(),
+            by_addr: FxHashMap::default(),
             by_ufrag: HashMap::new(),
             by_conn: HashMap::new(),
             batch: Batch::default(),
             uplink: Vec::new(),
             srtp_profiles: p.srtp_profiles,
             ice: p.ice,
+            srtp: p.srtp,
             certificate: p.certificate,
+            next_reports: Instant::now(),
+            timers: Timers::default(),
         }
     }
 
@@ -173,7 +207,12 @@ impl Engine {
         let mut due: Vec<PeerId> = Vec::new();
         loop {
             let now = Instant::now();
-            let next = self.peers.values().filter_map(|p| p.deadline).min();
+            let peers = &self.peers;
+            let next = self
+                .timers
+                .next(|id, d| peers.get(&id).is_some_and(|p| p.deadline == Some(d)))
+                .map_or(self.next_reports, |d| d.min(self.next_reports));
+            let next = Some(next);
             let wait_ms = next.map_or(IDLE_WAIT_MS, |d| {
                 let ms = d.saturating_duration_since(now).as_micros().div_ceil(1000);
                 ms.min(IDLE_WAIT_MS as u128) as u16
@@ -199,17 +238,28 @@ impl Engine {
             }
             let now = Instant::now();
             due.clear();
-            due.extend(
-                self.peers
-                    .iter()
-                    .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
-                    .map(|(id, _)| *id),
+            let peers = &self.peers;
+            self.timers.due(
+                now,
+                |id, d| peers.get(&id).is_some_and(|p| p.deadline == Some(d)),
+                &mut due,
             );
             for id in &due {
                 if let Some(p) = self.peers.get_mut(id) {
+                    // Its entry left the heap: the deadline read next is pushed anew.
+                    p.deadline = None;
                     let _ = p.pc.handle_timeout(now);
                 }
                 self.service(*id);
+            }
+            self.timers.compact(
+                self.peers
+                    .iter()
+                    .filter_map(|(id, p)| p.deadline.map(|d| (*id, d))),
+            );
+            if self.next_reports <= now {
+                self.sender_reports(now);
+                self.next_reports = now + std::time::Duration::from_millis(REPORT_SWEEP_MS);
             }
             self.batch.flush(&self.sock);
         }
@@ -307,6 +357,7 @@ impl Engine {
             senders,
             sdp,
             payload_type: pt,
+            keys,
         } = negotiate(offer, &settings, Instant::now())?;
         let slots = senders.len();
         let slots_v = senders
@@ -315,6 +366,7 @@ impl Engine {
             .map(|(sender, ssrc)| Slot {
                 sender,
                 stream: SlotStream::new(*ssrc, pt, rand::random(), rand::random()),
+                sent: SenderStats::default(),
             })
             .collect();
         // A newer offer of the same session replaces its peer connection.
@@ -335,6 +387,9 @@ impl Engine {
                 ice: RTCIceConnectionState::New,
                 deadline: None,
                 on_closed,
+                keys,
+                fast: None,
+                media_to: None,
             },
         );
         self.ice.enter(RTCIceConnectionState::New);
@@ -393,6 +448,9 @@ impl Engine {
             return;
         };
         while let Some(w) = p.pc.poll_write() {
+            if demux::classify(&w.message) != Kind::Stun {
+                p.media_to = Some(w.transport.peer_addr);
+            }
             self.batch
                 .push(&self.sock, w.transport.peer_addr, w.message);
         }
@@ -402,7 +460,11 @@ impl Engine {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => {
                     tracing::debug!(conn = p.conn, state = %s, "media peer state");
                     match s {
-                        RTCPeerConnectionState::Connected => p.connected = true,
+                        RTCPeerConnectionState::Connected if !p.connected => {
+                            p.connected = true;
+                            p.fast = own_protection(&mut p.pc, &p.keys, p.conn);
+                            self.srtp.add(p.fast.is_some(), 1);
+                        }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                             gone = true
                         }
@@ -424,7 +486,9 @@ impl Engine {
                 self.uplink.push(pkt);
             }
         }
+        let old = p.deadline;
         p.deadline = p.pc.poll_timeout();
+        self.timers.set(id, old, p.deadline);
         let conn = p.conn;
         if !self.uplink.is_empty() {
             let now = Instant::now();
@@ -467,11 +531,36 @@ impl Engine {
                         dropped += 1;
                         continue;
                     }
-                    let mut copy = pkt.clone();
                     let key = SpurtKey {
                         grant: t.grant,
                         ssrc: pkt.header.ssrc,
                     };
+                    if let (Some(fast), Some(to)) = (lp.fast.as_mut(), lp.media_to) {
+                        let mut hdr = Header {
+                            version: 2,
+                            marker: pkt.header.marker,
+                            sequence_number: pkt.header.sequence_number,
+                            timestamp: pkt.header.timestamp,
+                            ..Default::default()
+                        };
+                        slot.stream.rewrite(key, &mut hdr, received_at);
+                        match fast.protect(&hdr, &pkt.payload) {
+                            Ok(d) => {
+                                slot.sent.sent(hdr.timestamp, pkt.payload.len(), now);
+                                self.batch.push(&self.sock, to, d);
+                                sent += 1;
+                                if self.batch.len() >= FLUSH_EVERY {
+                                    self.batch.flush(&self.sock);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::debug!(conn = lp.conn, error = %e, "copy not protected");
+                                dropped += 1;
+                            }
+                        }
+                        continue;
+                    }
+                    let mut copy = pkt.clone();
                     slot.stream.rewrite(key, &mut copy.header, received_at);
                     let ok = lp
                         .pc
@@ -502,6 +591,29 @@ impl Engine {
         crate::sfu::stats::FORWARD_LATENCY.record(received_at.elapsed());
     }
 
+    /// Sends the RTCP sender reports due (RFC 3550 §6.4.1) for the slots whose copies the
+    /// engine protects itself, through each peer's `rtc` (its SRTCP context).
+    fn sender_reports(&mut self, now: Instant) {
+        let wall = SystemInstant::now(now);
+        for p in self.peers.values_mut() {
+            if p.fast.is_none() {
+                continue;
+            }
+            for slot in &mut p.slots {
+                let Some(sr) = slot.sent.due(slot.stream.ssrc(), now, wall) else {
+                    continue;
+                };
+                if let Some(mut s) = p.pc.rtp_sender(slot.sender) {
+                    let _ = s.write_rtcp(now, vec![Box::new(sr)]);
+                }
+            }
+            while let Some(w) = p.pc.poll_write() {
+                self.batch
+                    .push(&self.sock, w.transport.peer_addr, w.message);
+            }
+        }
+    }
+
     /// Closes and forgets peer `id`; `notify` calls its `on_closed` (it failed or closed on
     /// its own, not on its session's request).
     fn remove(&mut self, id: PeerId, notify: bool) {
@@ -509,6 +621,9 @@ impl Engine {
             return;
         };
         self.ice.leave(p.ice);
+        if p.connected {
+            self.srtp.add(p.fast.is_some(), -1);
+        }
         let _ = p.pc.close();
         while let Some(w) = p.pc.poll_write() {
             self.batch
@@ -525,5 +640,27 @@ impl Engine {
             (p.on_closed)(id);
         }
         tracing::debug!(conn = p.conn, peer = id, "media peer removed");
+    }
+}
+
+/// The engine's own SRTP protection for a peer connection whose DTLS just completed: its
+/// profile from `rtc`'s transport statistics, its local master key from its [`KeyCapture`].
+/// `None` (logged) when either is not to be had: the peer's copies then go through `rtc`.
+fn own_protection(pc: &mut RTCPeerConnection, keys: &KeyCapture, conn: u64) -> Option<Protector> {
+    let stats = pc.get_stats(Instant::now(), StatsSelector::None);
+    let name = stats
+        .transport()
+        .map(|t| t.srtp_cipher.clone())
+        .unwrap_or_default();
+    let res = profile_from_stats(&name)
+        .ok_or_else(|| format!("unknown SRTP profile {name:?}"))
+        .and_then(|profile| keys.local(profile).map_err(|e| e.to_string()))
+        .and_then(|key| Protector::new(&key, keys.inner().crypto()).map_err(|e| e.to_string()));
+    match res {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::info!(conn, error = %e, "SRTP key not learned: copies go through webrtc-rs");
+            None
+        }
     }
 }

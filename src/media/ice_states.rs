@@ -1,6 +1,7 @@
-//! Peer connections by ICE connection state (W3C WebRTC `RTCIceConnectionState`), for
-//! `/metrics` (`radiogate_webrtc_peers{ice_state}`, issue 13). The media thread moves a peer
-//! between states as `rtc` reports them; scrapes read the counts without a lock.
+//! Peer connection counts for `/metrics`, written by the media thread, read by scrapes
+//! without a lock: by ICE connection state (W3C WebRTC `RTCIceConnectionState`,
+//! `radiogate_webrtc_peers{ice_state}`, issue 13), and connected peers by what protects their
+//! copies ([`SrtpPaths`], `radiogate_webrtc_peers_srtp{by}`).
 
 use rtc::peer_connection::state::RTCIceConnectionState;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -48,6 +49,28 @@ impl IceStates {
             .zip(&self.counts)
             .map(|((_, name), c)| (*name, c.load(Ordering::Relaxed).max(0) as u64))
             .collect()
+    }
+}
+
+/// Connected peer connections by what SRTP-protects their copies: the engine itself (the key
+/// was learned, [`srtp_keys`](super::srtp_keys)) or webrtc-rs's write path (it was not).
+#[derive(Debug, Default)]
+pub struct SrtpPaths {
+    engine: AtomicI64,
+    webrtc: AtomicI64,
+}
+
+impl SrtpPaths {
+    /// A peer connected (`+1`) or a connected one went (`-1`); `engine` says which path.
+    pub fn add(&self, engine: bool, delta: i64) {
+        let c = if engine { &self.engine } else { &self.webrtc };
+        c.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// `[("engine", n), ("webrtc", n)]`.
+    pub fn snapshot(&self) -> [(&'static str, u64); 2] {
+        let n = |c: &AtomicI64| c.load(Ordering::Relaxed).max(0) as u64;
+        [("engine", n(&self.engine)), ("webrtc", n(&self.webrtc))]
     }
 }
 

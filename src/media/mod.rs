@@ -9,9 +9,16 @@
 //!   lock-free; each listener that is a peer of this engine gets a copy rewritten onto its slot
 //!   stream ([`SlotStream`](crate::sfu::rewrite::SlotStream): SSRC, sequence number and
 //!   timestamp continuous across talker changes, state kept here in the engine) and
-//!   SRTP-protected by its `rtc`; radio ports get a [`Downlink`](crate::sfu::Downlink) on
-//!   their queue. The copies leave in `sendmmsg` batches ([`socket`]).
-//! - RTCP: only the sender and receiver report interceptors (no NACK, no TWCC: audio).
+//!   SRTP-protected by the engine itself with the listener's local master key, learned at the
+//!   DTLS handshake through the peer connection's crypto provider ([`srtp_keys`], the
+//!   context in `protect`); a peer whose key could not be learned keeps `rtc`'s
+//!   `write_rtp` (`/metrics` `radiogate_webrtc_peers_srtp{by}` counts both). Radio ports get a
+//!   [`Downlink`](crate::sfu::Downlink) on their queue. The copies leave in `sendmmsg` batches
+//!   ([`socket`]).
+//! - RTCP: `rtc`'s receiver-report interceptor, and sender reports: `rtc`'s interceptor for
+//!   copies it protected, the engine's own (`protect::SenderStats`, sent through `rtc`'s
+//!   SRTCP) every 5 s for the rest. No NACK, no TWCC: audio.
+//! - Timers: every peer's `rtc` deadline in a min-heap (`timers`).
 //! - Control: sessions talk to the thread through a [`MediaEngine`] handle: offers and
 //!   candidates with a reply, closes; uplink packets forwarded outside the engine (a radio
 //!   port talking) are injected through a bounded queue ([`FORWARD_QUEUE`]).
@@ -25,6 +32,9 @@ mod demux;
 mod engine;
 pub mod ice_states;
 mod offer;
+mod protect;
+pub mod srtp_keys;
+mod timers;
 
 pub use engine::{host_candidate, opus_codec};
 pub use offer::{
@@ -130,6 +140,8 @@ struct Shared {
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Peer connections by ICE state (written by the media thread).
     ice: Arc<ice_states::IceStates>,
+    /// Connected peer connections by SRTP path (written by the media thread).
+    srtp: Arc<ice_states::SrtpPaths>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -205,8 +217,19 @@ fn candidate_addrs(cfg: &SfuConfig, port: u16) -> Vec<SocketAddr> {
 /// Environment variable that restricts the SRTP profile (a measurement switch: the Pi
 /// estimate of the fan-out benchmark): `aes128-cm-sha1-80` (AES counter mode and HMAC-SHA1,
 /// RustCrypto, which `--cfg aes_force_soft` turns to software AES) or `aes128-gcm` (ring).
-/// Unset: `rtc`'s default order (AES-128-GCM first).
+/// Unset: [`DEFAULT_SRTP_PROFILES`].
 pub const SRTP_PROFILE_ENV: &str = "RADIOGATE_SRTP_PROFILE";
+
+/// The SRTP profiles offered in DTLS by default: `rtc`'s default order without AES-256-GCM,
+/// so every peer connection's key has 128 bits and its copies can be protected by the engine
+/// itself ([`srtp_keys`]). AES-128-GCM (RFC 7714) first, then AES-CM with HMAC-SHA1, which
+/// every WebRTC implementation supports (RFC 8827 §6.5).
+pub const DEFAULT_SRTP_PROFILES: [rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+    3] = [
+    rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+    rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+    rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
+];
 
 fn srtp_profiles_from_env() -> Vec<rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile>
 {
@@ -219,9 +242,9 @@ fn srtp_profiles_from_env() -> Vec<rtc::dtls::extension::extension_use_srtp::Srt
                 value = other,
                 "unknown {SRTP_PROFILE_ENV}, using the default"
             );
-            Vec::new()
+            DEFAULT_SRTP_PROFILES.to_vec()
         }
-        Err(_) => Vec::new(),
+        Err(_) => DEFAULT_SRTP_PROFILES.to_vec(),
     }
 }
 
@@ -245,6 +268,8 @@ impl MediaEngine {
         let (wake_tx, wake_rx) = UnixDatagram::pair()?;
         let ice = Arc::new(ice_states::IceStates::default());
         let ice_engine = Arc::clone(&ice);
+        let srtp = Arc::new(ice_states::SrtpPaths::default());
+        let srtp_engine = Arc::clone(&srtp);
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         let thread = std::thread::Builder::new()
@@ -261,6 +286,7 @@ impl MediaEngine {
                     waker: wake_rx,
                     srtp_profiles,
                     ice: ice_engine,
+                    srtp: srtp_engine,
                     certificate,
                 })
                 .run()
@@ -275,8 +301,15 @@ impl MediaEngine {
                 local: bound,
                 thread: parking_lot::Mutex::new(Some(thread)),
                 ice,
+                srtp,
             }),
         })
+    }
+
+    /// Connected peer connections by what SRTP-protects their copies: `[("engine", n),
+    /// ("webrtc", n)]` (the engine when their key was learned, else webrtc-rs).
+    pub fn srtp_paths(&self) -> [(&'static str, u64); 2] {
+        self.shared.srtp.snapshot()
     }
 
     /// Live peer connections by ICE state: `(W3C state name, count)` for every state.

@@ -4,6 +4,7 @@
 //! (`fuzz/fuzz_targets/sdp_offer.rs`, docs/BENCHMARKS.md "Fuzzing").
 
 use super::engine::{host_candidate, opus_codec, random_token};
+use super::srtp_keys::KeyCapture;
 use super::MediaError;
 use crate::sfu::{audio_mlines, opus_payload_type};
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
@@ -20,6 +21,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What the answer is built with, besides the offer.
@@ -112,6 +114,9 @@ pub struct Negotiated {
     pub sdp: String,
     /// The Opus RTP payload type of the answer.
     pub payload_type: u8,
+    /// The peer connection's crypto provider, which learns its local SRTP master key at the
+    /// DTLS handshake ([`KeyCapture`]).
+    pub keys: Arc<KeyCapture>,
 }
 
 impl std::fmt::Debug for Negotiated {
@@ -129,7 +134,8 @@ fn rerr(e: impl std::fmt::Display) -> MediaError {
 
 /// Builds the peer connection for `offer` (SDP text from the client) at `now` and creates
 /// the answer: Opus only (payload type 111 offered, the offer's own used), one send track
-/// per slot (`min(audio m-lines, slot_ssrcs.len())`), the RTCP report interceptors.
+/// per slot (`min(audio m-lines, slot_ssrcs.len())`), the RTCP report interceptors, a
+/// [`KeyCapture`] as the crypto provider.
 ///
 /// # Errors
 /// [`MediaError::BadOffer`] for an offer without an audio m-line, one `rtc` cannot parse or
@@ -146,8 +152,12 @@ pub fn negotiate(
     }
     let slots = wanted.min(s.slot_ssrcs.len());
     let media = opus_media_engine()?;
-    let mut setting =
-        SettingEngineBuilder::new().with_ice_credentials(s.ufrag.to_owned(), s.pwd.to_owned());
+    let keys = Arc::new(KeyCapture::new(
+        rtc::crypto::default_provider().map_err(rerr)?,
+    ));
+    let mut setting = SettingEngineBuilder::new()
+        .with_ice_credentials(s.ufrag.to_owned(), s.pwd.to_owned())
+        .with_crypto_provider(keys.clone());
     if !s.srtp_profiles.is_empty() {
         setting = setting.with_srtp_protection_profiles(s.srtp_profiles.to_vec());
     }
@@ -187,6 +197,7 @@ pub fn negotiate(
         senders,
         sdp,
         payload_type,
+        keys,
     })
 }
 

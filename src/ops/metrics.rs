@@ -362,6 +362,16 @@ fn media_section(gw: &Observed, f: &mut Families) -> fmt::Result {
             .into_iter()
             .map(|(s, n)| (vec![("ice_state", s.to_string())], n))
             .collect::<Vec<_>>(),
+    )?;
+    f.gauges(
+        "radiogate_webrtc_peers_srtp",
+        "Connected WebRTC peer connections by what SRTP-protects their copies: the media \
+         engine itself (the DTLS-SRTP key was learned) or webrtc-rs's write path.",
+        &gw.media
+            .srtp_paths()
+            .into_iter()
+            .map(|(s, n)| (vec![("by", s.to_string())], n))
+            .collect::<Vec<_>>(),
     )
 }
 

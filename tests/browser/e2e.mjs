@@ -297,6 +297,12 @@ async function main() {
     check(fAfter - fBefore > 100, `F (listen-only, mDNS candidates) hears A too (${fAfter - fBefore} packets)`);
     const cAfter = (await inbound(c, null)).packets;
     check(cAfter === cBefore, `C (ch2) receives nothing while A talks on ch1 (${cBefore} -> ${cAfter} packets)`);
+    // What B and F heard was SRTP-protected by the gateway's engine itself (the DTLS-SRTP key
+    // learned at the handshake), not by webrtc-rs's write path: Chromium decrypted it.
+    const metrics = await a.evaluate(() => fetch('/metrics').then((r) => r.text()));
+    const srtpPeers = (by) => Number((metrics.match(new RegExp(`^radiogate_webrtc_peers_srtp\\{by="${by}"\\} (\\d+)`, 'm')) || [])[1]);
+    check(srtpPeers('engine') >= 3 && srtpPeers('webrtc') === 0,
+      `Chromium peers are protected by the engine (engine ${srtpPeers('engine')}, webrtc-rs ${srtpPeers('webrtc')})`);
 
     // --- B presses while A talks: denied, "taken by A", sends nothing ---
     const bSent = await packetsSent(b);

@@ -1,0 +1,141 @@
+//! PURE: the media thread's peer deadlines (`rtc`'s `poll_timeout` of each peer connection) in
+//! a min-heap, so a wake-up costs O(log n) instead of a scan of every peer (at 1,000 peers the
+//! scans were 5 % of the thread's time, docs/BENCHMARKS.md "Fan-out"). Time is passed in.
+//!
+//! A peer's deadline changes often (after each datagram it handles); the old entry is not
+//! searched for but left in the heap and skipped when it comes up (the caller says which
+//! deadline is current). The heap is rebuilt from the current deadlines when stale entries
+//! outnumber [`STALE_FACTOR`] times the peers, so it stays bounded.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+/// Heap entries allowed per live deadline (plus [`SLACK`]) before a rebuild.
+pub const STALE_FACTOR: usize = 4;
+/// Entries always allowed, whatever the number of peers.
+const SLACK: usize = 1024;
+
+/// Deadlines of peers identified by `u64`.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+}
+
+impl Timers {
+    /// Peer `id`'s deadline changed from `old` to `new`.
+    pub fn set(&mut self, id: u64, old: Option<Instant>, new: Option<Instant>) {
+        if let Some(d) = new.filter(|d| Some(*d) != old) {
+            self.heap.push(Reverse((d, id)));
+        }
+    }
+
+    /// The earliest current deadline; stale entries on top are dropped. `current(id, d)`: is
+    /// `d` still peer `id`'s deadline?
+    pub fn next(&mut self, current: impl Fn(u64, Instant) -> bool) -> Option<Instant> {
+        while let Some(Reverse((d, id))) = self.heap.peek().copied() {
+            if current(id, d) {
+                return Some(d);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Moves the peers whose current deadline is at or before `now` into `due` (each once).
+    pub fn due(
+        &mut self,
+        now: Instant,
+        current: impl Fn(u64, Instant) -> bool,
+        due: &mut Vec<u64>,
+    ) {
+        while let Some(Reverse((d, id))) = self.heap.peek().copied() {
+            if d > now {
+                break;
+            }
+            self.heap.pop();
+            if current(id, d) && !due.contains(&id) {
+                due.push(id);
+            }
+        }
+    }
+
+    /// Rebuilds the heap from `live` (every peer's current deadline) when it holds more than
+    /// [`STALE_FACTOR`] entries per live one (plus slack).
+    pub fn compact(&mut self, live: impl Iterator<Item = (u64, Instant)> + Clone) {
+        let n = live.clone().count();
+        if self.heap.len() > n * STALE_FACTOR + SLACK {
+            self.heap = live.map(|(id, d)| Reverse((d, id))).collect();
+        }
+    }
+
+    /// Entries held (current and stale).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    #[test]
+    fn the_earliest_current_deadline_comes_first_and_stale_ones_are_skipped() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut cur: HashMap<u64, Instant> = HashMap::new();
+        let mut t = Timers::default();
+        for (id, d) in [(1, ms(30)), (2, ms(10)), (3, ms(20))] {
+            t.set(id, None, Some(d));
+            cur.insert(id, d);
+        }
+        // Peer 2 moves later: its 10 ms entry is stale.
+        t.set(2, Some(ms(10)), Some(ms(40)));
+        cur.insert(2, ms(40));
+        let is = |id: u64, d: Instant| cur.get(&id) == Some(&d);
+        assert_eq!(t.next(is), Some(ms(20)));
+        let mut due = Vec::new();
+        t.due(ms(30), is, &mut due);
+        assert_eq!(due, vec![3, 1]);
+        assert_eq!(t.next(is), Some(ms(40)));
+    }
+
+    proptest! {
+        /// Whatever the updates, `due` returns exactly the peers whose current deadline has
+        /// passed, and the heap stays bounded after compaction.
+        #[test]
+        fn due_is_exactly_the_expired_current_deadlines(
+            ops in prop::collection::vec((0u64..20, prop::option::of(0u64..1000)), 1..400),
+            at in 0u64..1000,
+        ) {
+            let t0 = Instant::now();
+            let mut cur: HashMap<u64, Instant> = HashMap::new();
+            let mut t = Timers::default();
+            for (id, d) in ops {
+                let new = d.map(|ms| t0 + Duration::from_millis(ms));
+                let old = cur.get(&id).copied();
+                t.set(id, old, new);
+                match new {
+                    Some(n) => cur.insert(id, n),
+                    None => cur.remove(&id),
+                };
+                t.compact(cur.iter().map(|(k, v)| (*k, *v)));
+                prop_assert!(t.len() <= cur.len() * STALE_FACTOR + SLACK + 1);
+            }
+            let now = t0 + Duration::from_millis(at);
+            let mut due = Vec::new();
+            t.due(now, |id, d| cur.get(&id) == Some(&d), &mut due);
+            due.sort_unstable();
+            let mut want: Vec<u64> =
+                cur.iter().filter(|(_, d)| **d <= now).map(|(k, _)| *k).collect();
+            want.sort_unstable();
+            prop_assert_eq!(due, want);
+            let next = t.next(|id, d| cur.get(&id) == Some(&d));
+            prop_assert_eq!(next, cur.values().filter(|d| **d > now).min().copied());
+        }
+    }
+}
