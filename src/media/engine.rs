@@ -604,7 +604,9 @@ impl Engine {
                     continue;
                 };
                 if let Some(mut s) = p.pc.rtp_sender(slot.sender) {
-                    let _ = s.write_rtcp(now, vec![Box::new(sr)]);
+                    if let Err(e) = s.write_rtcp(now, vec![Box::new(sr)]) {
+                        tracing::debug!(conn = p.conn, error = %e, "sender report not sent");
+                    }
                 }
             }
             while let Some(w) = p.pc.poll_write() {

@@ -303,6 +303,16 @@ async function main() {
     const srtpPeers = (by) => Number((metrics.match(new RegExp(`^radiogate_webrtc_peers_srtp\\{by="${by}"\\} (\\d+)`, 'm')) || [])[1]);
     check(srtpPeers('engine') >= 3 && srtpPeers('webrtc') === 0,
       `Chromium peers are protected by the engine (engine ${srtpPeers('engine')}, webrtc-rs ${srtpPeers('webrtc')})`);
+    // ... which then sends the slot's RTCP sender reports itself: Chromium shows them as
+    // remote-outbound-rtp (RFC 3550 6.4.1 packet count).
+    const srSent = await b.evaluate(async () => {
+      let n = 0;
+      (await window.radiogate.pc.getStats()).forEach((s) => {
+        if (s.type === 'remote-outbound-rtp') n = Math.max(n, s.packetsSent || 0);
+      });
+      return n;
+    });
+    check(srSent > 0, `B got the gateway's sender reports for its slot (remote-outbound-rtp packetsSent ${srSent})`);
 
     // --- B presses while A talks: denied, "taken by A", sends nothing ---
     const bSent = await packetsSent(b);
