@@ -25,7 +25,9 @@
 //! `SO_TIMESTAMPNS`, so the load generator's own turn-around does not count; sampled packets
 //! only), gateway
 //! RSS idle (before any peer) and per connected peer ((loaded − idle) / (N + 1), KiB, from
-//! /proc/PID/status VmRSS).
+//! /proc/PID/status VmRSS); the gateway's CPU while the N + 1 peers are connected and nobody
+//! talks (5 s before the talk: ms/s, and µs/s per peer), and the CPU per copy less that idle
+//! share.
 
 // Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -66,6 +68,8 @@ const PAYLOAD: usize = 100;
 const CONCURRENCY: usize = 16;
 /// Time after the last packet in which copies still count, and CPU is still charged.
 const DRAIN: Duration = Duration::from_millis(200);
+/// Window over which the connected peers' idle cost is measured before the talk.
+const IDLE: Duration = Duration::from_secs(5);
 
 /// Wall-clock time, ns since the Unix epoch (the clock of the kernel's receive timestamps).
 fn wall_ns() -> u64 {
@@ -462,6 +466,12 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         .expect("join");
     let setup = t_setup.elapsed();
     let loaded_rss = gw.rss_kib();
+    // The connected peers' idle cost (ICE consent, RTCP, timers, WebSocket): gateway CPU over
+    // an IDLE window with nobody talking (a measurement window, not a wait for an event).
+    let idle0 = cpu_ticks(pid);
+    let t_idle = Instant::now();
+    tokio::time::sleep(IDLE).await;
+    let idle_per_s = (cpu_ticks(pid) - idle0) as f64 / 100.0 / t_idle.elapsed().as_secs_f64();
     t_ws.call("floor.request", json!({"channelId": "c1"}))
         .await
         .expect("granted");
@@ -488,6 +498,7 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         "N={n:5}: copies {copies}/{expected} (loss {:.2}%), {:.0} copies/s, gateway CPU {:.2} s \
          = {:.1} us/copy, latency p50 {:.3} ms p99 {:.3} ms ({} samples, 1 in {sample}), \
          RSS idle {idle_rss} KiB, loaded {loaded_rss} KiB ({:.0} KiB/peer), set-up {:.1} s; \
+         idle {:.1} ms/s ({:.0} us/s per peer), less the idle share {:.1} us/copy; \
          gateway counters: forwarded {} dropped {} unauthorised {}",
         100.0 * (expected.saturating_sub(copies)) as f64 / expected as f64,
         copies as f64 / window.as_secs_f64(),
@@ -498,6 +509,9 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         lat.len(),
         loaded_rss.saturating_sub(idle_rss) as f64 / (n + 1) as f64,
         setup.as_secs_f64(),
+        idle_per_s * 1e3,
+        idle_per_s * 1e6 / (n + 1) as f64,
+        (cpu_s - idle_per_s * window.as_secs_f64()).max(0.0) * 1e6 / copies.max(1) as f64,
         c["packetsForwarded"],
         c["packetsDropped"],
         c["packetsUnauthorised"],
