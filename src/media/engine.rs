@@ -10,7 +10,7 @@ use super::offer::{negotiate, Negotiated, OfferSettings};
 use super::protect::{Protector, SenderStats};
 use super::socket::Batch;
 use super::srtp_keys::{profile_from_stats, KeyCapture};
-use super::timers::Timers;
+use super::timers::{coalesced, Timers};
 use super::{Answer, Control, Forward, MediaError, OnClosed, PeerId, RTCIceCandidateInit};
 use crate::sfu::rewrite::{SlotStream, SpurtKey};
 use crate::sfu::routes::{Routes, Sink};
@@ -71,6 +71,9 @@ struct Peer {
     /// Its ICE connection state (counted in [`IceStates`]).
     ice: RTCIceConnectionState,
     deadline: Option<Instant>,
+    /// When its `rtc` timers were last served (connected peers: at most once a second,
+    /// [`CONNECTED_TICK_MS`](super::timers::CONNECTED_TICK_MS)).
+    last_tick: Option<Instant>,
     on_closed: OnClosed,
     /// Its crypto provider, which learns the local SRTP master key at the DTLS handshake.
     keys: Arc<KeyCapture>,
@@ -248,6 +251,7 @@ impl Engine {
                 if let Some(p) = self.peers.get_mut(id) {
                     // Its entry left the heap: the deadline read next is pushed anew.
                     p.deadline = None;
+                    p.last_tick = Some(now);
                     let _ = p.pc.handle_timeout(now);
                 }
                 self.service(*id);
@@ -386,6 +390,7 @@ impl Engine {
                 connected: false,
                 ice: RTCIceConnectionState::New,
                 deadline: None,
+                last_tick: None,
                 on_closed,
                 keys,
                 fast: None,
@@ -487,7 +492,7 @@ impl Engine {
             }
         }
         let old = p.deadline;
-        p.deadline = p.pc.poll_timeout();
+        p.deadline = coalesced(p.pc.poll_timeout(), p.connected, p.last_tick);
         self.timers.set(id, old, p.deadline);
         let conn = p.conn;
         if !self.uplink.is_empty() {

@@ -18,7 +18,8 @@
 //! - RTCP: `rtc`'s receiver-report interceptor, and sender reports: `rtc`'s interceptor for
 //!   copies it protected, the engine's own (`protect::SenderStats`, sent through `rtc`'s
 //!   SRTCP) every 5 s for the rest. No NACK, no TWCC: audio.
-//! - Timers: every peer's `rtc` deadline in a min-heap (`timers`).
+//! - Timers: every peer's `rtc` deadline in a min-heap (`timers`); a connected peer's are
+//!   served at most once a second (`rtc`'s ICE agent asks every 200 ms).
 //! - Control: sessions talk to the thread through a [`MediaEngine`] handle: offers and
 //!   candidates with a reply, closes; uplink packets forwarded outside the engine (a radio
 //!   port talking) are injected through a bounded queue ([`FORWARD_QUEUE`]).

@@ -9,7 +9,27 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Shortest time between two timer calls of a connected peer connection, ms.
+///
+/// `rtc`'s ICE agent asks for a call every 200 ms in every state (its check interval is the
+/// floor of its tick, `rtc-ice` `get_timeout_interval`), and each call walks the peer
+/// connection's whole handler pipeline: at 1,000 connected phones that was about 150 µs of CPU
+/// per peer per second with nobody talking (docs/BENCHMARKS.md "Fan-out"). Once connected, a
+/// peer's timers are the ICE keepalive (2 s), the disconnected and failed timeouts (5 s, 25 s)
+/// and the RTCP report interval (1 s): one call a second serves them all, a few hundred ms
+/// late at most. Datagrams are still handled the moment they arrive.
+pub const CONNECTED_TICK_MS: u64 = 1000;
+
+/// The deadline to keep for a peer whose `rtc` deadline is `rtc`: for a `connected` one, no
+/// earlier than [`CONNECTED_TICK_MS`] after its last timer call (`last`); else `rtc`'s.
+pub fn coalesced(rtc: Option<Instant>, connected: bool, last: Option<Instant>) -> Option<Instant> {
+    match (connected, last) {
+        (true, Some(l)) => rtc.map(|d| d.max(l + Duration::from_millis(CONNECTED_TICK_MS))),
+        _ => rtc,
+    }
+}
 
 /// Heap entries allowed per live deadline (plus [`SLACK`]) before a rebuild.
 pub const STALE_FACTOR: usize = 4;
@@ -82,6 +102,20 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
     use std::time::Duration;
+
+    #[test]
+    fn a_connected_peer_is_called_at_most_once_a_second() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // Connecting: rtc's 200 ms tick as it is.
+        assert_eq!(coalesced(Some(ms(200)), false, Some(t0)), Some(ms(200)));
+        // Connected: one second after the last call at the earliest; a later deadline stays.
+        assert_eq!(coalesced(Some(ms(200)), true, Some(t0)), Some(ms(1000)));
+        assert_eq!(coalesced(Some(ms(4000)), true, Some(t0)), Some(ms(4000)));
+        // Never called yet, or nothing asked: unchanged.
+        assert_eq!(coalesced(Some(ms(200)), true, None), Some(ms(200)));
+        assert_eq!(coalesced(None, true, Some(t0)), None);
+    }
 
     #[test]
     fn the_earliest_current_deadline_comes_first_and_stale_ones_are_skipped() {
