@@ -213,13 +213,13 @@ impl Engine {
             let peers = &self.peers;
             let next = self
                 .timers
-                .next(|id, d| peers.get(&id).is_some_and(|p| p.deadline == Some(d)))
+                .next(|id, d| is_deadline(peers, id, d))
                 .map_or(self.next_reports, |d| d.min(self.next_reports));
-            let next = Some(next);
-            let wait_ms = next.map_or(IDLE_WAIT_MS, |d| {
-                let ms = d.saturating_duration_since(now).as_micros().div_ceil(1000);
-                ms.min(IDLE_WAIT_MS as u128) as u16
-            });
+            let wait_ms = next
+                .saturating_duration_since(now)
+                .as_micros()
+                .div_ceil(1000)
+                .min(IDLE_WAIT_MS as u128) as u16;
             if wait_ms > 0 && !self.wait(wait_ms) {
                 continue;
             }
@@ -242,11 +242,8 @@ impl Engine {
             let now = Instant::now();
             due.clear();
             let peers = &self.peers;
-            self.timers.due(
-                now,
-                |id, d| peers.get(&id).is_some_and(|p| p.deadline == Some(d)),
-                &mut due,
-            );
+            self.timers
+                .due(now, |id, d| is_deadline(peers, id, d), &mut due);
             for id in &due {
                 if let Some(p) = self.peers.get_mut(id) {
                     // Its entry left the heap: the deadline read next is pushed anew.
@@ -257,6 +254,7 @@ impl Engine {
                 self.service(*id);
             }
             self.timers.compact(
+                self.peers.len(),
                 self.peers
                     .iter()
                     .filter_map(|(id, p)| p.deadline.map(|d| (*id, d))),
@@ -648,6 +646,11 @@ impl Engine {
         }
         tracing::debug!(conn = p.conn, peer = id, "media peer removed");
     }
+}
+
+/// Whether `d` is peer `id`'s current deadline (not a stale heap entry).
+fn is_deadline(peers: &FxHashMap<PeerId, Peer>, id: PeerId, d: Instant) -> bool {
+    peers.get(&id).is_some_and(|p| p.deadline == Some(d))
 }
 
 /// The engine's own SRTP protection for a peer connection whose DTLS just completed: its

@@ -46,6 +46,7 @@ mod socket;
 
 use crate::config::SfuConfig;
 use crate::sfu::routes::{Inject, Routes, Sink};
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -225,16 +226,14 @@ pub const SRTP_PROFILE_ENV: &str = "RADIOGATE_SRTP_PROFILE";
 /// so every peer connection's key has 128 bits and its copies can be protected by the engine
 /// itself ([`srtp_keys`]). AES-128-GCM (RFC 7714) first, then AES-CM with HMAC-SHA1, which
 /// every WebRTC implementation supports (RFC 8827 §6.5).
-pub const DEFAULT_SRTP_PROFILES: [rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-    3] = [
-    rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-    rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-    rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
+pub const DEFAULT_SRTP_PROFILES: [SrtpProtectionProfile; 3] = [
+    SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
 ];
 
-fn srtp_profiles_from_env() -> Vec<rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile>
-{
-    use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile as P;
+fn srtp_profiles_from_env() -> Vec<SrtpProtectionProfile> {
+    use SrtpProtectionProfile as P;
     match std::env::var(SRTP_PROFILE_ENV).as_deref() {
         Ok("aes128-cm-sha1-80") => vec![P::Srtp_Aes128_Cm_Hmac_Sha1_80],
         Ok("aes128-gcm") => vec![P::Srtp_Aead_Aes_128_Gcm],

@@ -14,6 +14,7 @@
 //!   [`SENDER_REPORT_INTERVAL_MS`].
 
 use super::srtp_keys::MasterKey;
+use crate::sfu::rewrite::OPUS_CLOCK_HZ;
 use bytes::BytesMut;
 use rtc::crypto::RTCCrypto;
 use rtc::rtcp::sender_report::SenderReport;
@@ -26,9 +27,6 @@ use std::time::Instant;
 /// How often a slot that sent since its last report sends an RTCP sender report, ms (RFC 3550
 /// §6.2: 5 s minimum interval for a small session).
 pub const SENDER_REPORT_INTERVAL_MS: u64 = 5_000;
-
-/// Opus RTP clock, Hz (RFC 7587 §4.1).
-const CLOCK_HZ: f64 = 48_000.0;
 
 /// Largest plaintext RTP packet protected, bytes (header and payload).
 const MAX_PLAIN: usize = 1500;
@@ -132,7 +130,7 @@ impl SenderStats {
         Some(SenderReport {
             ssrc,
             ntp_time: wall.ntp(now),
-            rtp_time: ts.wrapping_add((elapsed * CLOCK_HZ) as u32),
+            rtp_time: ts.wrapping_add((elapsed * OPUS_CLOCK_HZ as f64) as u32),
             packet_count: self.packets,
             octet_count: self.octets,
             ..Default::default()

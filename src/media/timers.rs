@@ -62,29 +62,33 @@ impl Timers {
         None
     }
 
-    /// Moves the peers whose current deadline is at or before `now` into `due` (each once).
+    /// Moves the peers whose current deadline is at or before `now` into `due` (each once: a
+    /// peer has one current deadline, so its copies of that entry come off the heap one after
+    /// the other).
     pub fn due(
         &mut self,
         now: Instant,
         current: impl Fn(u64, Instant) -> bool,
         due: &mut Vec<u64>,
     ) {
+        let mut last = None;
         while let Some(Reverse((d, id))) = self.heap.peek().copied() {
             if d > now {
                 break;
             }
             self.heap.pop();
-            if current(id, d) && !due.contains(&id) {
+            if last != Some((d, id)) && current(id, d) {
                 due.push(id);
             }
+            last = Some((d, id));
         }
     }
 
     /// Rebuilds the heap from `live` (every peer's current deadline) when it holds more than
-    /// [`STALE_FACTOR`] entries per live one (plus slack).
-    pub fn compact(&mut self, live: impl Iterator<Item = (u64, Instant)> + Clone) {
-        let n = live.clone().count();
-        if self.heap.len() > n * STALE_FACTOR + SLACK {
+    /// [`STALE_FACTOR`] entries per peer (`peers`, an upper bound of `live`'s length) plus
+    /// slack; `live` is only walked then.
+    pub fn compact(&mut self, peers: usize, live: impl Iterator<Item = (u64, Instant)>) {
+        if self.heap.len() > peers * STALE_FACTOR + SLACK {
             self.heap = live.map(|(id, d)| Reverse((d, id))).collect();
         }
     }
@@ -157,7 +161,7 @@ mod tests {
                     Some(n) => cur.insert(id, n),
                     None => cur.remove(&id),
                 };
-                t.compact(cur.iter().map(|(k, v)| (*k, *v)));
+                t.compact(cur.len(), cur.iter().map(|(k, v)| (*k, *v)));
                 prop_assert!(t.len() <= cur.len() * STALE_FACTOR + SLACK + 1);
             }
             let now = t0 + Duration::from_millis(at);
