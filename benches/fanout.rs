@@ -3,7 +3,12 @@
 //! Run: `cargo bench --bench fanout` (N = 100, 500, 1000, 2000) or
 //! `cargo bench --bench fanout -- 100 500` for some N; `--packets P` sets the talk length
 //! (default 500 packets = 10 s at 20 ms), `--sample K` decrypts one RTP packet in K per
-//! listener (default: N / 20, at least 1, so about 1,000 decrypted packets per second in all).
+//! listener (default: N / 20, at least 1, so about 1,000 decrypted packets per second in all);
+//! `--str0m PATH` measures the str0m comparison (`benches/str0m-sfu`, issue 11: built with
+//! `cargo build --release --manifest-path benches/str0m-sfu/Cargo.toml`, PATH
+//! `benches/str0m-sfu/target/release/str0m-sfu`) instead of the gateway: the same peers
+//! signal over its TCP offer/answer exchange, there is no floor request, and the gateway's
+//! counters read `null`.
 //!
 //! Set-up, per N: the release gateway is started and pinned to CPU 0 (`taskset -a -p -c 0` on
 //! the process right after start, threads created later inherit it); this process pins itself
@@ -182,23 +187,101 @@ impl Peer {
     }
 }
 
-/// Negotiates `peer` over `ws` (offer, answer) and returns the answer's slot SSRCs.
-async fn negotiate(ws: &mut WsClient, peer: &mut Peer) {
-    let offer = peer.pc.create_offer(None).expect("offer");
-    peer.pc
-        .set_local_description(Instant::now(), offer.clone())
-        .expect("local description");
-    let res = ws
-        .call("webrtc.offer", json!({"sdp": offer.sdp}))
-        .await
-        .expect("webrtc.offer accepted");
-    let sdp = res["sdp"].as_str().expect("answer sdp").to_string();
-    peer.pc
-        .set_remote_description(
-            Instant::now(),
-            RTCSessionDescription::answer(sdp).expect("answer"),
-        )
-        .expect("remote description");
+/// The SFU under test: radiogate's gateway, or the str0m comparison (`benches/str0m-sfu`).
+enum Sfu {
+    Gateway(Gateway),
+    /// The str0m fan-out's process and its signaling address (offer in, answer out, over TCP).
+    Str0m(std::process::Child, SocketAddr),
+}
+
+impl Sfu {
+    fn pid(&self) -> u32 {
+        match self {
+            Sfu::Gateway(g) => g.pid(),
+            Sfu::Str0m(c, _) => c.id(),
+        }
+    }
+
+    /// Resident set size, KiB (/proc/PID/status VmRSS).
+    fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Signals `peer` as `user`: the gateway over its WebSocket (returned, to join later),
+    /// the str0m process over TCP.
+    async fn signal(&self, user: &str, peer: &mut Peer) -> Option<WsClient> {
+        let offer = peer.pc.create_offer(None).expect("offer");
+        peer.pc
+            .set_local_description(Instant::now(), offer.clone())
+            .expect("local description");
+        let (ws, sdp) = match self {
+            Sfu::Gateway(gw) => {
+                let mut ws = connect(gw, &token(user, Role::General, "ev1", &["c1"]))
+                    .await
+                    .expect("connect");
+                ws.notification("channel.list").await;
+                let res = ws
+                    .call("webrtc.offer", json!({"sdp": offer.sdp}))
+                    .await
+                    .expect("webrtc.offer accepted");
+                (
+                    Some(ws),
+                    res["sdp"].as_str().expect("answer sdp").to_string(),
+                )
+            }
+            Sfu::Str0m(_, addr) => {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut c = tokio::net::TcpStream::connect(addr).await.expect("str0m");
+                c.write_all(offer.sdp.as_bytes()).await.expect("offer");
+                c.shutdown().await.expect("shutdown");
+                let mut sdp = String::new();
+                c.read_to_string(&mut sdp).await.expect("answer");
+                assert!(!sdp.is_empty(), "str0m refused the offer");
+                (None, sdp)
+            }
+        };
+        peer.pc
+            .set_remote_description(
+                Instant::now(),
+                RTCSessionDescription::answer(sdp).expect("answer"),
+            )
+            .expect("remote description");
+        ws
+    }
+}
+
+/// Joins channel `c1` (the gateway; str0m forwards to every peer).
+async fn join(ws: &mut Option<WsClient>) {
+    if let Some(ws) = ws {
+        ws.call("channel.join", json!({"channelId": "c1"}))
+            .await
+            .expect("join");
+    }
+}
+
+/// Starts the str0m comparison binary at `path` pinned to CPU 0 and reads its ports.
+fn start_str0m(path: &str) -> Sfu {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("taskset")
+        .args(["-c", "0", path])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("str0m-sfu (build it: cargo build --release --manifest-path benches/str0m-sfu/Cargo.toml)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ports line");
+    let tcp: u16 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("tcp="))
+        .and_then(|p| p.parse().ok())
+        .expect("tcp=PORT");
+    Sfu::Str0m(child, SocketAddr::from(([127, 0, 0, 1], tcp)))
 }
 
 /// Drives a listener until `stop`: ICE/DTLS through `rtc`, then counts RTP and decrypts one
@@ -392,59 +475,55 @@ async fn talk(
 }
 
 async fn join_listener(
-    gw: &Gateway,
+    sfu: &Sfu,
     i: usize,
     tally: Rc<RefCell<Tally>>,
     sample: u64,
     stop: watch::Receiver<bool>,
-) -> WsClient {
-    let mut ws = connect(gw, &token(&format!("l{i}"), Role::General, "ev1", &["c1"]))
-        .await
-        .expect("connect");
-    ws.notification("channel.list").await;
+) -> Option<WsClient> {
     let (mut peer, _) = Peer::new(None).await;
-    negotiate(&mut ws, &mut peer).await;
+    let mut ws = sfu.signal(&format!("l{i}"), &mut peer).await;
     let (ctx, crx) = oneshot::channel();
     tokio::task::spawn_local(listen(peer, ctx, tally, sample, i as u64 % sample, stop));
     tokio::time::timeout(common::WAIT, crx)
         .await
         .expect("listener connected in time")
         .expect("listener task");
-    ws.call("channel.join", json!({"channelId": "c1"}))
-        .await
-        .expect("join");
+    join(&mut ws).await;
     ws
 }
 
-async fn run(n: usize, packets: usize, sample: Option<u64>) {
+async fn run(n: usize, packets: usize, sample: Option<u64>, str0m: Option<&str>) {
     let sample = sample.unwrap_or((n as u64 / 20).max(1));
     let max = n + 10;
-    let gw = Gateway::start(&format!(
-        "udp_port_min = 40000\nudp_port_max = {}\n\
-         [channels]\nmax_users_per_channel = {max}\n[floor]\ntime_out_timer_ms = 600000\n\
-         [limits]\nmax_sessions = {max}\n",
-        40000 + max + 100
-    ));
-    let pid = gw.pid();
-    pin(pid, 0);
-    // The gateway settles (SQLite, listeners) before the idle figure.
-    let (_, _) = gw.http_get("/healthz").await;
-    let idle_rss = gw.rss_kib();
+    let sfu = match str0m {
+        Some(path) => start_str0m(path),
+        None => {
+            let gw = Gateway::start(&format!(
+                "udp_port_min = 40000\nudp_port_max = {}\n\
+                 [channels]\nmax_users_per_channel = {max}\n[floor]\n\
+                 time_out_timer_ms = 600000\n[limits]\nmax_sessions = {max}\n",
+                40000 + max + 100
+            ));
+            pin(gw.pid(), 0);
+            // The gateway settles (SQLite, listeners) before the idle figure.
+            let (_, _) = gw.http_get("/healthz").await;
+            Sfu::Gateway(gw)
+        }
+    };
+    let pid = sfu.pid();
+    let idle_rss = sfu.rss_kib();
     let tally = Rc::new(RefCell::new(Tally::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let t_setup = Instant::now();
-    let listeners: Vec<WsClient> = futures_util::stream::iter(0..n)
-        .map(|i| join_listener(&gw, i, Rc::clone(&tally), sample, stop_rx.clone()))
+    let listeners: Vec<Option<WsClient>> = futures_util::stream::iter(0..n)
+        .map(|i| join_listener(&sfu, i, Rc::clone(&tally), sample, stop_rx.clone()))
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let mut t_ws = connect(&gw, &token("talker", Role::General, "ev1", &["c1"]))
-        .await
-        .expect("connect");
-    t_ws.notification("channel.list").await;
     let ssrc = rand::random::<u32>() | 1;
     let (mut tp, sender) = Peer::new(Some(ssrc)).await;
-    negotiate(&mut t_ws, &mut tp).await;
+    let mut t_ws = sfu.signal("talker", &mut tp).await;
     let (ctx, crx) = oneshot::channel();
     let (go_tx, go_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
@@ -461,20 +540,20 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         .await
         .expect("talker connected")
         .expect("talker task");
-    t_ws.call("channel.join", json!({"channelId": "c1"}))
-        .await
-        .expect("join");
+    join(&mut t_ws).await;
     let setup = t_setup.elapsed();
-    let loaded_rss = gw.rss_kib();
+    let loaded_rss = sfu.rss_kib();
     // The connected peers' idle cost (ICE consent, RTCP, timers, WebSocket): gateway CPU over
     // an IDLE window with nobody talking (a measurement window, not a wait for an event).
     let idle0 = cpu_ticks(pid);
     let t_idle = Instant::now();
     tokio::time::sleep(IDLE).await;
     let idle_per_s = (cpu_ticks(pid) - idle0) as f64 / 100.0 / t_idle.elapsed().as_secs_f64();
-    t_ws.call("floor.request", json!({"channelId": "c1"}))
-        .await
-        .expect("granted");
+    if let Some(ws) = &mut t_ws {
+        ws.call("floor.request", json!({"channelId": "c1"}))
+            .await
+            .expect("granted");
+    }
     tally.borrow_mut().counting = true;
     let cpu0 = cpu_ticks(pid);
     let t0 = Instant::now();
@@ -489,8 +568,12 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         (t.copies, std::mem::take(&mut t.latency_ns))
     };
     lat.sort_unstable();
-    let (_, health) = gw.http_get("/healthz").await;
-    let health: serde_json::Value = serde_json::from_str(&health).unwrap_or_default();
+    let health: serde_json::Value = match &sfu {
+        Sfu::Gateway(gw) => {
+            serde_json::from_str(&gw.http_get("/healthz").await.1).unwrap_or_default()
+        }
+        Sfu::Str0m(..) => serde_json::Value::Null,
+    };
     let c = &health["counters"];
     let expected = (n * packets) as u64;
     let cpu_s = cpu as f64 / 100.0; // USER_HZ
@@ -517,10 +600,13 @@ async fn run(n: usize, packets: usize, sample: Option<u64>) {
         c["packetsUnauthorised"],
     );
     let _ = stop_tx.send(true);
-    for ws in &listeners {
+    for ws in listeners.iter().chain(std::iter::once(&t_ws)).flatten() {
         ws.close();
     }
-    t_ws.close();
+    if let Sfu::Str0m(mut child, _) = sfu {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 fn main() {
@@ -529,12 +615,13 @@ fn main() {
         return;
     }
     let mut ns = Vec::new();
-    let (mut packets, mut sample) = (500usize, None);
+    let (mut packets, mut sample, mut str0m) = (500usize, None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--packets" => packets = it.next().and_then(|v| v.parse().ok()).expect("--packets P"),
             "--sample" => sample = it.next().and_then(|v| v.parse().ok()),
+            "--str0m" => str0m = Some(it.next().expect("--str0m PATH").clone()),
             _ => {
                 if let Ok(n) = a.parse() {
                     ns.push(n);
@@ -557,7 +644,7 @@ fn main() {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         for n in ns {
-            run(n, packets, sample).await;
+            run(n, packets, sample, str0m.as_deref()).await;
         }
     });
 }
