@@ -8,7 +8,8 @@
 //! `cargo build --release --manifest-path benches/str0m-sfu/Cargo.toml`, PATH
 //! `benches/str0m-sfu/target/release/str0m-sfu`) instead of the gateway: the same peers
 //! signal over its TCP offer/answer exchange, there is no floor request, and the gateway's
-//! counters read `null`.
+//! counters read `null`. `--idle S` sets the idle window (default 5 s); `--full-ice` runs the
+//! gateway as a full ICE agent (`sfu.ice_lite = false`) instead of the ICE-lite default.
 //!
 //! Set-up, per N: the release gateway is started and pinned to CPU 0 (`taskset -a -p -c 0` on
 //! the process right after start, threads created later inherit it); this process pins itself
@@ -73,7 +74,7 @@ const PAYLOAD: usize = 100;
 const CONCURRENCY: usize = 16;
 /// Time after the last packet in which copies still count, and CPU is still charged.
 const DRAIN: Duration = Duration::from_millis(200);
-/// Window over which the connected peers' idle cost is measured before the talk.
+/// Default window over which the connected peers' idle cost is measured before the talk.
 const IDLE: Duration = Duration::from_secs(5);
 
 /// Wall-clock time, ns since the Unix epoch (the clock of the kernel's receive timestamps).
@@ -493,16 +494,27 @@ async fn join_listener(
     ws
 }
 
-async fn run(n: usize, packets: usize, sample: Option<u64>, str0m: Option<&str>) {
+/// What a run varies besides N.
+struct Opts {
+    packets: usize,
+    sample: Option<u64>,
+    str0m: Option<String>,
+    idle: Duration,
+    full_ice: bool,
+}
+
+async fn run(n: usize, o: &Opts) {
+    let (packets, sample) = (o.packets, o.sample);
     let sample = sample.unwrap_or((n as u64 / 20).max(1));
     let max = n + 10;
-    let sfu = match str0m {
+    let sfu = match &o.str0m {
         Some(path) => start_str0m(path),
         None => {
             let gw = Gateway::start(&format!(
-                "udp_port_min = 40000\nudp_port_max = {}\n\
+                "ice_lite = {}\nudp_port_min = 40000\nudp_port_max = {}\n\
                  [channels]\nmax_users_per_channel = {max}\n[floor]\n\
                  time_out_timer_ms = 600000\n[limits]\nmax_sessions = {max}\n",
+                !o.full_ice,
                 40000 + max + 100
             ));
             pin(gw.pid(), 0);
@@ -547,7 +559,7 @@ async fn run(n: usize, packets: usize, sample: Option<u64>, str0m: Option<&str>)
     // an IDLE window with nobody talking (a measurement window, not a wait for an event).
     let idle0 = cpu_ticks(pid);
     let t_idle = Instant::now();
-    tokio::time::sleep(IDLE).await;
+    tokio::time::sleep(o.idle).await;
     let idle_per_s = (cpu_ticks(pid) - idle0) as f64 / 100.0 / t_idle.elapsed().as_secs_f64();
     if let Some(ws) = &mut t_ws {
         ws.call("floor.request", json!({"channelId": "c1"}))
@@ -615,13 +627,24 @@ fn main() {
         return;
     }
     let mut ns = Vec::new();
-    let (mut packets, mut sample, mut str0m) = (500usize, None, None);
+    let mut o = Opts {
+        packets: 500,
+        sample: None,
+        str0m: None,
+        idle: IDLE,
+        full_ice: false,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--packets" => packets = it.next().and_then(|v| v.parse().ok()).expect("--packets P"),
-            "--sample" => sample = it.next().and_then(|v| v.parse().ok()),
-            "--str0m" => str0m = Some(it.next().expect("--str0m PATH").clone()),
+            "--packets" => o.packets = it.next().and_then(|v| v.parse().ok()).expect("--packets P"),
+            "--sample" => o.sample = it.next().and_then(|v| v.parse().ok()),
+            "--str0m" => o.str0m = Some(it.next().expect("--str0m PATH").clone()),
+            "--idle" => {
+                let s: u64 = it.next().and_then(|v| v.parse().ok()).expect("--idle S");
+                o.idle = Duration::from_secs(s);
+            }
+            "--full-ice" => o.full_ice = true,
             _ => {
                 if let Ok(n) = a.parse() {
                     ns.push(n);
@@ -644,7 +667,7 @@ fn main() {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         for n in ns {
-            run(n, packets, sample, str0m.as_deref()).await;
+            run(n, &o).await;
         }
     });
 }

@@ -422,6 +422,11 @@ pub struct SfuConfig {
     pub udp_port_max: u16,
     /// Addresses advertised as host candidates instead of local ones (NAT 1:1).
     pub advertise_ips: Vec<IpAddr>,
+    /// Whether the gateway is an ICE-lite agent (RFC 8445 §2.5): it answers the clients'
+    /// connectivity checks and sends none of its own. Default true; false makes it a full
+    /// ICE agent that also checks each connected client every 2 s (twice the idle STUN
+    /// traffic per phone).
+    pub ice_lite: bool,
 }
 
 impl Default for SfuConfig {
@@ -431,6 +436,7 @@ impl Default for SfuConfig {
             udp_port_min: 0,
             udp_port_max: 0,
             advertise_ips: Vec::new(),
+            ice_lite: true,
         }
     }
 }

@@ -245,10 +245,31 @@ async fn every_peer_shares_the_one_media_port_in_the_range_with_the_advertised_a
     let (ca, cb) = (candidates(&a.answer_sdp), candidates(&b.answer_sdp));
     assert_eq!(ca.len(), 1, "one host candidate: {}", a.answer_sdp);
     assert_eq!(ca, cb, "both peer connections on the one media socket");
+    assert!(
+        a.answer_sdp.contains("a=ice-lite"),
+        "ICE-lite by default: {}",
+        a.answer_sdp
+    );
     let (ip, port) = &ca[0];
     assert_eq!(ip, "127.0.0.1");
     assert!((lo..=hi).contains(port), "port {port} in {lo}..={hi}");
     // And media flows through it.
+    a_ws.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .expect("granted");
+    let frames = encode_opus(&speech_pcm());
+    a.talk(&frames[..25]).await;
+    assert!(b.wait_received(20, Duration::from_secs(3)).await >= 20);
+}
+
+/// `sfu.ice_lite = false`: the gateway answers as a full ICE agent (no `a=ice-lite`, its own
+/// connectivity checks) and media flows as with the ICE-lite default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ice_gateway_still_carries_media() {
+    let gw = Gateway::start("ice_lite = false\n");
+    let (mut a_ws, mut a) = member(&gw, "alice", &["c1"]).await;
+    let (_b_ws, b) = member(&gw, "bob", &["c1"]).await;
+    assert!(!a.answer_sdp.contains("a=ice-lite"), "{}", a.answer_sdp);
     a_ws.call("floor.request", json!({"channelId": "c1"}))
         .await
         .expect("granted");

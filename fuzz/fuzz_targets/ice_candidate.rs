@@ -39,6 +39,7 @@ fn fresh() -> Negotiated {
         ufrag: "fuzzfuzzfuzzfuzz",
         pwd: "fuzzfuzzfuzzfuzzfuzzfuzz",
         srtp_profiles: &[],
+        ice_lite: true,
         candidates: &candidates,
         slot_ssrcs: &[0x1111_1111],
         certificate: CERT.get_or_init(|| dtls_certificate().expect("certificate")),

@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         ufrag: "fuzzfuzzfuzzfuzz",
         pwd: "fuzzfuzzfuzzfuzzfuzzfuzz",
         srtp_profiles: &[],
+        ice_lite: true,
         candidates: &candidates,
         slot_ssrcs: &SLOT_SSRCS,
         certificate: CERT.get_or_init(|| dtls_certificate().expect("certificate")),

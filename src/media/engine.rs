@@ -107,6 +107,8 @@ pub(super) struct Engine {
     uplink: Vec<rtc::rtp::Packet>,
     /// SRTP protection profiles offered in DTLS (empty: `rtc`'s default, AES-GCM first).
     srtp_profiles: Vec<SrtpProtectionProfile>,
+    /// Answer as an ICE-lite agent (`sfu.ice_lite`).
+    ice_lite: bool,
     /// Peer connections by ICE state (`/metrics`).
     ice: Arc<IceStates>,
     /// Connected peer connections by SRTP path (`/metrics`).
@@ -173,6 +175,7 @@ pub(super) struct Parts {
     pub forward: Receiver<Forward>,
     pub waker: UnixDatagram,
     pub srtp_profiles: Vec<SrtpProtectionProfile>,
+    pub ice_lite: bool,
     pub ice: Arc<IceStates>,
     pub srtp: Arc<SrtpPaths>,
     pub certificate: RTCCertificate,
@@ -196,6 +199,7 @@ impl Engine {
             batch: Batch::default(),
             uplink: Vec::new(),
             srtp_profiles: p.srtp_profiles,
+            ice_lite: p.ice_lite,
             ice: p.ice,
             srtp: p.srtp,
             certificate: p.certificate,
@@ -350,6 +354,7 @@ impl Engine {
             ufrag: &ufrag,
             pwd: &random_token(24),
             srtp_profiles: &self.srtp_profiles,
+            ice_lite: self.ice_lite,
             candidates: &self.candidates,
             slot_ssrcs,
             certificate: &self.certificate,

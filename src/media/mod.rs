@@ -262,6 +262,7 @@ impl MediaEngine {
         let local = candidates.first().copied().unwrap_or(bound);
         let advertised = local;
         let srtp_profiles = srtp_profiles_from_env();
+        let ice_lite = cfg.ice_lite;
         let certificate = offer::dtls_certificate()?;
         let (control_tx, control_rx): (Sender<Control>, Receiver<Control>) = mpsc::channel();
         let (forward_tx, forward_rx) = mpsc::sync_channel(FORWARD_QUEUE);
@@ -285,6 +286,7 @@ impl MediaEngine {
                     forward: forward_rx,
                     waker: wake_rx,
                     srtp_profiles,
+                    ice_lite,
                     ice: ice_engine,
                     srtp: srtp_engine,
                     certificate,
@@ -411,6 +413,7 @@ mod tests {
             udp_port_min: 0,
             udp_port_max: 0,
             advertise_ips: advertise.iter().map(|a| a.parse().unwrap()).collect(),
+            ice_lite: true,
         }
     }
 

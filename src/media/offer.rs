@@ -35,6 +35,12 @@ pub struct OfferSettings<'a> {
     pub pwd: &'a str,
     /// SRTP protection profiles offered in DTLS (empty: `rtc`'s default, AES-GCM first).
     pub srtp_profiles: &'a [SrtpProtectionProfile],
+    /// Answer as an ICE-lite agent (RFC 8445 §2.5: `a=ice-lite`, host candidates only, no
+    /// connectivity checks of its own). A full agent sends a keepalive check to every connected
+    /// phone every 2 s and handles the answer: half the STUN traffic an idle phone costs
+    /// (docs/BENCHMARKS.md "Session 10"). A vanished phone is noticed either way: no checks from
+    /// it for 5 s makes it disconnected, 30 s failed (the peer connection is then removed).
+    pub ice_lite: bool,
     /// Host candidates put in the answer (no trickle needed).
     pub candidates: &'a [SocketAddr],
     /// One SSRC per downlink slot the session may have; at most one slot per audio m-line
@@ -156,6 +162,7 @@ pub fn negotiate(
         rtc::crypto::default_provider().map_err(rerr)?,
     ));
     let mut setting = SettingEngineBuilder::new()
+        .with_lite(s.ice_lite)
         .with_ice_credentials(s.ufrag.to_owned(), s.pwd.to_owned())
         .with_crypto_provider(keys.clone());
     if !s.srtp_profiles.is_empty() {
@@ -220,6 +227,7 @@ mod tests {
             ufrag: "ufragufragufragu",
             pwd: "pwdpwdpwdpwdpwdpwdpwdpwd",
             srtp_profiles: &[],
+            ice_lite: true,
             candidates,
             slot_ssrcs: ssrcs,
         }
@@ -234,6 +242,14 @@ mod tests {
         assert!(n.sdp.contains("a=rtpmap:111 opus/48000/2"), "{}", n.sdp);
         assert!(n.sdp.contains("192.0.2.1 40000 typ host"), "{}", n.sdp);
         assert!(n.sdp.contains("a=ice-ufrag:ufragufragufragu"), "{}", n.sdp);
+        // The gateway is an ICE-lite agent: it sends no connectivity checks of its own.
+        assert!(n.sdp.contains("a=ice-lite"), "{}", n.sdp);
+        let full = OfferSettings {
+            ice_lite: false,
+            ..settings(&cands, &[11, 22])
+        };
+        let n = negotiate(OFFER, &full, Instant::now()).unwrap();
+        assert!(!n.sdp.contains("a=ice-lite"), "{}", n.sdp);
     }
 
     #[test]

@@ -490,7 +490,9 @@
       }
       return;
     }
-    if (left < EXPIRY_WARNING_MS && S.renew.warnedFor !== exp) {
+    // Not while a renewal is in flight: its answer decides what the warning tells the user
+    // (a refusal adds "ask the organiser"); shown once, it is not shown again for this link.
+    if (left < EXPIRY_WARNING_MS && !S.renew.pending && S.renew.warnedFor !== exp) {
       S.renew.warnedFor = exp;
       cue('warn');
       const at = new Date(exp).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
