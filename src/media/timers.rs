@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 /// floor of its tick, `rtc-ice` `get_timeout_interval`), and each call walks the peer
 /// connection's whole handler pipeline: at 1,000 connected phones that was about 150 µs of CPU
 /// per peer per second with nobody talking (docs/BENCHMARKS.md "Fan-out"). Once connected, a
-/// peer's timers are the ICE keepalive (2 s), the disconnected and failed timeouts (5 s, 25 s)
-/// and the RTCP report interval (1 s): one call a second serves them all, a few hundred ms
-/// late at most. Datagrams are still handled the moment they arrive.
+/// peer's timers are the ICE keepalive (2 s, full ICE only: the default ICE-lite agent sends
+/// none), the disconnected and failed timeouts (5 s, 25 s) and the RTCP report interval
+/// (1 s): one call a second serves them all, a few hundred ms late at most. Datagrams are
+/// still handled the moment they arrive.
 pub const CONNECTED_TICK_MS: u64 = 1000;
 
 /// The deadline to keep for a peer whose `rtc` deadline is `rtc`: for a `connected` one, no
