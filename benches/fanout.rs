@@ -32,8 +32,8 @@
 //! only), gateway
 //! RSS idle (before any peer) and per connected peer ((loaded − idle) / (N + 1), KiB, from
 //! /proc/PID/status VmRSS); the gateway's CPU while the N + 1 peers are connected and nobody
-//! talks (5 s before the talk: ms/s, and µs/s per peer), and the CPU per copy less that idle
-//! share.
+//! talks (the idle window before the talk, `--idle`: ms/s, and µs/s per peer), and the CPU per
+//! copy less that idle share.
 
 // Test code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -203,14 +203,9 @@ impl Sfu {
         }
     }
 
-    /// Resident set size, KiB (/proc/PID/status VmRSS).
+    /// Resident set size, KiB.
     fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
+        common::rss_kib(self.pid())
     }
 
     /// Signals `peer` as `user`: the gateway over its WebSocket (returned, to join later),
@@ -504,8 +499,8 @@ struct Opts {
 }
 
 async fn run(n: usize, o: &Opts) {
-    let (packets, sample) = (o.packets, o.sample);
-    let sample = sample.unwrap_or((n as u64 / 20).max(1));
+    let packets = o.packets;
+    let sample = o.sample.unwrap_or((n as u64 / 20).max(1));
     let max = n + 10;
     let sfu = match &o.str0m {
         Some(path) => start_str0m(path),

@@ -22,6 +22,9 @@
 // Bench code: a failed unwrap is the failure report (Cargo.toml lints, clippy.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use nix::unistd::Pid;
@@ -47,10 +50,7 @@ fn pin_self(cpu: usize) {
 
 /// This thread's CPU time (utime + stime), in clock ticks.
 fn thread_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    common::stat_ticks("/proc/thread-self/stat")
 }
 
 /// Clock ticks per second in /proc/*/stat (USER_HZ, 100 on Linux).

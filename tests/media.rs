@@ -227,6 +227,17 @@ fn candidates(sdp: &str) -> Vec<(String, u16)> {
         .collect()
 }
 
+/// `a` (WebSocket `a_ws`) takes the floor of `c1` and talks 25 Opus speech frames: `b`, a
+/// member of `c1`, receives at least 20 of them within 3 s.
+async fn speech_flows(a_ws: &mut WsClient, a: &mut RtcClient, b: &RtcClient) {
+    a_ws.call("floor.request", json!({"channelId": "c1"}))
+        .await
+        .expect("granted");
+    let frames = encode_opus(&speech_pcm());
+    a.talk(&frames[..25]).await;
+    assert!(b.wait_received(20, Duration::from_secs(3)).await >= 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_peer_shares_the_one_media_port_in_the_range_with_the_advertised_address() {
     // A range of 20 ports from a free one (other tests may hold ports near it).
@@ -254,12 +265,7 @@ async fn every_peer_shares_the_one_media_port_in_the_range_with_the_advertised_a
     assert_eq!(ip, "127.0.0.1");
     assert!((lo..=hi).contains(port), "port {port} in {lo}..={hi}");
     // And media flows through it.
-    a_ws.call("floor.request", json!({"channelId": "c1"}))
-        .await
-        .expect("granted");
-    let frames = encode_opus(&speech_pcm());
-    a.talk(&frames[..25]).await;
-    assert!(b.wait_received(20, Duration::from_secs(3)).await >= 20);
+    speech_flows(&mut a_ws, &mut a, &b).await;
 }
 
 /// `sfu.ice_lite = false`: the gateway answers as a full ICE agent (no `a=ice-lite`, its own
@@ -270,10 +276,5 @@ async fn a_full_ice_gateway_still_carries_media() {
     let (mut a_ws, mut a) = member(&gw, "alice", &["c1"]).await;
     let (_b_ws, b) = member(&gw, "bob", &["c1"]).await;
     assert!(!a.answer_sdp.contains("a=ice-lite"), "{}", a.answer_sdp);
-    a_ws.call("floor.request", json!({"channelId": "c1"}))
-        .await
-        .expect("granted");
-    let frames = encode_opus(&speech_pcm());
-    a.talk(&frames[..25]).await;
-    assert!(b.wait_received(20, Duration::from_secs(3)).await >= 20);
+    speech_flows(&mut a_ws, &mut a, &b).await;
 }

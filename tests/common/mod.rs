@@ -224,15 +224,9 @@ impl Gateway {
         self.child.id()
     }
 
-    /// Resident set size of the gateway process, KiB (from /proc/PID/status VmRSS).
+    /// Resident set size of the gateway process, KiB ([`rss_kib`]).
     pub fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("proc status");
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
+        rss_kib(self.child.id())
     }
 
     /// Sends SIGTERM.
@@ -353,10 +347,26 @@ pub fn link_token(site: &str, channels: &[&str]) -> String {
 /// utime + stime of process `pid` (all its threads), in clock ticks (1/100 s), from
 /// /proc/PID/stat: the benchmarks' CPU per unit of work.
 pub fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime, in clock ticks (1/100 s), from a /proc `stat` file (a process's, or a
+/// thread's such as /proc/thread-self/stat).
+pub fn stat_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).expect("stat");
     let after = &stat[stat.rfind(')').expect("comm") + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// Resident set size of process `pid`, KiB (from /proc/PID/status VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
 }
 
 /// Pins every thread of process `pid` to CPU `cpu` (`taskset -a -p -c`); threads it creates
